@@ -1,0 +1,1 @@
+"""The Greengrass v2 component: camera source → featurizer → gate → wire message → IoT Core."""

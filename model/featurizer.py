@@ -1,0 +1,97 @@
+"""``Featurizer``: a model file + its sidecar on the best backend present, with input checks."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from model.prepare import Roi, prepare_frame
+from model.runtime.base import BackendInfo, BackendUnavailable, InferenceBackend, create_backend
+from model.sidecar import Sidecar, SidecarError, read_sidecar
+
+log = logging.getLogger(__name__)
+
+
+class FeaturizerError(ValueError):
+    """Wrong input (shape, dtype) or a model that does not honour its contract."""
+
+
+class Featurizer:
+    """Loads ``model_path`` (checked against its sidecar) and turns prepared frames into vectors.
+
+    ``backend``: ``auto`` | ``onnxruntime`` | ``openvino``; ``device``: ``auto`` or a backend-specific device
+    (``cpu``, ``cuda``, ``tensorrt`` for onnxruntime; ``CPU``, ``GPU``, ``NPU`` for OpenVINO).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        backend: str = "auto",
+        device: str = "auto",
+        threads: int | None = None,
+        warmup: int = 2,
+    ) -> None:
+        path = Path(model_path)
+        if not path.exists():
+            raise FileNotFoundError(f"model file {path} does not exist (run `visual-search model export`)")
+        self.model_path = str(path)
+        self.sidecar: Sidecar = read_sidecar(path)
+        try:
+            self._backend: InferenceBackend = create_backend(self.model_path, backend, device, threads)
+        except BackendUnavailable:
+            raise
+        self._check_contract()
+        for _ in range(max(0, warmup)):
+            self.featurize(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
+        log.info("featurizer %s loaded on %s", self.model_id, self.backend_info.describe())
+
+    # --- what callers read -------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self.sidecar.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.sidecar.dim
+
+    @property
+    def input_size(self) -> int:
+        return self.sidecar.input_size
+
+    @property
+    def backend_info(self) -> BackendInfo:
+        return self._backend.info
+
+    # --- inference ---------------------------------------------------------------------------------
+    def featurize(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, S, S, 3]`` BGR (from :func:`model.prepare.prepare_frame`) → float32 ``[N, D]``."""
+        if not isinstance(batch, np.ndarray):
+            raise FeaturizerError(f"input must be a numpy array, got {type(batch).__name__}")
+        if batch.ndim == 3:
+            batch = batch[None]
+        s = self.input_size
+        if batch.dtype != np.uint8:
+            raise FeaturizerError(f"input dtype must be uint8 (BGR pixels), got {batch.dtype}")
+        if batch.ndim != 4 or batch.shape[1:] != (s, s, 3):
+            raise FeaturizerError(
+                f"input shape must be [N, {s}, {s}, 3] for {self.model_id}, got {list(batch.shape)};"
+                " use model.prepare.prepare_frame()"
+            )
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self._backend.run(np.ascontiguousarray(batch))
+        if out.shape != (batch.shape[0], self.dim):
+            raise FeaturizerError(f"model returned shape {list(out.shape)}, sidecar says dim {self.dim}")
+        return out
+
+    def featurize_frame(self, frame: np.ndarray, roi: Roi | None = None) -> np.ndarray:
+        """A raw BGR frame of any size → float32 ``[D]``."""
+        return self.featurize(prepare_frame(frame, self.input_size, roi)[None])[0]
+
+    def _check_contract(self) -> None:
+        out = self._backend.run(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
+        if out.ndim != 2 or out.shape[1] != self.dim:
+            raise SidecarError(f"model {self.model_path} outputs {list(out.shape)} but its sidecar says dim {self.dim}")

@@ -1,0 +1,95 @@
+"""Backend base class and registry (Frigate-style: one plugin file per runtime)."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """The runtime is not installed, or the requested device/provider is not present."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What actually runs the model: reported in logs, ``model info`` and the device status message."""
+
+    backend: str
+    device: str
+    providers: tuple[str, ...] = field(default_factory=tuple)
+    threads: int | None = None
+
+    def describe(self) -> str:
+        extra = f" providers={','.join(self.providers)}" if self.providers else ""
+        threads = f" threads={self.threads}" if self.threads else ""
+        return f"{self.backend} on {self.device}{extra}{threads}"
+
+
+class InferenceBackend(ABC):
+    """Runs one ONNX featurizer: uint8 ``[N, S, S, 3]`` in, float32 ``[N, D]`` out."""
+
+    name: ClassVar[str]
+    priority: ClassVar[int] = 100
+    """Lower runs first when the backend is chosen automatically."""
+
+    @classmethod
+    @abstractmethod
+    def is_available(cls) -> bool:
+        """True when the runtime imports here (cheap; no model is loaded)."""
+
+    @abstractmethod
+    def __init__(self, model_path: str, device: str = "auto", threads: int | None = None) -> None: ...
+
+    @property
+    @abstractmethod
+    def info(self) -> BackendInfo: ...
+
+    @abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` is already validated (uint8, C-contiguous, right shape)."""
+
+
+BACKENDS: dict[str, type[InferenceBackend]] = {}
+
+_PLUGIN_MODULES = ("model.runtime.onnxruntime_backend", "model.runtime.openvino_backend")
+
+
+def register(cls: type[InferenceBackend]) -> type[InferenceBackend]:
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def _load_plugins() -> None:
+    for module in _PLUGIN_MODULES:
+        importlib.import_module(module)
+
+
+def available_backends() -> list[str]:
+    _load_plugins()
+    ordered = sorted(BACKENDS.values(), key=lambda c: c.priority)
+    return [c.name for c in ordered if c.is_available()]
+
+
+def create_backend(
+    model_path: str, backend: str = "auto", device: str = "auto", threads: int | None = None
+) -> InferenceBackend:
+    """Open ``model_path`` on ``backend`` (or the best available one when ``auto``)."""
+    _load_plugins()
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise BackendUnavailable(f"unknown backend '{backend}'; known: {', '.join(sorted(BACKENDS))}")
+        cls = BACKENDS[backend]
+        if not cls.is_available():
+            raise BackendUnavailable(f"backend '{backend}' is not installed here (pip extra missing?)")
+        return cls(model_path, device=device, threads=threads)
+    errors: list[str] = []
+    for name in available_backends():
+        try:
+            return BACKENDS[name](model_path, device=device, threads=threads)
+        except BackendUnavailable as exc:
+            errors.append(f"{name}: {exc}")
+    raise BackendUnavailable("no inference backend could open the model: " + "; ".join(errors or ["none installed"]))

@@ -1,0 +1,97 @@
+"""onnxruntime: execution providers tried in order TensorRT → CUDA → OpenVINO → CPU."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from model.contract import INPUT_NAME, OUTPUT_NAME
+from model.runtime.base import BackendInfo, BackendUnavailable, InferenceBackend, register
+
+log = logging.getLogger(__name__)
+
+PROVIDER_ORDER = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+DEVICE_TO_PROVIDER = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def _provider_options(provider: str, model_path: str) -> dict[str, str]:
+    if provider == "TensorrtExecutionProvider":
+        # Engine builds take minutes: cache them beside the model so a restart is fast.
+        cache = os.path.join(os.path.dirname(os.path.abspath(model_path)), ".trt-cache")
+        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache, "trt_fp16_enable": "True"}
+    return {}
+
+
+@register
+class OnnxRuntimeBackend(InferenceBackend):
+    name = "onnxruntime"
+    priority = 10
+
+    @classmethod
+    def is_available(cls) -> bool:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def __init__(self, model_path: str, device: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if device == "auto":
+            wanted = [p for p in PROVIDER_ORDER if p in available]
+        else:
+            provider = DEVICE_TO_PROVIDER.get(device.lower())
+            if provider is None:
+                raise BackendUnavailable(
+                    f"onnxruntime device '{device}' unknown; use one of {sorted(DEVICE_TO_PROVIDER)}"
+                )
+            if provider not in available:
+                raise BackendUnavailable(f"onnxruntime has no {provider} here (available: {', '.join(available)})")
+            wanted = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                model_path,
+                sess_options=options,
+                providers=[(p, _provider_options(p, model_path)) for p in wanted],
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+            raise BackendUnavailable(f"onnxruntime could not load {model_path}: {exc}") from exc
+        in_use = tuple(self._session.get_providers())
+        # onnxruntime silently drops a provider whose libraries are missing; say so instead.
+        if wanted and in_use and in_use[0] != wanted[0]:
+            log.warning("onnxruntime fell back from %s to %s", wanted[0], in_use[0])
+        device_name = {
+            "TensorrtExecutionProvider": "GPU (TensorRT)",
+            "CUDAExecutionProvider": "GPU (CUDA)",
+            "OpenVINOExecutionProvider": "OpenVINO",
+        }.get(in_use[0], "CPU")
+        self._info = BackendInfo(backend=self.name, device=device_name, providers=in_use, threads=threads)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return np.asarray(out, dtype=np.float32)

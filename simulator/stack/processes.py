@@ -1,0 +1,212 @@
+"""Start and stop the real mosquitto and redis-server binaries on loopback ports.
+
+Used by ``visual-search stack up`` and by the test fixtures, so tests exercise the same launch code that
+users run. Each service writes its config and data under its own folder and is health-checked before
+``start()`` returns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A service binary is missing, or the service did not become ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServiceError(f"process exited with code {process.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServiceError(f"nothing listening on {host}:{port} after {timeout:.0f} s")
+
+
+def find_binary(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ServiceError(f"'{name}' is not installed: run `make setup` (apt-get install mosquitto redis-server)")
+
+
+@dataclass(kw_only=True)
+class ManagedProcess:
+    """A child process with a log file, stopped with SIGTERM then SIGKILL."""
+
+    name: str
+    workdir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Write config files; called before every (re)start."""
+
+    def start(self, timeout: float = 10.0) -> ManagedProcess:
+        if self.running:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+        self.prepare()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
+        try:
+            # start_new_session: Ctrl-C in the parent terminal must not kill the services behind its back.
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+            )
+        finally:
+            log.close()
+        try:
+            self.wait_ready(timeout)
+        except ServiceError as exc:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            raise ServiceError(f"{self.name} did not start: {exc}\n--- {self.log_path} ---\n{tail}") from exc
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        wait_for_port(self.host, self.port, timeout, self.process)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye: what a crash looks like (fault-injection tests)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+    def restart(self, timeout: float = 10.0) -> ManagedProcess:
+        self.stop()
+        return self.start(timeout)
+
+
+@dataclass(kw_only=True)
+class MosquittoTls:
+    """Paths for a mutual-TLS listener: the broker requires a client certificate signed by ``cafile``."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    port: int = 0
+    require_certificate: bool = True
+
+
+@dataclass(kw_only=True)
+class MosquittoProcess(ManagedProcess):
+    name: str = "mosquitto"
+    tls: MosquittoTls | None = None
+    acl_file: Path | None = None
+    extra_config: str = ""
+
+    def prepare(self) -> None:
+        lines = [
+            "per_listener_settings false",
+            "allow_anonymous true",
+            "persistence false",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "max_queued_messages 100000",
+            f"listener {self.port} {self.host}",
+        ]
+        if self.tls is not None:
+            if not self.tls.port:
+                self.tls.port = free_port(self.host)
+            lines += [
+                f"listener {self.tls.port} {self.host}",
+                f"cafile {self.tls.cafile}",
+                f"certfile {self.tls.certfile}",
+                f"keyfile {self.tls.keyfile}",
+                f"require_certificate {'true' if self.tls.require_certificate else 'false'}",
+                "use_identity_as_username true",
+            ]
+        if self.acl_file is not None:
+            lines.append(f"acl_file {self.acl_file}")
+        if self.extra_config:
+            lines.append(self.extra_config)
+        (self.workdir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+
+    def command(self) -> list[str]:
+        return [find_binary("mosquitto"), "-c", str(self.workdir / "mosquitto.conf")]
+
+    def wait_ready(self, timeout: float) -> None:
+        wait_for_port(self.host, self.port, timeout, self.process)
+        if self.tls is not None:
+            wait_for_port(self.host, self.tls.port, timeout, self.process)
+
+
+@dataclass(kw_only=True)
+class RedisProcess(ManagedProcess):
+    name: str = "redis"
+    password: str | None = None
+    appendonly: bool = False
+
+    def prepare(self) -> None:
+        lines = [
+            f"bind {self.host}",
+            f"port {self.port}",
+            f"dir {self.workdir}",
+            "save ''",
+            f"appendonly {'yes' if self.appendonly else 'no'}",
+            "protected-mode yes",
+            "daemonize no",
+        ]
+        if self.password:
+            lines.append(f"requirepass {self.password}")
+        conf = self.workdir / "redis.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        conf.chmod(0o600)  # it may hold the AUTH password
+
+    def command(self) -> list[str]:
+        return [find_binary("redis-server"), str(self.workdir / "redis.conf")]
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"

@@ -1,0 +1,41 @@
+"""Shared fixtures: real mosquitto and redis-server on free loopback ports, and small models.
+
+Each domain's own fixtures live in ``tests/<domain>/conftest.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from model.testing import build_tiny_model
+from simulator.stack.processes import MosquittoProcess, RedisProcess
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(workdir=tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
+    broker = MosquittoProcess(workdir=tmp_path / "mosquitto").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A contract-compliant 64-d ONNX featurizer (32 px) that loads in milliseconds."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny.onnx")
