@@ -1,0 +1,1 @@
+"""Benchmarks: ``make bench`` runs every section and prints tables of ratios measured in one run."""
