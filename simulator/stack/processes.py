@@ -12,7 +12,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +58,8 @@ class ManagedProcess:
     workdir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    """Added to this process's environment for the child (e.g. the ``VS_*`` settings of the handlers)."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -86,7 +91,12 @@ class ManagedProcess:
         try:
             # start_new_session: Ctrl-C in the parent terminal must not kill the services behind its back.
             self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
         finally:
             log.close()
@@ -210,3 +220,49 @@ class RedisProcess(ManagedProcess):
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
+
+
+@dataclass(kw_only=True)
+class PythonServiceProcess(ManagedProcess):
+    """``python -m <module> <args>`` (the rule bridge, the HTTP server), ready when it says so.
+
+    Readiness is the service's own statement, not an open port: the bridge writes ``ready_file`` only
+    after its subscription is acknowledged and the search handler has loaded; the HTTP server is ready
+    when ``health_path`` answers 200.
+    """
+
+    module: str
+    args: list[str] = field(default_factory=list)
+    ready_file: Path | None = None
+    health_path: str | None = None
+    python: str = sys.executable
+
+    def command(self) -> list[str]:
+        return [self.python, "-m", self.module, *self.args]
+
+    def prepare(self) -> None:
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if self.health_path is not None:
+            wait_for_port(self.host, self.port, timeout, self.process)
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServiceError(f"process exited with code {self.process.returncode} before it was ready")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        raise ServiceError(f"not ready after {timeout:.0f} s")
+
+    def _ready(self) -> bool:
+        if self.ready_file is not None and not self.ready_file.exists():
+            return False
+        if self.health_path is not None:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}:{self.port}{self.health_path}", timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+        return True

@@ -1,0 +1,173 @@
+// Edge Visual Search web app: polls the HTTP API, renders every string as text (never as HTML).
+"use strict";
+
+const POLL_MS = 1500;
+const API_BASE = (document.querySelector('meta[name="api-base"]')?.content || "").replace(/\/$/, "");
+const cards = new Map(); // device_id -> {root, key}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function safeImageUrl(url) {
+  // Only same-origin paths, http(s) and data:image URLs reach an <img>; anything else is dropped.
+  if (typeof url !== "string" || url === "") return null;
+  if (url.startsWith("/") || url.startsWith("data:image/")) return url;
+  try {
+    const parsed = new URL(url, window.location.href);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+async function api(path, options) {
+  const response = await fetch(API_BASE + path, Object.assign({ cache: "no-store" }, options || {}));
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  if (!response.ok) {
+    const message = body && body.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${response.status}`;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function formatAge(seconds) {
+  if (!Number.isFinite(seconds)) return "";
+  if (seconds < 1) return "just now";
+  if (seconds < 90) return `${Math.round(seconds)} s ago`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
+  return `${Math.round(seconds / 3600)} h ago`;
+}
+
+function renderMatches(list, matches) {
+  list.replaceChildren();
+  (matches || []).forEach((match, index) => {
+    const item = el("li", index === 0 ? "match top" : "match");
+    item.dataset.testid = "match";
+    const src = safeImageUrl(match.image_url);
+    if (src) {
+      const img = el("img");
+      img.src = src;
+      img.alt = String(match.title || match.id || "");
+      img.loading = "lazy";
+      item.append(img);
+    }
+    item.append(el("div", "title", match.title || match.id || "(untitled)"));
+    const score = typeof match.score === "number" ? match.score.toFixed(3) : "?";
+    item.append(el("div", "score", `score ${score} · ${match.id ?? ""}`));
+    list.append(item);
+  });
+}
+
+function deviceCard(deviceId) {
+  let card = cards.get(deviceId);
+  if (!card) {
+    const root = document.getElementById("device-template").content.firstElementChild.cloneNode(true);
+    root.dataset.device = deviceId;
+    root.querySelector(".device-id").textContent = deviceId;
+    document.getElementById("devices").append(root);
+    card = { root, key: null, record: null };
+    cards.set(deviceId, card);
+  }
+  return card;
+}
+
+function renderStatus(card, device) {
+  const status = device.status || {};
+  const state = ["online", "degraded", "offline"].includes(status.state) ? status.state : "unknown";
+  const pill = card.root.querySelector(".state");
+  pill.textContent = state;
+  pill.className = `pill state ${state}`;
+  const parts = [];
+  if (typeof status.fps === "number") parts.push(`${status.fps.toFixed(1)} fps`);
+  if (status.backend) parts.push(`${status.backend}${status.device ? " on " + status.device : ""}`);
+  if (status.model_id) parts.push(status.model_id);
+  if (typeof device.last_seen === "number") parts.push(`seen ${formatAge(Date.now() / 1000 - device.last_seen)}`);
+  if (status.last_error) parts.push(`last error: ${status.last_error}`);
+  card.root.querySelector(".status-line").textContent = parts.join(" · ");
+}
+
+function renderRecord(card, record) {
+  const empty = card.root.querySelector(".no-matches");
+  const line = card.root.querySelector(".match-line");
+  const list = card.root.querySelector(".matches");
+  if (!record) {
+    empty.hidden = false;
+    line.textContent = "";
+    list.replaceChildren();
+    card.key = null;
+    return;
+  }
+  empty.hidden = true;
+  const key = `${record.seq}/${record.searched_at}`;
+  if (key !== card.key) {
+    renderMatches(list, record.matches);
+    card.key = key;
+    if (!record.matches || record.matches.length === 0) {
+      list.append(el("li", "empty", "Nothing in the catalog looks like this frame."));
+    }
+  }
+  const latencyMs = (record.searched_at - record.ts) * 1000;
+  const age = Date.now() / 1000 - record.searched_at;
+  const latency = Number.isFinite(latencyMs) ? `frame-to-match ${Math.round(latencyMs)} ms` : "";
+  line.textContent = `frame #${record.seq} · matched ${formatAge(age)} · ${latency}`;
+}
+
+async function refresh() {
+  const apiState = document.getElementById("api-state");
+  try {
+    const { devices } = await api("/api/devices");
+    document.getElementById("no-devices").hidden = devices.length > 0;
+    await Promise.all(
+      devices.map(async (device) => {
+        const card = deviceCard(device.device_id);
+        renderStatus(card, device);
+        const { record } = await api(`/api/devices/${encodeURIComponent(device.device_id)}/matches/latest`);
+        renderRecord(card, record);
+      }),
+    );
+    apiState.textContent = "live";
+    apiState.className = "pill ok";
+  } catch (error) {
+    apiState.textContent = `API unreachable: ${error.message}`;
+    apiState.className = "pill error";
+  } finally {
+    window.setTimeout(refresh, POLL_MS);
+  }
+}
+
+async function searchPhoto(event) {
+  event.preventDefault();
+  const file = document.getElementById("photo-file").files[0];
+  const message = document.getElementById("photo-message");
+  const results = document.getElementById("photo-results");
+  if (!file) {
+    message.textContent = "Choose a JPEG or PNG photo first.";
+    return;
+  }
+  message.textContent = "Searching…";
+  results.replaceChildren();
+  try {
+    const body = await api("/api/search?k=5", {
+      method: "POST",
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+      body: file,
+    });
+    renderMatches(results, body.matches);
+    const total = body.timing_ms && typeof body.timing_ms.total === "number" ? ` in ${Math.round(body.timing_ms.total)} ms` : "";
+    message.textContent = body.matches.length ? `${body.matches.length} matches${total}` : "No catalog item looks like this photo.";
+  } catch (error) {
+    message.textContent = `Search failed: ${error.message}`;
+  }
+}
+
+document.getElementById("photo-form").addEventListener("submit", searchPhoto);
+refresh();

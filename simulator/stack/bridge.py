@@ -1,0 +1,201 @@
+"""The local stand-in for the AWS IoT rule: MQTT ``visualsearch/+/features`` → the search Lambda handler.
+
+The IoT rule is ``SELECT *, topic(2) AS topic_device FROM 'visualsearch/+/features'``: the Lambda gets
+the decoded JSON payload plus ``topic_device``. This bridge builds exactly that event and calls the same
+``SearchService`` the Lambda uses, once per message. Status messages go to ``handle_status_event`` the
+same way. A bad message is logged and counted; it never stops the bridge.
+
+``python -m simulator.stack.bridge --mqtt-port 1883 --ready-file F`` (settings: ``VS_*`` environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_component.wire.codec import TOPIC_PREFIX
+
+log = logging.getLogger("simulator.stack.bridge")
+
+FEATURES_FILTER = f"{TOPIC_PREFIX}/+/features"
+STATUS_FILTER = f"{TOPIC_PREFIX}/+/status"
+MAX_STATUS_BYTES = 16 * 1024
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class BadMessage(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def rule_event(topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
+    """(kind, event) as the IoT rule would deliver it: the JSON object plus ``topic_device``."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != TOPIC_PREFIX or parts[2] not in ("features", "status") or not parts[1]:
+        raise BadMessage("bad_topic", f"topic {topic[:200]!r} is not {TOPIC_PREFIX}/<device>/features|status")
+    kind = parts[2]
+    if kind == "status" and len(payload) > MAX_STATUS_BYTES:
+        raise BadMessage("oversize", f"status message is {len(payload)} bytes, over {MAX_STATUS_BYTES}")
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadMessage("not_json", f"payload is not UTF-8 JSON: {str(exc)[:120]}") from exc
+    if not isinstance(body, dict):
+        raise BadMessage("not_object", f"payload must be a JSON object, got {type(body).__name__}")
+    return kind, {**body, "topic_device": parts[1]}
+
+
+class RuleBridge:
+    """Subscribes, queues, and calls the handlers on one worker thread (the MQTT network thread stays free).
+
+    Messages are subscribed at QoS 1 and handed to the worker in arrival order; paho acknowledges them
+    once queued, so a slow search delays, never drops, and a crash of the bridge loses at most the queue.
+    """
+
+    def __init__(
+        self,
+        on_features: Handler,
+        on_status: Handler,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        client_id: str = "visualsearch-rule-bridge",
+        queue_size: int = 100_000,
+    ) -> None:
+        self._handlers = {"features": on_features, "status": on_status}
+        self.host, self.port = host, port
+        self.counts: Counter[str] = Counter()
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=queue_size)
+        self.subscribed = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+        self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
+
+    # --- MQTT callbacks (network thread: enqueue only) -----------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection", extra={"reason": str(reason)})
+            return
+        client.subscribe([(FEATURES_FILTER, 1), (STATUS_FILTER, 1)])
+        log.info("connected", extra={"broker": f"{self.host}:{self.port}"})
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("subscription refused", extra={"reasons": [str(r) for r in reasons]})
+            return
+        self.subscribed.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.subscribed.clear()
+        log.warning("disconnected from broker; paho reconnects", extra={"reason": str(reason)})
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self.counts["received"] += 1
+        self._queue.put((message.topic, bytes(message.payload)))
+
+    # --- worker --------------------------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
+        """One message through the rule and the handler; errors are logged and counted, never raised."""
+        try:
+            kind, event = rule_event(topic, payload)
+        except BadMessage as exc:
+            self.counts[f"rejected:{exc.reason}"] += 1
+            log.warning(
+                "message rejected by the rule", extra={"topic": topic[:200], "reason": exc.reason, "error": str(exc)}
+            )
+            return None
+        try:
+            result = self._handlers[kind](event)
+        except Exception as exc:  # the handler's own errors must not stop the bridge
+            self.counts[f"error:{kind}"] += 1
+            log.exception("handler failed", extra={"topic": topic, "error": str(exc)})
+            return None
+        status = str(result.get("status", "ok")) if isinstance(result, dict) else "ok"
+        self.counts[f"{kind}:{status}"] += 1
+        return result
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self.handle(*item)
+            self.counts["handled"] += 1
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> None:
+        self._worker.start()
+        self._client.reconnect_delay_set(1, 5)
+        self._client.connect(self.host, self.port, keepalive=30)
+        self._client.loop_start()
+        if not self.subscribed.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"no subscription acknowledged by {self.host}:{self.port} after {timeout:.0f} s")
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop receiving, let the worker finish what is queued (up to ``drain_timeout``), then stop."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join(drain_timeout)
+
+
+def load_search_service() -> Any:
+    """The search Lambda's service, configured from ``VS_*`` exactly as in AWS."""
+    from cloud_lambda.search.service import SearchService
+
+    from cloud_lambda.settings import CloudSettings
+
+    return SearchService(CloudSettings.from_env())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from simulator.jsonlog import setup_json_logging
+
+    parser = argparse.ArgumentParser(prog="python -m simulator.stack.bridge", description=__doc__)
+    parser.add_argument("--mqtt-host", default="127.0.0.1")
+    parser.add_argument("--mqtt-port", type=int, default=1883)
+    parser.add_argument("--ready-file", type=Path, help="written once subscribed and the search index is loaded")
+    parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
+    args = parser.parse_args(argv)
+    setup_json_logging()
+    service = load_search_service()
+    bridge = RuleBridge(service.handle_feature_event, service.handle_status_event, args.mqtt_host, args.mqtt_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bridge.start()
+    if args.ready_file:
+        args.ready_file.write_text(json.dumps({"pid": threading.get_native_id(), "ts": time.time()}))
+    log.info("rule bridge ready", extra={"filters": [FEATURES_FILTER, STATUS_FILTER]})
+    while not stop.wait(args.stats_every):
+        log.info("bridge stats", extra={"counts": dict(bridge.counts), "queue": bridge.pending()})
+    bridge.stop()
+    log.info("rule bridge stopped", extra={"counts": dict(bridge.counts)})
+    if args.ready_file:
+        args.ready_file.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Bring the local stack up and down: mosquitto, redis-server, the rule bridge, the API + web app server.
+
+``up`` starts each service detached (its own session, so it outlives the command and a Ctrl-C in the
+terminal), waits until each one is ready, and records it in ``stack.json`` as soon as it runs, so a
+failure half-way leaves nothing that ``down`` cannot find. A second ``up`` finds a running stack and
+returns it instead of starting another.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+from simulator.stack.config import StackConfig
+from simulator.stack.processes import (
+    ManagedProcess,
+    MosquittoProcess,
+    PythonServiceProcess,
+    RedisProcess,
+    ServiceError,
+    free_port,
+)
+from simulator.stack.state import (
+    ServiceRecord,
+    StackState,
+    is_same_process,
+    read_state,
+    remove_state,
+    stop_service,
+    write_state,
+)
+
+log = logging.getLogger("simulator.stack")
+
+
+class StackError(RuntimeError):
+    """The stack could not start (a port in use, a service that never became ready)."""
+
+
+def find_running(state_dir: Path) -> StackState | None:
+    """The stack recorded in ``state_dir`` if every one of its services is still the process ``up`` started."""
+    state = read_state(state_dir)
+    if state is None or not state.services:
+        return None
+    return state if all(is_same_process(s) for s in state.services) else None
+
+
+def _check_port_free(host: str, port: int, key: str) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StackError(
+                f"{key}: {host}:{port} is already in use ({exc.strerror}); choose another port or 0"
+            ) from exc
+
+
+def _record(proc: ManagedProcess) -> ServiceRecord:
+    assert proc.process is not None
+    return ServiceRecord(
+        name=proc.name, pid=proc.process.pid, port=proc.port, argv=proc.command(), log=str(proc.log_path)
+    )
+
+
+def stack_up(config: StackConfig) -> tuple[StackState, bool]:
+    """Start the stack (or find the running one). Returns ``(state, started_now)``."""
+    running = find_running(config.state_dir)
+    if running is not None:
+        return running, False
+    leftover = read_state(config.state_dir)
+    if leftover is not None:
+        # Part of an earlier stack died: stop the rest of it so ports and pids are clean.
+        stack_down(config.state_dir)
+    for key in ("mqtt_port", "redis_port", "http_port"):
+        _check_port_free(config.host, getattr(config, key), key)
+
+    state_dir = config.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    host = config.host
+    state = StackState(host=host, started_at=time.time())
+    started: list[ManagedProcess] = []
+
+    def launch(proc: ManagedProcess) -> ManagedProcess:
+        try:
+            proc.start(timeout=config.ready_timeout_s)
+        except ServiceError as exc:
+            raise StackError(str(exc)) from exc
+        finally:
+            if proc.process is not None:
+                started.append(proc)
+                state.services.append(_record(proc))
+                write_state(state_dir, state)
+        log.info("service ready", extra={"service": proc.name, "port": proc.port, "pid": proc.pid})
+        return proc
+
+    try:
+        broker = MosquittoProcess(workdir=state_dir / "mosquitto", host=host, port=config.mqtt_port)
+        launch(broker)
+        redis = RedisProcess(workdir=state_dir / "redis", host=host, port=config.redis_port)
+        launch(redis)
+        env = config.cloud_env(broker.port, redis.port)
+        launch(
+            PythonServiceProcess(
+                name="bridge",
+                workdir=state_dir / "bridge",
+                host=host,
+                module="simulator.stack.bridge",
+                args=[
+                    "--mqtt-host",
+                    host,
+                    "--mqtt-port",
+                    str(broker.port),
+                    "--ready-file",
+                    str(state_dir / "bridge" / "ready"),
+                ],
+                ready_file=state_dir / "bridge" / "ready",
+                env=env,
+            )
+        )
+        http_port = config.http_port or free_port(host)
+        http_args = ["--host", host, "--port", str(http_port)]
+        if config.catalog_dir is not None:
+            http_args += ["--catalog-dir", str(config.catalog_dir)]
+        launch(
+            PythonServiceProcess(
+                name="http",
+                workdir=state_dir / "http",
+                host=host,
+                port=http_port,
+                module="simulator.stack.http_server",
+                args=http_args,
+                health_path="/api/health",
+                env=env,
+            )
+        )
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop()
+        remove_state(state_dir)
+        raise
+    state.urls = {
+        "web": f"http://{host}:{http_port}/",
+        "api": f"http://{host}:{http_port}/api",
+        "mqtt": f"mqtt://{host}:{broker.port}",
+        "redis": redis.url,
+    }
+    write_state(state_dir, state)
+    return state, True
+
+
+def stack_down(state_dir: Path) -> dict[str, str]:
+    """Stop exactly the processes ``up`` recorded (newest first); returns service → what happened."""
+    state = read_state(state_dir)
+    if state is None:
+        return {}
+    outcome = {record.name: stop_service(record) for record in reversed(state.services)}
+    remove_state(state_dir)
+    (state_dir / "bridge" / "ready").unlink(missing_ok=True)
+    return outcome
