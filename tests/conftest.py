@@ -39,3 +39,18 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A contract-compliant 64-d ONNX featurizer (32 px) that loads in milliseconds."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny.onnx")
+
+
+MODEL_CACHE = REPO_ROOT / ".cache" / "models"
+
+
+@pytest.fixture(scope="session")
+def exported_models() -> dict[str, Path]:
+    """The real EfficientNet-Lite0 featurizer: variant → .onnx path for fp32, int8 and fp16.
+
+    Exported once into ``.cache/models`` (git-ignored) and reused by later runs while the files and sidecars
+    are valid; a file lock makes parallel test processes wait for one export instead of racing.
+    """
+    from model.export.api import ensure_exported
+
+    return ensure_exported(MODEL_CACHE, ("fp32", "int8", "fp16"))

@@ -1,0 +1,86 @@
+"""The export wrapper: every backbone gets the same front (uint8 BGR NHWC → normalized float NCHW) and back
+(global pooling → L2 normalization), so preprocessing lives inside the graph (design.md, model file contract).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.backbones.base import BackboneSpec
+from model.contract import INPUT_NAME, OUTPUT_NAME
+
+POOLINGS = ("avg", "gem")
+OPSET = 17
+"""Stable with the TorchScript exporter, onnxruntime 1.31 quantization and OpenVINO 2026."""
+
+GEM_P = 3.0
+
+
+def global_pool(feature_map: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``[N, C, H, W]`` → ``[N, C]``. ``gem``: generalized mean with p = 3 (features are ≥ 0 after ReLU6)."""
+    if pooling == "avg":
+        return feature_map.mean(dim=(2, 3))
+    if pooling == "gem":
+        return feature_map.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+    raise ValueError(f"unknown pooling '{pooling}' (known: {', '.join(POOLINGS)})")
+
+
+class FeaturizerGraph(nn.Module):
+    """uint8 ``[N, S, S, 3]`` BGR → float32 ``[N, D]`` L2-normalized, around a feature-map ``backbone``.
+
+    ``half=True`` runs the backbone in float16 while the preprocessing, pooling and normalization stay in
+    float32 (the fp16 variant for GPUs: uint8 in, float32 out, like every other variant).
+    """
+
+    def __init__(self, backbone: nn.Module, spec: BackboneSpec, pooling: str = "avg", half: bool = False) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling '{pooling}' (known: {', '.join(POOLINGS)})")
+        if spec.color_order not in ("RGB", "BGR"):
+            raise ValueError(f"backbone {spec.name}: color_order must be RGB or BGR, got {spec.color_order}")
+        self.backbone = backbone.half() if half else backbone
+        self.spec = spec
+        self.pooling = pooling
+        self.use_half = half
+        # Mean/std are given in the backbone's colour order; the input arrives BGR.
+        self.norm_mean: torch.Tensor
+        self.norm_std: torch.Tensor
+        self.register_buffer("norm_mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("norm_std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.swap_rb = spec.color_order == "RGB"
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.to(torch.float32).permute(0, 3, 1, 2)
+        if self.swap_rb:
+            x = torch.flip(x, dims=[1])
+        x = (x - self.norm_mean) / self.norm_std
+        if self.use_half:
+            x = x.half()
+        pooled = global_pool(self.backbone(x), self.pooling).float()
+        return F.normalize(pooled, p=2.0, dim=1, eps=1e-12)
+
+
+def export_onnx(graph: FeaturizerGraph, path: Path, input_size: int, opset: int = OPSET) -> Path:
+    """Trace ``graph`` to ONNX with a dynamic batch axis; write atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    dummy = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.onnx.export(
+            graph.eval(),
+            (dummy,),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    tmp.replace(path)
+    return path
