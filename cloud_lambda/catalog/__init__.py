@@ -1,0 +1,1 @@
+"""Catalog indexing: validate → decode (worker processes) → featurize (batches) → index + metadata."""

@@ -1,0 +1,1 @@
+"""The search Lambda: IoT rule event → validated vector → k-NN → match record in Redis (+ publish)."""

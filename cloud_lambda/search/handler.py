@@ -1,0 +1,38 @@
+"""Search Lambda entry point: the service is built once per container, then called per IoT rule event.
+
+Two rules target this function: ``visualsearch/+/features`` and ``visualsearch/+/status`` (the latter adds
+``'status' AS topic_kind``). A Redis outage raises so the invocation fails and is retried.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cloud_lambda.search.service import SearchService
+from cloud_lambda.settings import CloudSettings
+
+_service: SearchService | None = None
+_lock = threading.Lock()
+
+
+def get_service() -> SearchService:
+    global _service
+    with _lock:
+        if _service is None:
+            _service = SearchService(CloudSettings.from_env())
+        return _service
+
+
+def reset_service() -> None:
+    """Forget the cached service (tests; a config change in a warm container)."""
+    global _service
+    with _lock:
+        _service = None
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    service = get_service()
+    if isinstance(event, dict) and event.get("topic_kind") == "status":
+        return service.handle_status_event(event)
+    return service.handle_feature_event(event)

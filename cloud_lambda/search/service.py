@@ -1,0 +1,276 @@
+"""``SearchService``: everything the search and API Lambdas do, loaded once per container.
+
+A bad message is rejected with its reason and nothing is written; a Redis outage raises
+:class:`~cloud_lambda.matches.MatchStoreUnavailable` so the Lambda invocation fails and IoT retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from cloud_lambda.catalog.layout import Catalog, load_catalog
+from cloud_lambda.logs import Counters, get_logger, log_event
+from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
+from cloud_lambda.metadata import MetadataStore, open_metadata_store
+from cloud_lambda.publish import Publisher, PublishError, create_publisher
+from cloud_lambda.settings import CloudSettings
+from edge_component.wire.codec import (
+    DEVICE_ID_RE,
+    MAX_PAYLOAD_BYTES,
+    TOPIC_PREFIX,
+    WireError,
+    decode,
+    matches_topic,
+)
+
+MAX_STATUS_BYTES = 16 * 1024
+RECORD_VERSION = 1
+# Keys the IoT rule adds to the device's payload (SELECT *, topic(2) AS topic_device ...).
+RULE_KEYS = ("topic_device", "topic_kind")
+
+
+class Rejected(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PhotoModelUnavailable(RuntimeError):
+    """Photo search was asked for but no (matching) featurizer is configured."""
+
+
+class SearchService:
+    def __init__(
+        self,
+        settings: CloudSettings,
+        publisher: Publisher | None = None,
+        *,
+        catalog: Catalog | None = None,
+        metadata: MetadataStore | None = None,
+        match_store: MatchStore | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.settings = settings
+        self.log = logger or get_logger()
+        self.counters = Counters()
+        started = time.perf_counter()
+        self.catalog = catalog or load_catalog(settings.index_dir, ef_search=settings.hnsw_ef_search)
+        self.metadata = metadata or open_metadata_store(settings.metadata, self.catalog.folder)
+        self.matches = match_store or MatchStore(
+            connect(settings.redis_url, settings.redis_timeout_s), settings.match_list_cap, settings.seen_ttl_s
+        )
+        self.publisher = publisher if publisher is not None else create_publisher(settings.match_publish)
+        self._featurizer: Any = None
+        self._featurizer_lock = threading.Lock()
+        log_event(
+            self.log,
+            "search_service_loaded",
+            model_id=self.catalog.model_id,
+            items=len(self.catalog.ids),
+            index=self.catalog.manifest.index.kind,
+            publisher=self.publisher.name,
+            load_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    # --- k-NN + metadata join, shared by device messages and photo search ----------------------------
+    def find(self, vector: np.ndarray, k: int | None = None) -> list[dict[str, Any]]:
+        k = self.settings.top_k if k is None else k
+        scores, positions = self.catalog.index.search(vector[None], k)
+        hits = [
+            (self.catalog.ids[int(p)], float(s))
+            for s, p in zip(scores[0], positions[0], strict=True)
+            if p >= 0 and s >= self.settings.min_score
+        ]
+        records = self.metadata.get_many([item_id for item_id, _ in hits])
+        matches = []
+        for item_id, score in hits:
+            match: dict[str, Any] = {"id": item_id, "score": round(score, 5)}
+            record = records.get(item_id)
+            if record is not None and record.model_id == self.catalog.model_id:
+                match = {**record.as_match_fields(), **match}
+            else:
+                # A store that disagrees with the index is a deployment error; show the id, not wrong facts.
+                self.counters.inc("metadata_missing")
+                match.update(title="", image_url="")
+            matches.append(match)
+        return matches
+
+    # --- device messages (IoT rule → Lambda, or the local rule bridge) -------------------------------
+    def handle_feature_event(self, event: Any) -> dict[str, Any]:
+        """The IoT rule event: the device's JSON payload plus ``topic_device`` (topic(2))."""
+        try:
+            if not isinstance(event, dict):
+                raise Rejected("not_object", f"event must be a JSON object, got {type(event).__name__}")
+            topic_device = event.get("topic_device")
+            if not isinstance(topic_device, str) or not DEVICE_ID_RE.match(topic_device):
+                raise Rejected("bad_topic", "event lacks a valid 'topic_device' (the IoT rule must select topic(2))")
+            body = {key: value for key, value in event.items() if key not in RULE_KEYS}
+            size = len(json.dumps(body, separators=(",", ":"), default=str))
+            if size > MAX_PAYLOAD_BYTES:
+                raise Rejected("oversize", f"event is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit")
+            return self._handle(body, topic_device)
+        except (Rejected, WireError) as exc:
+            return self._reject(exc, event if isinstance(event, dict) else {})
+
+    def handle_feature_payload(self, topic: str, payload: bytes) -> dict[str, Any]:
+        """Raw MQTT message (local bridge): same checks, on the bytes as they arrived."""
+        try:
+            parts = topic.split("/")
+            if (
+                len(parts) != 3
+                or parts[0] != TOPIC_PREFIX
+                or parts[2] != "features"
+                or not DEVICE_ID_RE.match(parts[1])
+            ):
+                raise Rejected("bad_topic", f"topic {topic[:200]!r} is not {TOPIC_PREFIX}/<device>/features")
+            return self._handle(payload, parts[1])
+        except (Rejected, WireError) as exc:
+            return self._reject(exc, {"topic_device": topic})
+
+    def _handle(self, body: dict[str, Any] | bytes, topic_device: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        message = decode(body)
+        if message.device_id != topic_device:
+            raise Rejected(
+                "device_mismatch",
+                f"device_id {message.device_id!r} differs from the topic's {topic_device!r}: refused as spoofed",
+            )
+        if message.model_id != self.catalog.model_id:
+            raise Rejected(
+                "model_mismatch",
+                f"message model {message.model_id!r} differs from the index's {self.catalog.model_id!r}:"
+                " vectors of different models cannot be compared (redeploy the device model or reindex)",
+            )
+        if message.dim != self.catalog.dim:
+            raise Rejected("wrong_dim", f"vector has {message.dim} dims, the index {self.catalog.dim}")
+        matches = self.find(message.vector)
+        searched_at = time.time()
+        record: dict[str, Any] = {
+            "v": RECORD_VERSION,
+            "device_id": message.device_id,
+            "seq": message.seq,
+            "ts": message.ts,
+            "searched_at": round(searched_at, 6),
+            "model_id": message.model_id,
+            "matches": matches,
+        }
+        timing = dict(message.timing_ms)
+        timing["search"] = round((time.perf_counter() - started) * 1000, 3)
+        record["timing_ms"] = timing
+        try:
+            stored = self.matches.push(record)
+        except MatchStoreUnavailable as exc:
+            self.counters.inc("failed")
+            log_event(
+                self.log, "feature_failed", logging.ERROR, device_id=message.device_id, seq=message.seq, error=str(exc)
+            )
+            raise
+        if not stored:
+            self.counters.inc("duplicate")
+            log_event(self.log, "feature_duplicate", device_id=message.device_id, seq=message.seq)
+            return {"status": "duplicate", "device_id": message.device_id, "seq": message.seq}
+        self._publish(record)
+        self.counters.inc("accepted")
+        return {
+            "status": "accepted",
+            "device_id": message.device_id,
+            "seq": message.seq,
+            "matches": len(matches),
+            "top": matches[0]["id"] if matches else None,
+        }
+
+    def _publish(self, record: dict[str, Any]) -> None:
+        # The record is already durable in Redis (the web app polls it); a failed notification is
+        # counted and logged, not retried, because a retry would be deduplicated anyway.
+        try:
+            self.publisher.publish(
+                matches_topic(record["device_id"]), json.dumps(record, separators=(",", ":")).encode("utf-8")
+            )
+        except PublishError as exc:
+            self.counters.inc("publish_failed")
+            log_event(self.log, "publish_failed", logging.WARNING, device_id=record["device_id"], error=str(exc))
+
+    def _reject(self, exc: Rejected | WireError, event: dict[str, Any]) -> dict[str, Any]:
+        reason = exc.reason
+        self.counters.inc("rejected")
+        self.counters.inc(f"rejected.{reason}")
+        device = event.get("topic_device") if isinstance(event.get("topic_device"), str) else None
+        log_event(
+            self.log,
+            "feature_rejected",
+            logging.WARNING,
+            reason=reason,
+            message=str(exc)[:300],
+            topic_device=str(device)[:200] if device else None,
+            seq=event.get("seq") if isinstance(event.get("seq"), int) else None,
+        )
+        return {"status": "rejected", "reason": reason, "message": str(exc)}
+
+    # --- device status (IoT rule on visualsearch/+/status) -------------------------------------------
+    def handle_status_event(self, event: Any) -> dict[str, Any]:
+        try:
+            if not isinstance(event, dict):
+                raise Rejected("not_object", f"status must be a JSON object, got {type(event).__name__}")
+            topic_device = event.get("topic_device")
+            if not isinstance(topic_device, str) or not DEVICE_ID_RE.match(topic_device):
+                raise Rejected("bad_topic", "status event lacks a valid 'topic_device'")
+            body = {key: value for key, value in event.items() if key not in RULE_KEYS}
+            if body.get("device_id") != topic_device:
+                raise Rejected(
+                    "device_mismatch", f"status device_id {str(body.get('device_id'))[:80]!r} differs from the topic's"
+                )
+            text = json.dumps(body, separators=(",", ":"), allow_nan=False, default=str)
+            if len(text) > MAX_STATUS_BYTES:
+                raise Rejected("oversize", f"status is {len(text)} bytes, over {MAX_STATUS_BYTES}")
+        except (Rejected, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, Rejected) else "not_json"
+            self.counters.inc(f"status_rejected.{reason}")
+            log_event(self.log, "status_rejected", logging.WARNING, reason=reason, message=str(exc)[:300])
+            return {"status": "rejected", "reason": reason, "message": str(exc)}
+        self.matches.put_status(topic_device, text, time.time())
+        self.counters.inc("status")
+        return {"status": "accepted", "device_id": topic_device}
+
+    # --- photo search (API "search by photo", CLI search-image) --------------------------------------
+    def featurizer(self) -> Any:
+        with self._featurizer_lock:
+            if self._featurizer is None:
+                if not self.settings.photo_model:
+                    raise PhotoModelUnavailable("photo search needs VS_PHOTO_MODEL (the catalog's ONNX model)")
+                from model.featurizer import Featurizer
+
+                featurizer = Featurizer(self.settings.photo_model)
+                if featurizer.model_id != self.catalog.model_id:
+                    raise PhotoModelUnavailable(
+                        f"VS_PHOTO_MODEL is {featurizer.model_id}, the index was built with {self.catalog.model_id}"
+                    )
+                self._featurizer = featurizer
+            return self._featurizer
+
+    def search_photo(self, data: bytes, k: int | None = None) -> dict[str, Any]:
+        """Validate (catalog rules) → decode → prepare → featurize → k-NN. Raises ImageRejected."""
+        from cloud_lambda.catalog.validate import decode as decode_image
+
+        started = time.perf_counter()
+        image, _ = decode_image(data)
+        decoded = time.perf_counter()
+        vector = self.featurizer().featurize_frame(image)
+        featurized = time.perf_counter()
+        matches = self.find(vector, k)
+        done = time.perf_counter()
+        self.counters.inc("photo_search")
+        return {
+            "model_id": self.catalog.model_id,
+            "matches": matches,
+            "timing_ms": {
+                "decode": round((decoded - started) * 1000, 3),
+                "featurize": round((featurized - decoded) * 1000, 3),
+                "search": round((done - featurized) * 1000, 3),
+            },
+        }

@@ -1,0 +1,99 @@
+"""Cloud settings: one pydantic model, read from ``VS_*`` environment variables (Lambda configuration).
+
+Bad configuration stops start-up with :class:`SettingsError` naming the variable and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "VS_"
+PUBLISH_RE = re.compile(r"^(none|iot-data|mqtt://[^/:]+:\d{1,5})$")
+METADATA_RE = re.compile(r"^(|sqlite:///.+|dynamodb://[A-Za-z0-9_.-]{3,255})$")
+
+
+class SettingsError(ValueError):
+    """A ``VS_*`` variable is missing or invalid; the message names it."""
+
+
+class CloudSettings(BaseModel):
+    """Configuration of the search and API Lambdas (and the local rule bridge / HTTP server)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index_dir: str = Field(
+        description="Catalog index folder written by `visual-search catalog index` (local path or s3://bucket/prefix)."
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis (ElastiCache) URL for match lists.")
+    metadata: str = Field(
+        default="",
+        description="Metadata store: sqlite:///path, dynamodb://table, or empty for the index's metadata.sqlite.",
+    )
+    top_k: int = Field(default=5, ge=1, le=100, description="Matches kept per message.")
+    min_score: float = Field(default=0.0, ge=-1.0, le=1.0, description="Cosine similarity a match must reach.")
+    match_list_cap: int = Field(default=100, ge=1, le=100_000, description="Records kept per device (LTRIM).")
+    match_publish: str = Field(
+        default="none", description="Where match records are published: iot-data | mqtt://host:port | none."
+    )
+    photo_model: str | None = Field(default=None, description="ONNX featurizer for photo search (same model id).")
+    seen_ttl_s: int = Field(default=86_400, ge=1, description="How long a (device, seq) idempotency marker lives.")
+    redis_timeout_s: float = Field(default=2.0, gt=0, le=60, description="Redis socket timeout.")
+    hnsw_ef_search: int | None = Field(default=None, ge=1, le=4096, description="Override the index's efSearch.")
+    max_upload_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Photo search upload limit.")
+    cors_origin: str = Field(default="*", description="Access-Control-Allow-Origin for the HTTP API.")
+
+    @field_validator("match_publish")
+    @classmethod
+    def _publish(cls, value: str) -> str:
+        if not PUBLISH_RE.match(value):
+            raise ValueError("must be 'none', 'iot-data' or 'mqtt://host:port'")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: str) -> str:
+        if not METADATA_RE.match(value):
+            raise ValueError("must be sqlite:///path, dynamodb://table or empty")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("index_dir")
+    @classmethod
+    def _index_dir(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> CloudSettings:
+        """Read ``VS_<FIELD>`` variables (``VS_INDEX_DIR``, ``VS_TOP_K``, ...); ``overrides`` win."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in source and source[key] != "":
+                values[name] = source[key]
+        values.update(overrides)
+        return cls.build(**values)
+
+    @classmethod
+    def build(cls, **values: Any) -> CloudSettings:
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"])
+                problems.append(f"{ENV_PREFIX}{field.upper()} ({field}): {err['msg']}")
+            raise SettingsError("invalid cloud settings: " + "; ".join(problems)) from exc
