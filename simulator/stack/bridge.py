@@ -74,7 +74,9 @@ class RuleBridge:
         port: int = 1883,
         client_id: str = "visualsearch-rule-bridge",
         queue_size: int = 100_000,
+        retry_delays_s: tuple[float, ...] = (0.2, 1.0, 3.0),
     ) -> None:
+        self.retry_delays_s = retry_delays_s
         self._handlers = {"features": on_features, "status": on_status}
         self.host, self.port = host, port
         self.counts: Counter[str] = Counter()
@@ -120,12 +122,22 @@ class RuleBridge:
                 "message rejected by the rule", extra={"topic": topic[:200], "reason": exc.reason, "error": str(exc)}
             )
             return None
-        try:
-            result = self._handlers[kind](event)
-        except Exception as exc:  # the handler's own errors must not stop the bridge
-            self.counts[f"error:{kind}"] += 1
-            log.exception("handler failed", extra={"topic": topic, "error": str(exc)})
-            return None
+        result: Any = None
+        for attempt, delay in enumerate((*self.retry_delays_s, None)):
+            try:
+                result = self._handlers[kind](event)
+                break
+            except Exception as exc:  # the handler's own errors (Redis down) must not stop the bridge
+                if delay is None:
+                    self.counts[f"error:{kind}"] += 1
+                    log.exception("handler failed; message dropped", extra={"topic": topic, "error": str(exc)})
+                    return None
+                # Like an asynchronous Lambda invocation, a failed event is retried after a pause.
+                self.counts["retried"] += 1
+                log.warning(
+                    "handler failed; retrying", extra={"topic": topic, "attempt": attempt + 1, "error": str(exc)}
+                )
+                time.sleep(delay)
         status = str(result.get("status", "ok")) if isinstance(result, dict) else "ok"
         self.counts[f"{kind}:{status}"] += 1
         return result
@@ -163,7 +175,6 @@ class RuleBridge:
 def load_search_service() -> Any:
     """The search Lambda's service, configured from ``VS_*`` exactly as in AWS."""
     from cloud_lambda.search.service import SearchService
-
     from cloud_lambda.settings import CloudSettings
 
     return SearchService(CloudSettings.from_env())
