@@ -1,0 +1,223 @@
+"""The device loop: newest frame → prepare → featurize → gate → encode → publish, plus the status message.
+
+One inference thread runs the stages in order; capture happens in the source's grabber thread and
+network I/O in the publisher's sender thread, so neither a slow camera nor a slow link stalls inference,
+and inference never works through a backlog of old frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from edge_component.config import EdgeConfig, LiveSettings, RoiConfig
+from edge_component.gate import Gate
+from edge_component.health import State, build_status, encode_status
+from edge_component.publishers.base import Publisher
+from edge_component.sources.base import Frame, FrameSource
+from edge_component.stats import RateMeter, Timings
+from edge_component.wire.codec import FeatureMessage, WireError, encode, features_topic, status_topic
+from model.featurizer import Featurizer
+from model.prepare import Roi, prepare_frame
+
+log = logging.getLogger(__name__)
+
+
+def _roi(cfg: RoiConfig | None) -> Roi | None:
+    return None if cfg is None else Roi(cfg.x, cfg.y, cfg.w, cfg.h)
+
+
+class EdgeLoop:
+    """Runs until ``stop`` is set or a finite source ends. Thread-safe: ``stats``, ``update_settings``."""
+
+    def __init__(self, config: EdgeConfig, source: FrameSource, featurizer: Featurizer, publisher: Publisher) -> None:
+        self.config = config
+        self.source = source
+        self.featurizer = featurizer
+        self.publisher = publisher
+        self.gate = Gate(config.live)
+        self.timings = Timings()
+        self.frame_age_ms: list[float] = []
+        """Age of each published frame when it was handed to the publisher (bench reads it)."""
+        self._fps = RateMeter()
+        self._roi = _roi(config.live.roi)
+        self._lock = threading.Lock()
+        # Seq must not repeat across restarts: the cloud's idempotency marker is keyed by (device, seq)
+        # for 24 h. Starting from the epoch in milliseconds keeps it increasing across restarts.
+        self._seq = int(time.time() * 1000)
+        self.first_seq = self._seq
+        self.processed = 0
+        self.skipped = {"rate": 0, "unchanged": 0}
+        self.errors = 0
+        self.last_error: str | None = None
+        self._state: State | None = None
+        self._last_status_at = 0.0
+        self._topic = features_topic(config.device_id)
+        self._status_topic = status_topic(config.device_id)
+        self.thread: threading.Thread | None = None
+
+    # --- live settings -----------------------------------------------------------------------------
+    @property
+    def settings(self) -> LiveSettings:
+        return self.gate.settings
+
+    def update_settings(self, settings: LiveSettings | None = None, **changes: Any) -> LiveSettings:
+        """Replace the live settings (whole, or the named fields); validated, applied on the next frame."""
+        base = settings or self.gate.settings
+        new = LiveSettings.model_validate({**base.model_dump(), **changes}) if changes else base
+        with self._lock:
+            self.gate.update(new)
+            self._roi = _roi(new.roi)
+        log.info("live settings updated", extra={"settings": new.model_dump()})
+        return new
+
+    # --- main loop ---------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        self.thread = threading.current_thread()
+        self.source.start()
+        self.publisher.start()
+        log.info(
+            "edge loop started",
+            extra={
+                "device_id": self.config.device_id,
+                "model_id": self.featurizer.model_id,
+                "backend": self.featurizer.backend_info.describe(),
+                "source": self.source.reader.describe(),
+                "publisher": self.publisher.kind,
+            },
+        )
+        try:
+            while not stop.is_set():
+                frame = self.source.get(timeout=0.25)
+                if frame is not None:
+                    self._process(frame)
+                elif self.source.ended:
+                    break
+                self._maybe_status()
+        finally:
+            self.source.stop()
+            self._send_status(force=True)
+            log.info("edge loop stopped", extra=self.stats())
+
+    def _process(self, frame: Frame) -> None:
+        now = time.monotonic()
+        # Rate limit before inference: a frame that could not be sent is not worth featurizing.
+        if now < self.gate.ready_at():
+            self.skipped["rate"] += 1
+            return
+        with self._lock:
+            roi = self._roi
+        try:
+            t0 = time.perf_counter()
+            prepared = prepare_frame(frame.image, self.featurizer.input_size, roi)
+            t1 = time.perf_counter()
+            vector = self.featurizer.featurize(prepared[None])[0]
+            t2 = time.perf_counter()
+        except Exception as exc:  # a bad frame or a runtime hiccup must not end the loop
+            self._error(f"frame {frame.index}: {type(exc).__name__}: {exc}")
+            return
+        self.processed += 1
+        self._fps.tick(time.monotonic())
+        self.timings.add("prepare", (t1 - t0) * 1000)
+        self.timings.add("featurize", (t2 - t1) * 1000)
+        result = self.gate.check(vector, time.monotonic())
+        if result.decision != "send":
+            self.skipped[result.decision] += 1
+            return
+        self._seq += 1
+        height, width = frame.image.shape[:2]
+        message = FeatureMessage(
+            device_id=self.config.device_id,
+            seq=self._seq,
+            ts=frame.wall_ts,
+            model_id=self.featurizer.model_id,
+            vector=vector,
+            frame_w=width,
+            frame_h=height,
+            timing_ms={"prepare": (t1 - t0) * 1000, "featurize": (t2 - t1) * 1000},
+            dtype=self.config.publish.dtype,
+        )
+        try:
+            payload = encode(message)
+        except WireError as exc:
+            self._error(f"frame {frame.index}: not sent: {exc}")
+            return
+        t3 = time.perf_counter()
+        self.timings.add("encode", (t3 - t2) * 1000)
+        self.publisher.publish(self._topic, payload, seq=self._seq)
+        age_ms = (time.monotonic() - frame.captured_at) * 1000
+        self.timings.add("frame_age", age_ms)
+        if len(self.frame_age_ms) < 100_000:
+            self.frame_age_ms.append(age_ms)
+
+    def _error(self, message: str) -> None:
+        self.errors += 1
+        if message != self.last_error:
+            log.warning("frame skipped after an error", extra={"error": message})
+        self.last_error = message
+
+    # --- status ------------------------------------------------------------------------------------
+    def state(self) -> State:
+        if self.source.state in ("reconnecting", "starting") or not self.publisher.connected:
+            return "degraded"
+        return "online"
+
+    def status(self, state: State | None = None) -> dict[str, Any]:
+        info = self.featurizer.backend_info
+        pub = self.publisher.stats()
+        errors = [e for e in (self.last_error, self.source.last_error, pub["last_error"]) if e]
+        return build_status(
+            device_id=self.config.device_id,
+            state=state or self.state(),
+            fps=self._fps.rate(time.monotonic()),
+            backend=info.backend,
+            device=info.device,
+            model_id=self.featurizer.model_id,
+            featurize_ms=self.timings.percentiles("featurize"),
+            captured=self.source.captured,
+            published=pub["sent"],
+            skipped=self.skipped["rate"] + self.skipped["unchanged"] + self.source.superseded,
+            dropped=pub["dropped"],
+            queue_depth=pub["queue_depth"],
+            source=self.source.info(),
+            last_error=errors[0] if errors else None,
+        )
+
+    def _maybe_status(self) -> None:
+        state = self.state()
+        now = time.monotonic()
+        if state != self._state or now - self._last_status_at >= self.config.health.status_interval_s:
+            self._state = state
+            self._last_status_at = now
+            self._send_status()
+
+    def _send_status(self, force: bool = False) -> None:
+        try:
+            self.publisher.publish_status(self._status_topic, encode_status(self.status()))
+        except Exception as exc:
+            log.warning("status not sent", extra={"error": str(exc)})
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for logs, tests and the bench (a superset of the status message's)."""
+        return {
+            "processed": self.processed,
+            "captured": self.source.captured,
+            "superseded": self.source.superseded,
+            "skipped_rate": self.skipped["rate"],
+            "skipped_unchanged": self.skipped["unchanged"],
+            "published_seq": self._seq - self.first_seq,
+            "errors": self.errors,
+            "publisher": self.publisher.stats(),
+            "source": self.source.info(),
+            "featurize_ms": self.timings.percentiles("featurize"),
+            "frame_age_ms": self.timings.percentiles("frame_age"),
+        }
+
+
+def vector_of(featurizer: Featurizer, image: np.ndarray, roi: Roi | None = None) -> np.ndarray:
+    """What the loop computes for one frame (tests compare against it)."""
+    return featurizer.featurize_frame(image, roi)

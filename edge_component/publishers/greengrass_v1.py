@@ -1,0 +1,42 @@
+"""Legacy Greengrass v1 / DeepLens: ``greengrasssdk.client('iot-data').publish``; loaded only when present.
+
+It works only inside a v1 core (the SDK needs runtime modules that are not on PyPI); the supported path
+is Greengrass v2 IPC (:mod:`edge_component.publishers.greengrass`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from concurrent.futures import Future
+from typing import Any
+
+from edge_component.publishers.base import Outbound, Publisher, PublishError, completed
+
+
+class GreengrassV1Publisher(Publisher):
+    kind = "greengrass_v1"
+
+    def __init__(self, device_id: str, **kwargs: Any) -> None:
+        super().__init__(device_id, **kwargs)
+        self._client: Any = None
+
+    def _open(self) -> None:
+        try:
+            sdk = importlib.import_module("greengrasssdk")
+            self._client = sdk.client("iot-data")
+        except Exception as exc:
+            raise PublishError(f"greengrasssdk is unavailable (runs only inside a Greengrass v1 core): {exc}") from exc
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def _send(self, item: Outbound, qos: int) -> Future[Any]:
+        try:
+            self._client.publish(topic=item.topic, qos=qos, payload=item.payload)
+        except Exception as exc:
+            return completed(error=PublishError(str(exc)))
+        return completed()
+
+    def _close(self) -> None:
+        self._client = None
