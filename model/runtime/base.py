@@ -22,11 +22,14 @@ class BackendInfo:
     device: str
     providers: tuple[str, ...] = field(default_factory=tuple)
     threads: int | None = None
+    precision: str | None = None
+    """Arithmetic the runtime actually uses when it says (OpenVINO CPU runs fp32 models in bf16 where it can)."""
 
     def describe(self) -> str:
         extra = f" providers={','.join(self.providers)}" if self.providers else ""
         threads = f" threads={self.threads}" if self.threads else ""
-        return f"{self.backend} on {self.device}{extra}{threads}"
+        precision = f" precision={self.precision}" if self.precision else ""
+        return f"{self.backend} on {self.device}{extra}{threads}{precision}"
 
 
 class InferenceBackend(ABC):

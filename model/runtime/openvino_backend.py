@@ -22,7 +22,11 @@ class OpenVinoBackend(InferenceBackend):
             return False
         return True
 
-    def __init__(self, model_path: str, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str, device: str = "auto", threads: int | None = None, precision: str | None = None
+    ) -> None:
+        """``precision``: OpenVINO's ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``); ``None`` lets the
+        device choose — on CPUs with AVX-512 BF16/AMX that is bf16, ≈ 2× faster than f32 at cosine ≈ 0.999."""
         import openvino as ov
 
         core = ov.Core()
@@ -33,6 +37,8 @@ class OpenVinoBackend(InferenceBackend):
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads and target in ("CPU", "AUTO"):
             config["INFERENCE_NUM_THREADS"] = threads
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
         try:
             compiled = core.compile_model(model_path, target, config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with C++ messages
@@ -44,7 +50,14 @@ class OpenVinoBackend(InferenceBackend):
             actual_devices = tuple(str(d) for d in actual)
         except Exception:
             actual_devices = (target,)
-        self._info = BackendInfo(backend=self.name, device=",".join(actual_devices), threads=threads)
+        try:
+            hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+            actual_precision: str | None = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        except Exception:  # AUTO does not expose it; the device it picked may
+            actual_precision = precision
+        self._info = BackendInfo(
+            backend=self.name, device=",".join(actual_devices), threads=threads, precision=actual_precision
+        )
 
     @property
     def info(self) -> BackendInfo:

@@ -1,0 +1,116 @@
+"""Put the contract's front and back around an ONNX graph that came from elsewhere (e.g. an MXNet export).
+
+``core``: float32 NCHW input ``[N, 3, S, S]`` (normalized, in the network's colour order) → either a feature
+map ``[N, C, H, W]`` (``pooling="avg"|"gem"``) or already-pooled features ``[N, C]`` / ``[N, C, 1, 1]``
+(``pooling="none"``). The result takes uint8 ``[N, S, S, 3]`` BGR as ``image`` and returns L2-normalized float32
+``[N, D]`` as ``embedding`` — the same contract as :mod:`model.export.graph` gives torch backbones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, compose, helper, numpy_helper
+
+from model.contract import INPUT_NAME, OUTPUT_NAME
+from model.export.graph import GEM_P
+
+
+def wrap_onnx_with_preprocessing(
+    core: onnx.ModelProto | str | Path,
+    out_path: str | Path,
+    input_size: int,
+    color_order: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    pooling: str = "avg",
+    opset: int | None = None,
+) -> Path:
+    """Write ``out_path``: uint8 BGR NHWC → ``(x - mean) / std`` in ``color_order`` → ``core`` → pool → L2.
+
+    ``mean``/``std`` are per channel on the 0..255 scale, in ``color_order`` ("RGB" or "BGR"). The core must
+    have exactly one input and one output (the first output is used otherwise). Returns ``out_path``; the
+    caller writes the sidecar (``model.sidecar.write_sidecar``).
+    """
+    model = core if isinstance(core, onnx.ModelProto) else onnx.load(str(core))
+    if color_order not in ("RGB", "BGR"):
+        raise ValueError(f"color_order must be RGB or BGR, got {color_order!r}")
+    if len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std):
+        raise ValueError("mean and std need 3 values each, std non-zero")
+    if pooling not in ("avg", "gem", "none"):
+        raise ValueError(f"pooling must be avg, gem or none, got {pooling!r}")
+    core_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    opset = max(opset or core_opset, 13)
+    if core_opset < opset:
+        model = onnx.version_converter.convert_version(model, opset)
+    model = compose.add_prefix(model, "core/")
+    init_names = {i.name for i in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in init_names]
+    core_in = real_inputs[0].name
+    core_out = model.graph.output[0].name
+
+    order = [2, 1, 0] if color_order == "RGB" else [0, 1, 2]
+    front = helper.make_graph(
+        [
+            helper.make_node("Cast", [INPUT_NAME], ["pre/f"], to=TensorProto.FLOAT),
+            helper.make_node("Gather", ["pre/f", "pre/order"], ["pre/ordered"], axis=3),
+            helper.make_node("Sub", ["pre/ordered", "pre/mean"], ["pre/centred"]),
+            helper.make_node("Div", ["pre/centred", "pre/std"], ["pre/scaled"]),
+            helper.make_node("Transpose", ["pre/scaled"], ["pre/nchw"], perm=[0, 3, 1, 2]),
+        ],
+        "front",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["N", input_size, input_size, 3])],
+        [helper.make_tensor_value_info("pre/nchw", TensorProto.FLOAT, ["N", 3, input_size, input_size])],
+        initializer=[
+            numpy_helper.from_array(np.array(order, dtype=np.int64), "pre/order"),
+            numpy_helper.from_array(np.array(mean, dtype=np.float32).reshape(1, 1, 1, 3), "pre/mean"),
+            numpy_helper.from_array(np.array(std, dtype=np.float32).reshape(1, 1, 1, 3), "pre/std"),
+        ],
+    )
+    back_nodes = []
+    feat = "post/in"
+    if pooling == "gem":
+        back_nodes += [
+            helper.make_node("Clip", [feat, "post/eps", ""], ["post/clipped"]),
+            helper.make_node("Pow", ["post/clipped", "post/p"], ["post/pow"]),
+            helper.make_node("GlobalAveragePool", ["post/pow"], ["post/mean"]),
+            helper.make_node("Pow", ["post/mean", "post/inv_p"], ["post/pooled4"]),
+        ]
+        feat = "post/pooled4"
+    elif pooling == "avg":
+        back_nodes.append(helper.make_node("GlobalAveragePool", [feat], ["post/pooled4"]))
+        feat = "post/pooled4"
+    back_nodes += [
+        helper.make_node("Flatten", [feat], ["post/flat"], axis=1),
+        helper.make_node("LpNormalization", ["post/flat"], [OUTPUT_NAME], axis=1, p=2),
+    ]
+    gem_constants = [
+        numpy_helper.from_array(np.array(1e-6, dtype=np.float32), "post/eps"),
+        numpy_helper.from_array(np.array(GEM_P, dtype=np.float32), "post/p"),
+        numpy_helper.from_array(np.array(1.0 / GEM_P, dtype=np.float32), "post/inv_p"),
+    ]
+    back = helper.make_graph(
+        back_nodes,
+        "back",
+        [helper.make_tensor_value_info("post/in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", None])],
+        initializer=gem_constants if pooling == "gem" else [],
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    ir = max(model.ir_version, 8)
+    front_model = helper.make_model(front, opset_imports=opsets, ir_version=ir)
+    back_model = helper.make_model(back, opset_imports=opsets, ir_version=ir)
+    model.ir_version = ir
+    del model.graph.output[1:]
+    merged = compose.merge_models(front_model, model, io_map=[("pre/nchw", core_in)])
+    merged = compose.merge_models(merged, back_model, io_map=[(core_out, "post/in")])
+    onnx.checker.check_model(merged)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    onnx.save(merged, str(tmp))
+    tmp.replace(out_path)
+    return out_path
