@@ -1,0 +1,141 @@
+"""``visual-search catalog``: index (one machine or one shard), merge shards, load metadata, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="catalog_command", metavar="ACTION")
+    sub.required = True
+
+    idx = sub.add_parser("index", help="validate, featurize and index a folder or s3:// prefix of images")
+    idx.add_argument("source", help="local folder or s3://bucket/prefix of catalog images")
+    idx.add_argument("--out", required=True, type=Path, help="index folder to write (with --shard: the shard's)")
+    idx.add_argument("--model", required=True, type=Path, help="ONNX featurizer (with its .json sidecar)")
+    idx.add_argument("--metadata", type=Path, help="items .jsonl or .csv (id, title, image_url, file, extras)")
+    idx.add_argument("--index", dest="index_kind", choices=["exact", "hnsw"], default="exact")
+    idx.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree M")
+    idx.add_argument("--ef-construction", type=int, default=80)
+    idx.add_argument("--ef-search", type=int, default=64)
+    idx.add_argument("--batch-size", type=int, default=32, help="images per featurizer call")
+    idx.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decode processes")
+    idx.add_argument("--threads", type=int, default=None, help="featurizer threads")
+    idx.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino")
+    idx.add_argument("--shard", help="i/n: process only shard i of n (0-based); AWS Batch: AWS_BATCH_JOB_ARRAY_INDEX")
+    idx.add_argument("--shard-count", type=int, help="n when the shard index comes from AWS_BATCH_JOB_ARRAY_INDEX")
+    idx.add_argument("--work-dir", type=Path, help="resume journal and part files (default: OUT.work)")
+    idx.add_argument("--image-base-url", help="image_url = BASE/<file> for items without one in --metadata")
+    idx.add_argument("--upload", help="s3://bucket/prefix to upload the finished folder to")
+    idx.add_argument("--no-progress", action="store_true", help="no progress bar")
+    idx.set_defaults(handler=_index)
+
+    merge = sub.add_parser("merge", help="combine shard folders into one catalog")
+    merge.add_argument("shards", nargs="+", type=Path, help="shard folders written by `index --shard`")
+    merge.add_argument("--out", required=True, type=Path)
+    merge.add_argument("--index", dest="index_kind", choices=["exact", "hnsw"], default=None)
+    merge.add_argument("--allow-partial", action="store_true", help="merge even if some shards are missing")
+    merge.add_argument("--upload", help="s3://bucket/prefix to upload the merged folder to")
+    merge.set_defaults(handler=_merge)
+
+    load = sub.add_parser("load-metadata", help="copy a catalog's metadata.sqlite into DynamoDB")
+    load.add_argument("folder", type=Path)
+    load.add_argument("--to", required=True, help="dynamodb://table")
+    load.set_defaults(handler=_load_metadata)
+
+    info = sub.add_parser("info", help="print a catalog's manifest and summary")
+    info.add_argument("folder", type=Path)
+    info.set_defaults(handler=_info)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _index(args: argparse.Namespace) -> int:
+    from cloud_lambda.catalog.indexer import IndexingError, IndexOptions, Shard, run_index
+
+    try:
+        shard = Shard.parse(args.shard) if args.shard else Shard.from_env(args.shard_count)
+        params: dict[str, Any] = {}
+        if args.index_kind == "hnsw":
+            params = {"M": args.hnsw_m, "ef_construction": args.ef_construction, "ef_search": args.ef_search}
+        out = args.out
+        if shard is not None and args.shard is None:
+            # One command line for every array child: each writes its own shard folder.
+            out = out / f"shard-{shard.index:05d}-of-{shard.count:05d}"
+        options = IndexOptions(
+            source=args.source,
+            out=out,
+            model=args.model,
+            metadata=args.metadata,
+            index_kind=args.index_kind,
+            index_params=params,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            shard=shard,
+            work_dir=args.work_dir,
+            image_base_url=args.image_base_url,
+            backend=args.backend,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+        result = run_index(options)
+    except (IndexingError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        return _fail(str(exc))
+    print(json.dumps(result.summary, indent=2))
+    if args.upload:
+        from cloud_lambda.catalog.sources import upload_folder
+
+        upload_folder(out, args.upload)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from cloud_lambda.catalog.layout import CatalogError
+    from cloud_lambda.catalog.merge import merge_catalogs
+
+    try:
+        summary = merge_catalogs(args.shards, args.out, args.index_kind, None, require_complete=not args.allow_partial)
+    except (CatalogError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    print(json.dumps(summary, indent=2))
+    if args.upload:
+        from cloud_lambda.catalog.sources import upload_folder
+
+        upload_folder(args.out, args.upload)
+    return 0
+
+
+def _load_metadata(args: argparse.Namespace) -> int:
+    from cloud_lambda.metadata.base import MetadataError, open_metadata_store
+    from cloud_lambda.metadata.sqlite_store import SqliteStore
+
+    if not args.to.startswith("dynamodb://"):
+        return _fail("--to must be dynamodb://table")
+    try:
+        source = SqliteStore(args.folder / "metadata.sqlite", create=False)
+        written = open_metadata_store(args.to).put_many(source.iter_all())
+    except MetadataError as exc:
+        return _fail(str(exc))
+    print(json.dumps({"written": written, "to": args.to}))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from cloud_lambda.catalog.layout import SUMMARY, CatalogError, read_manifest
+
+    try:
+        manifest = read_manifest(args.folder)
+    except CatalogError as exc:
+        return _fail(str(exc))
+    summary_path = args.folder / SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    print(json.dumps({"manifest": manifest.model_dump(mode="json"), "summary": summary}, indent=2))
+    return 0

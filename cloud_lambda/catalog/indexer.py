@@ -1,0 +1,373 @@
+"""Catalog indexing: list → (worker processes) read, hash, validate, decode, prepare → batched featurize.
+
+Resumable: every featurized batch is written as its own part file and then journaled by content hash, so a
+killed run restarted with the same ``--out`` skips what it finished (workers do not even decode it). The
+final folder is written to a temp dir and swapped in, never half-written (see ``layout.write_catalog``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloud_lambda.catalog import items as items_mod
+from cloud_lambda.catalog.layout import write_catalog
+from cloud_lambda.catalog.sources import CatalogSource, SourceError, open_source
+from cloud_lambda.catalog.validate import ImageRejected
+from cloud_lambda.catalog.validate import decode as decode_image
+from cloud_lambda.logs import get_logger, log_event
+from cloud_lambda.metadata.base import RESERVED, ItemRecord
+
+JOURNAL = "journal.jsonl"
+PARTS = "parts"
+
+
+class IndexingError(RuntimeError):
+    """The run cannot proceed (bad options, a work dir of another model, an unreadable source)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise IndexingError(f"shard {self.index}/{self.count}: need 0 <= i < n")
+
+    def owns(self, key: str) -> bool:
+        # crc32 of the key: stable across runs and machines, independent of listing order.
+        return zlib.crc32(key.encode("utf-8")) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, sep, count = text.partition("/")
+        if not sep or not index.isdigit() or not count.isdigit():
+            raise IndexingError(f"--shard must look like i/n (0-based), got {text!r}")
+        return cls(int(index), int(count))
+
+    @classmethod
+    def from_env(cls, count: int | None, env: dict[str, str] | None = None) -> Shard | None:
+        """AWS Batch array jobs set ``AWS_BATCH_JOB_ARRAY_INDEX``; the size comes from --shard-count/VS_SHARD_COUNT."""
+        source = os.environ if env is None else env
+        if "AWS_BATCH_JOB_ARRAY_INDEX" not in source:
+            return None
+        total = count or int(source.get("VS_SHARD_COUNT", "0") or 0)
+        if total < 1:
+            raise IndexingError("AWS_BATCH_JOB_ARRAY_INDEX is set but the shard count is not (--shard-count)")
+        return cls(int(source["AWS_BATCH_JOB_ARRAY_INDEX"]), total)
+
+
+@dataclass
+class IndexOptions:
+    source: str
+    out: Path
+    model: Path
+    metadata: Path | None = None
+    index_kind: str = "exact"
+    index_params: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 32
+    workers: int = max(1, (os.cpu_count() or 2) - 1)
+    shard: Shard | None = None
+    work_dir: Path | None = None
+    image_base_url: str | None = None
+    backend: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+
+    def resolved_work_dir(self) -> Path:
+        return self.work_dir or self.out.with_name(self.out.name + ".work")
+
+
+# --- worker side (a separate process) -------------------------------------------------------------------
+_W: dict[str, Any] = {}
+
+
+def _worker_init(source: CatalogSource, input_size: int, skip: frozenset[str]) -> None:
+    _W.update(source=source, size=input_size, skip=skip)
+
+
+def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
+    """→ (key, sha256, kind, payload); kind: done | ok (prepared uint8 image) | reject ((reason, message))."""
+    from model.prepare import prepare_frame
+
+    try:
+        data = _W["source"].read(key)
+    except SourceError as exc:
+        return key, "", "read_error", ("read_error", str(exc))
+    sha = hashlib.sha256(data).hexdigest()
+    if sha in _W["skip"]:
+        return key, sha, "done", None
+    try:
+        image, _ = decode_image(data)
+        return key, sha, "ok", prepare_frame(image, _W["size"])
+    except ImageRejected as exc:
+        return key, sha, "reject", (exc.reason, str(exc))
+    except Exception as exc:  # a decoder crash on one file must not stop the run
+        return key, sha, "reject", ("undecodable", f"{type(exc).__name__}: {exc}")
+
+
+# --- journal --------------------------------------------------------------------------------------------
+class Journal:
+    """Append-only JSON lines, fsynced; a torn last line (killed mid-write) is ignored on reload."""
+
+    def __init__(self, work_dir: Path, model_id: str) -> None:
+        self.dir = work_dir
+        self.path = work_dir / JOURNAL
+        (work_dir / PARTS).mkdir(parents=True, exist_ok=True)
+        self.parts: list[str] = []
+        self.done: set[str] = set()
+        self.rejects: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            self._load(model_id)
+        else:
+            self._append({"model_id": model_id, "created_at": time.time()})
+
+    def _load(self, model_id: str) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines) - 1:
+                    continue
+                raise IndexingError(f"{self.path}:{number + 1} is corrupt; delete the work dir to start over") from None
+            if "model_id" in entry and entry["model_id"] != model_id:
+                raise IndexingError(
+                    f"work dir {self.dir} holds vectors of model {entry['model_id']}, not {model_id}:"
+                    " use another --out/--work-dir or delete it"
+                )
+            if "part" in entry and (self.dir / PARTS / entry["part"]).exists():
+                self.parts.append(entry["part"])
+                self.done.update(entry["hashes"])
+            if "reject" in entry:
+                self.rejects[entry["reject"]] = entry
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def add_part(self, hashes: list[str], vectors: np.ndarray) -> None:
+        name = f"part-{len(self.parts):06d}-{os.getpid()}-{time.time_ns() % 10**9}.npz"
+        tmp = self.dir / PARTS / (name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, vectors=vectors.astype(np.float32), hashes=np.array(hashes))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.dir / PARTS / name)
+        # The journal line comes after the part is complete: a journaled part is always whole.
+        self._append({"part": name, "hashes": hashes})
+        self.parts.append(name)
+        self.done.update(hashes)
+
+    def add_reject(self, sha: str, key: str, reason: str, message: str) -> None:
+        entry = {"reject": sha, "key": key, "reason": reason, "message": message}
+        self._append(entry)
+        self.rejects[sha] = entry
+
+    def vectors(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name in self.parts:
+            with np.load(self.dir / PARTS / name, allow_pickle=False) as part:
+                for sha, vector in zip(part["hashes"].tolist(), part["vectors"], strict=True):
+                    out[sha] = vector
+        return out
+
+
+# --- the run --------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    out: Path
+    summary: dict[str, Any]
+
+
+def run_index(
+    options: IndexOptions,
+    featurizer: Any = None,
+    source: CatalogSource | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Index ``options.source`` into ``options.out``. ``on_batch`` is called after each journaled batch."""
+    log = get_logger("visualsearch.catalog")
+    started = time.perf_counter()
+    if featurizer is None:
+        from model.featurizer import Featurizer
+
+        featurizer = Featurizer(options.model, backend=options.backend, threads=options.threads)
+    source = source or open_source(options.source)
+    if options.batch_size < 1 or options.workers < 1:
+        raise IndexingError("--batch-size and --workers must be >= 1")
+    listed = source.list()
+    keys = [item.key for item in listed if options.shard is None or options.shard.owns(item.key)]
+    rows = items_mod.read_item_rows(options.metadata) if options.metadata else []
+    by_file, by_id = items_mod.match_rows(rows)
+    journal = Journal(options.resolved_work_dir(), featurizer.model_id)
+    reused = len(journal.done)
+    hashes: dict[str, str] = {}
+    reasons: Counter[str] = Counter()
+    read_errors: list[dict[str, Any]] = []
+    featurized = 0
+    featurize_s = 0.0
+    pending_keys: list[str] = []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        nonlocal featurized, featurize_s
+        if not pending:
+            return
+        t0 = time.perf_counter()
+        vectors = featurizer.featurize(np.stack(pending))
+        featurize_s += time.perf_counter() - t0
+        journal.add_part([hashes[k] for k in pending_keys], vectors)
+        featurized += len(pending)
+        pending.clear()
+        pending_keys.clear()
+        if on_batch is not None:
+            on_batch(featurized)
+
+    skip = frozenset(journal.done) | frozenset(journal.rejects)
+    log_event(log, "index_start", source=source.uri, items=len(keys), shard=str(options.shard), resumed=reused)
+    for key, sha, kind, payload in _prepared(options, source, featurizer.input_size, skip, keys):
+        if kind == "read_error":
+            read_errors.append({"key": key, "reason": "read_error", "message": payload[1]})
+            continue
+        hashes[key] = sha
+        if kind == "ok":
+            pending_keys.append(key)
+            pending.append(payload)
+            if len(pending) >= options.batch_size:
+                flush()
+        elif kind == "reject":
+            journal.add_reject(sha, key, payload[0], payload[1])
+    flush()
+
+    vectors_by_sha = journal.vectors()
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    records: list[ItemRecord] = []
+    report: list[dict[str, Any]] = []
+    seen_ids: dict[str, str] = {}
+    for key in keys:
+        content = hashes.get(key)
+        if content is None:
+            continue
+        if content in journal.rejects:
+            entry = journal.rejects[content]
+            reasons[entry["reason"]] += 1
+            report.append({"key": key, "sha256": content, "reason": entry["reason"], "message": entry["message"]})
+            continue
+        row = items_mod.row_for(key, by_file, by_id)
+        record = _record(key, row, featurizer.model_id, source, options.image_base_url)
+        if record.id in seen_ids:
+            reasons["duplicate_id"] += 1
+            report.append(
+                {
+                    "key": key,
+                    "sha256": content,
+                    "reason": "duplicate_id",
+                    "message": f"id {record.id!r} is also {seen_ids[record.id]}",
+                }
+            )
+            continue
+        seen_ids[record.id] = key
+        ids.append(record.id)
+        vectors.append(vectors_by_sha[content])
+        records.append(record)
+    for entry in read_errors:
+        reasons["read_error"] += 1
+        report.append(entry)
+    matched = {id(row) for row in (items_mod.row_for(k, by_file, by_id) for k in keys) if row is not None}
+    if options.shard is None:
+        for row in rows:
+            if id(row) not in matched:
+                reasons["missing_image"] += 1
+                report.append({"id": row["id"], "reason": "missing_image", "message": "metadata row has no image file"})
+
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    ids = [ids[i] for i in order]
+    records = [records[i] for i in order]
+    matrix = np.stack([vectors[i] for i in order]) if order else np.zeros((0, featurizer.dim), np.float32)
+    elapsed = time.perf_counter() - started
+    summary = {
+        "model_id": featurizer.model_id,
+        "source": source.uri,
+        "shard": str(options.shard) if options.shard else None,
+        "listed": len(keys),
+        "indexed": len(ids),
+        "rejected": sum(reasons.values()),
+        "rejects_by_reason": dict(sorted(reasons.items())),
+        "featurized_this_run": featurized,
+        "reused_from_journal": reused,
+        "index": {"kind": options.index_kind, "params": options.index_params},
+        "seconds": round(elapsed, 3),
+        "throughput": {
+            "images_per_s": round(featurized / elapsed, 2) if elapsed > 0 else None,
+            "featurize_images_per_s": round(featurized / featurize_s, 2) if featurize_s > 0 else None,
+        },
+    }
+    write_catalog(
+        options.out,
+        model_id=featurizer.model_id,
+        dim=featurizer.dim,
+        input_size=featurizer.input_size,
+        ids=ids,
+        vectors=matrix,
+        records=records,
+        index_kind=options.index_kind,
+        index_params=options.index_params,
+        summary=summary,
+        report_lines=report,
+        shard=str(options.shard) if options.shard else None,
+    )
+    log_event(log, "index_done", out=str(options.out), **{k: summary[k] for k in ("indexed", "rejected", "seconds")})
+    return RunResult(options.out, summary)
+
+
+def _prepared(
+    options: IndexOptions, source: CatalogSource, input_size: int, skip: frozenset[str], keys: list[str]
+) -> Iterator[tuple[str, str, str, Any]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(keys), unit="img", desc="indexing", disable=not options.progress, mininterval=0.5)
+    # spawn, not fork: the parent already runs onnxruntime threads, which fork does not copy safely.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(options.workers, initializer=_worker_init, initargs=(source, input_size, skip)) as pool:
+        # Bounded look-ahead: imap pulls lazily, so workers run at most a few chunks ahead of featurization.
+        for result in pool.imap_unordered(_worker_prepare, keys, chunksize=4):
+            bar.update(1)
+            yield result
+    bar.close()
+
+
+def _record(
+    key: str, row: dict[str, Any] | None, model_id: str, source: CatalogSource, image_base_url: str | None
+) -> ItemRecord:
+    default_url = image_base_url.rstrip("/") + "/" + key if image_base_url else source.url_for(key)
+    if row is None:
+        return ItemRecord(
+            id=items_mod.stem_of(key), model_id=model_id, title=items_mod.title_from_key(key), image_url=default_url
+        )
+    extra = {k: v for k, v in row.items() if k not in RESERVED and k not in items_mod.FILE_KEYS}
+    return ItemRecord(
+        id=row["id"],
+        model_id=model_id,
+        title=str(row.get("title") or items_mod.title_from_key(key)),
+        image_url=str(row.get("image_url") or default_url),
+        extra=extra,
+    )

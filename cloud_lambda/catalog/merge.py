@@ -1,0 +1,123 @@
+"""Combine shard folders (``catalog index --shard i/n``) into one catalog, equal to a single run's."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloud_lambda.catalog.layout import (
+    IDS,
+    METADATA,
+    REPORT,
+    SUMMARY,
+    VECTORS,
+    CatalogError,
+    read_manifest,
+    write_catalog,
+)
+from cloud_lambda.metadata.base import ItemRecord
+from cloud_lambda.metadata.sqlite_store import SqliteStore
+
+
+def merge_catalogs(
+    shard_dirs: list[Path],
+    out: Path,
+    index_kind: str | None = None,
+    index_params: dict[str, Any] | None = None,
+    require_complete: bool = True,
+) -> dict[str, Any]:
+    if not shard_dirs:
+        raise CatalogError("no shard folders to merge")
+    manifests = [read_manifest(d) for d in shard_dirs]
+    first = manifests[0]
+    for folder, manifest in zip(shard_dirs, manifests, strict=True):
+        if manifest.model_id != first.model_id or manifest.dim != first.dim:
+            raise CatalogError(
+                f"{folder} was indexed with {manifest.model_id} ({manifest.dim}-d), {shard_dirs[0]} with"
+                f" {first.model_id} ({first.dim}-d): shards of different models cannot be merged"
+            )
+    if require_complete:
+        _check_shards([m.shard for m in manifests], shard_dirs)
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    records: list[ItemRecord] = []
+    report: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    seconds = 0.0
+    owner: dict[str, Path] = {}
+    for folder in shard_dirs:
+        shard_ids = json.loads((folder / IDS).read_text())
+        shard_vectors = np.load(folder / VECTORS, allow_pickle=False)
+        store = SqliteStore(folder / METADATA, create=False)
+        by_id = {r.id: r for r in store.iter_all()}
+        store.close()
+        for position, item_id in enumerate(shard_ids):
+            if item_id in owner:
+                raise CatalogError(f"item id {item_id!r} is in both {owner[item_id]} and {folder}")
+            owner[item_id] = folder
+            if item_id not in by_id:
+                raise CatalogError(f"{folder}: item {item_id!r} has a vector but no metadata")
+            ids.append(item_id)
+            vectors.append(shard_vectors[position])
+            records.append(by_id[item_id])
+        if (folder / REPORT).exists():
+            report += [json.loads(line) for line in (folder / REPORT).read_text().splitlines() if line.strip()]
+        summary = json.loads((folder / SUMMARY).read_text()) if (folder / SUMMARY).exists() else {}
+        reasons.update(summary.get("rejects_by_reason", {}))
+        for key in ("listed", "featurized_this_run", "reused_from_journal"):
+            totals[key] += int(summary.get(key) or 0)
+        seconds = max(seconds, float(summary.get("seconds") or 0.0))
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    kind = index_kind or first.index.kind
+    params = (
+        index_params if index_params is not None else (dict(first.index.params) if kind == first.index.kind else {})
+    )
+    summary_out: dict[str, Any] = {
+        "model_id": first.model_id,
+        "merged_from": [str(d) for d in shard_dirs],
+        "shard": None,
+        "listed": totals["listed"],
+        "indexed": len(ids),
+        "rejected": sum(reasons.values()),
+        "rejects_by_reason": dict(sorted(reasons.items())),
+        "featurized_this_run": totals["featurized_this_run"],
+        "reused_from_journal": totals["reused_from_journal"],
+        "index": {"kind": kind, "params": params},
+        "seconds": round(seconds, 3),
+    }
+    write_catalog(
+        out,
+        model_id=first.model_id,
+        dim=first.dim,
+        input_size=first.input_size,
+        ids=[ids[i] for i in order],
+        vectors=np.stack([vectors[i] for i in order]) if order else np.zeros((0, first.dim), np.float32),
+        records=[records[i] for i in order],
+        index_kind=kind,
+        index_params=params,
+        summary=summary_out,
+        report_lines=sorted(report, key=lambda r: str(r.get("key") or r.get("id"))),
+    )
+    return summary_out
+
+
+def _check_shards(specs: list[str | None], dirs: list[Path]) -> None:
+    parsed = []
+    for spec, folder in zip(specs, dirs, strict=True):
+        if not spec:
+            raise CatalogError(f"{folder} is not a shard (no 'shard' in its manifest)")
+        index, _, count = spec.partition("/")
+        parsed.append((int(index), int(count)))
+    counts = {count for _, count in parsed}
+    if len(counts) != 1:
+        raise CatalogError(f"shards come from different splits: {sorted(specs, key=str)}")
+    total = counts.pop()
+    have = sorted(index for index, _ in parsed)
+    if have != list(range(total)):
+        missing = sorted(set(range(total)) - set(have))
+        raise CatalogError(f"shards {have} of {total}: missing {missing}, or one given twice")

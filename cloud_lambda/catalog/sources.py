@@ -1,0 +1,171 @@
+"""Where catalog images come from: a local folder or ``s3://bucket/prefix`` (one class each, one interface).
+
+Sources are pickled into the decode worker processes, so they carry only their address; the S3 client is
+created lazily in each process.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Metadata and docs that may sit beside the images; anything else is a candidate (and is validated).
+SKIP_SUFFIXES = frozenset({".jsonl", ".csv", ".json", ".md"})
+
+
+class SourceError(RuntimeError):
+    """The source cannot be listed or an object cannot be read."""
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    key: str
+    """Path relative to the source root, with ``/`` separators."""
+    size: int
+
+
+class CatalogSource(ABC):
+    uri: str
+
+    @abstractmethod
+    def list(self) -> list[SourceItem]:
+        """All candidate files, sorted by key."""
+
+    @abstractmethod
+    def read(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def url_for(self, key: str) -> str:
+        """The default ``image_url`` of an item (overridden by the metadata file or --image-base-url)."""
+
+
+def _wanted(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() not in SKIP_SUFFIXES
+
+
+class LocalFolderSource(CatalogSource):
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise SourceError(f"catalog source {root} is not a folder")
+        self.uri = str(self.root)
+
+    def list(self) -> list[SourceItem]:
+        items = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if _wanted(name):
+                    path = Path(dirpath) / name
+                    if path.is_file():
+                        items.append(SourceItem(path.relative_to(self.root).as_posix(), path.stat().st_size))
+        return sorted(items, key=lambda item: item.key)
+
+    def read(self, key: str) -> bytes:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise SourceError(f"key {key!r} escapes the source folder")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc}") from exc
+
+    def url_for(self, key: str) -> str:
+        return (self.root / key).as_uri()
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise SourceError(f"{uri!r} is not an s3:// URI")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise SourceError(f"{uri!r} has no bucket")
+    return bucket, prefix
+
+
+class S3Source(CatalogSource):
+    """``s3://bucket/prefix``: ListObjectsV2 (paginated) and GetObject, nothing else."""
+
+    def __init__(self, uri: str, client: Any = None) -> None:
+        self.bucket, prefix = split_s3_uri(uri)
+        self.prefix = prefix.rstrip("/") + "/" if prefix else ""
+        self.uri = f"s3://{self.bucket}/{self.prefix}"
+        self._client = client
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_client"] = None  # boto3 clients do not pickle; each worker makes its own
+        return state
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def list(self) -> list[SourceItem]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        items = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self.prefix) :]
+                    if key and not key.endswith("/") and _wanted(key.rsplit("/", 1)[-1]):
+                        items.append(SourceItem(key, int(obj["Size"])))
+        except (BotoCoreError, ClientError) as exc:
+            raise SourceError(f"cannot list {self.uri}: {exc}") from exc
+        return sorted(items, key=lambda item: item.key)
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise SourceError(f"cannot read s3://{self.bucket}/{self.prefix}{key}: {exc}") from exc
+        return body
+
+    def url_for(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
+
+def open_source(spec: str, client: Any = None) -> CatalogSource:
+    if spec.startswith("s3://"):
+        return S3Source(spec, client)
+    return LocalFolderSource(spec)
+
+
+def download_prefix(uri: str, local: Path, client: Any = None) -> Path:
+    """Copy every object under ``uri`` into ``local`` (the Lambda loads its index this way, once)."""
+    source = S3Source(uri, client)
+    tmp = local.with_name(local.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        for page in source.client.get_paginator("list_objects_v2").paginate(Bucket=source.bucket, Prefix=source.prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(source.prefix) :]
+                if not rel or rel.endswith("/") or "/" in rel:
+                    continue  # the index folder is flat; shard subfolders are not part of it
+                source.client.download_file(source.bucket, obj["Key"], str(tmp / rel))
+    except (BotoCoreError, ClientError) as exc:
+        raise SourceError(f"cannot download {uri}: {exc}") from exc
+    os.replace(tmp, local)
+    return local
+
+
+def upload_folder(local: Path, uri: str, client: Any = None) -> int:
+    """Upload the files of ``local`` under ``uri``; the manifest last, so readers never see a partial index."""
+    target = S3Source(uri, client)
+    files = sorted(p for p in Path(local).iterdir() if p.is_file())
+    files.sort(key=lambda p: p.name == "manifest.json")
+    for path in files:
+        target.client.upload_file(str(path), target.bucket, target.prefix + path.name)
+    return len(files)
