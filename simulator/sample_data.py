@@ -32,7 +32,7 @@ from model.data.views import camera_view
 
 log = logging.getLogger(__name__)
 
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 SEED = 20261121
 FRAME_W, FRAME_H = 640, 480
 FPS = 10.0
@@ -134,7 +134,7 @@ def build_catalog(data: SampleData, photos: dict[str, np.ndarray]) -> list[dict[
             {
                 "id": ident,
                 "title": title,
-                "image": f"images/{image_name}",
+                "file": image_name,
                 "image_url": f"/catalog/images/{image_name}",
                 "source": name,
             }
