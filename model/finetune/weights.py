@@ -24,21 +24,17 @@ def backbone_state(features: nn.Module, backbone: Backbone, base_weights: Path |
         # No full network to take names from: drop the wrapper prefix common to all keys.
         prefix = _common_prefix(list(tuned))
         return {k[len(prefix) :]: v.detach().cpu().clone() for k, v in tuned.items()}
-    out: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-    for key, value in template.items():
-        matches = [k for k in tuned if k == key or k.endswith("." + key)]
-        if len(matches) > 1:
-            raise ValueError(f"weights key {key} matches several fine-tuned tensors: {matches}")
-        if matches:
-            out[key] = tuned[matches[0]].detach().cpu().clone()
-            used.update(matches)
-        else:
-            out[key] = value
-    unmatched = sorted(set(tuned) - used)
-    if unmatched:
-        raise ValueError(f"fine-tuned tensors {unmatched[:5]} have no place in the backbone's weights file")
-    return out
+    # The wrapper prefix (e.g. "net.") under which every fine-tuned key is a key of the weights file.
+    for prefix in _prefixes(next(iter(tuned))):
+        if all(k.startswith(prefix) and k[len(prefix) :] in template for k in tuned):
+            return {**template, **{k[len(prefix) :]: v.detach().cpu().clone() for k, v in tuned.items()}}
+    strays = [k for k in tuned if not any(k.endswith(t) for t in template)][:5]
+    raise ValueError(f"fine-tuned tensors {strays or list(tuned)[:5]} have no place in the backbone's weights file")
+
+
+def _prefixes(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) + ("." if i else "") for i in range(len(parts))]
 
 
 def _common_prefix(keys: list[str]) -> str:
