@@ -56,7 +56,7 @@ def test_folder_reader_lists_classes_and_skips_non_images(tmp_path: Path) -> Non
 def test_empty_class_folder_is_a_clear_error(tmp_path: Path) -> None:
     root = make_class_folder(tmp_path / "data", per_class=2)
     (root / "hat").mkdir()
-    with pytest.raises(DatasetError, match="'hat'.*hold no images"):
+    with pytest.raises(DatasetError, match=r"'hat'.*hold no images"):
         read_source(root)
 
 
@@ -168,7 +168,8 @@ def test_fashion_mnist_materializer_writes_class_folders(tmp_path: Path) -> None
     out = materialize(tmp_path / "fm", train_per_class=2, holdout_per_class=1, size=64, root=tmp_path)
     train = read_source(out["train"])
     assert len(train.classes) == 10 and len(train.samples) == 20
-    assert cv2.imread(str(train.samples[0].path)).shape == (64, 64, 3)
+    first = cv2.imread(str(train.samples[0].path))
+    assert first is not None and first.shape == (64, 64, 3)
     assert len(read_source(out["holdout"]).samples) == 10
     with pytest.raises(ValueError, match="64 px"):
         materialize(tmp_path / "x", 1, 1, size=28, root=tmp_path)

@@ -101,6 +101,7 @@ def test_killed_run_resumes_from_checkpoint_and_exports(
     assert sidecar.input_size == 224
     featurizer = Featurizer(onnx_path, backend="onnxruntime", warmup=0)
     frame = cv2.imread(str(tiny_set / "circle" / "00.jpg"))
+    assert frame is not None
     vector = featurizer.featurize_frame(frame)
     assert vector.shape == (1280,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3
     base_id = summary["comparison"]["models"]["base"]["model_id"]
