@@ -24,7 +24,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     idx.add_argument("--ef-construction", type=int, default=80)
     idx.add_argument("--ef-search", type=int, default=64)
     idx.add_argument("--batch-size", type=int, default=32, help="images per featurizer call")
-    idx.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decode processes")
+    idx.add_argument(
+        "--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decode processes (0: in-process)"
+    )
     idx.add_argument("--threads", type=int, default=None, help="featurizer threads")
     idx.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino")
     idx.add_argument("--shard", help="i/n: process only shard i of n (0-based); AWS Batch: AWS_BATCH_JOB_ARRAY_INDEX")

@@ -211,8 +211,8 @@ def run_index(
 
         featurizer = Featurizer(options.model, backend=options.backend, threads=options.threads)
     source = source or open_source(options.source)
-    if options.batch_size < 1 or options.workers < 1:
-        raise IndexingError("--batch-size and --workers must be >= 1")
+    if options.batch_size < 1 or options.workers < 0:
+        raise IndexingError("--batch-size must be >= 1 and --workers >= 0")
     listed = source.list()
     keys = [item.key for item in listed if options.shard is None or options.shard.owns(item.key)]
     rows = items_mod.read_item_rows(options.metadata) if options.metadata else []
@@ -345,6 +345,14 @@ def _prepared(
     from tqdm import tqdm
 
     bar = tqdm(total=len(keys), unit="img", desc="indexing", disable=not options.progress, mininterval=0.5)
+    if options.workers == 0:
+        # In-process (debugging, or a client object that cannot cross a process boundary).
+        _worker_init(source, input_size, skip)
+        for key in keys:
+            bar.update(1)
+            yield _worker_prepare(key)
+        bar.close()
+        return
     # spawn, not fork: the parent already runs onnxruntime threads, which fork does not copy safely.
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(options.workers, initializer=_worker_init, initargs=(source, input_size, skip)) as pool:

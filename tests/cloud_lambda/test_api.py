@@ -1,0 +1,141 @@
+"""The API Lambda with API Gateway HTTP API (payload 2.0) events, on a real redis-server."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import cv2
+import pytest
+
+from cloud_lambda.api import handler as api
+from cloud_lambda.search.service import SearchService
+from tests.cloud_lambda.conftest import TinyCatalog, feature_event
+
+
+def http_event(
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    body: bytes | None = None,
+    content_type: str | None = None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "headers": {"host": "abc.execute-api.eu-west-1.amazonaws.com"},
+        "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4"}},
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if content_type:
+        event["headers"]["content-type"] = content_type
+    if body is not None:
+        event["body"] = base64.b64encode(body).decode()
+        event["isBase64Encoded"] = True
+    return event
+
+
+@pytest.fixture
+def app(service: SearchService) -> Iterator[SearchService]:
+    api.set_service(service)
+    yield service
+    api.set_service(None)
+
+
+def call(event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    response = api.lambda_handler(event, None)
+    assert response["headers"]["access-control-allow-origin"] == "*"
+    body = response["body"]
+    return (
+        response["statusCode"],
+        (json.loads(body) if body and response["headers"]["content-type"] == "application/json" else {}),
+        response["headers"],
+    )
+
+
+def test_matches_latest_and_devices(app: SearchService, tiny_catalog: TinyCatalog):
+    status, body, _ = call(http_event("GET", "/api/devices/cam-01/matches/latest"))
+    assert (status, body) == (200, {"device_id": "cam-01", "record": None})
+    status, body, _ = call(http_event("GET", "/api/devices/cam-01/matches", {"n": "3"}))
+    assert (status, body) == (200, {"device_id": "cam-01", "records": []})
+    for seq in range(1, 5):
+        app.handle_feature_event(feature_event(tiny_catalog.vectors[seq], tiny_catalog.model_id, seq=seq))
+    app.handle_status_event({"v": 1, "device_id": "cam-01", "state": "online", "topic_device": "cam-01"})
+    status, body, _ = call(http_event("GET", "/api/devices/cam-01/matches", {"n": "3"}))
+    assert status == 200 and [r["seq"] for r in body["records"]] == [4, 3, 2]
+    status, body, _ = call(http_event("GET", "/api/devices/cam-01/matches/latest"))
+    assert body["record"]["seq"] == 4 and body["record"]["matches"][0]["id"] == "item-004"
+    status, body, _ = call(http_event("GET", "/api/devices"))
+    assert status == 200
+    assert body["devices"][0]["device_id"] == "cam-01" and body["devices"][0]["status"]["state"] == "online"
+    status, body, _ = call(http_event("GET", "/api/health"))
+    assert status == 200 and body["redis"] == "ok" and body["model_id"] == tiny_catalog.model_id
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "code"),
+    [
+        (http_event("GET", "/api/devices/cam-01/matches", {"n": "0"}), 400, "bad_parameter"),
+        (http_event("GET", "/api/devices/cam-01/matches", {"n": "abc"}), 400, "bad_parameter"),
+        (http_event("GET", "/api/devices/cam-01/matches", {"n": "101"}), 400, "bad_parameter"),
+        (http_event("GET", "/api/devices/bad%20id/matches/latest"), 400, "bad_device_id"),
+        (http_event("GET", "/api/nothing"), 404, "not_found"),
+        (http_event("DELETE", "/api/devices"), 405, "method_not_allowed"),
+        (http_event("GET", "/api/search"), 405, "method_not_allowed"),
+        (
+            http_event("POST", "/api/search", body=b"GIF89a....", content_type="image/gif"),
+            415,
+            "unsupported_media_type",
+        ),
+        (http_event("POST", "/api/search", body=b"", content_type="image/png"), 400, "empty"),
+        (http_event("POST", "/api/search", body=b"not a png", content_type="image/png"), 415, "not_image"),
+        (
+            http_event(
+                "POST", "/api/search", body=b"\x89PNG\r\n\x1a\n" + b"\0" * (5 * 1024 * 1024), content_type="image/png"
+            ),
+            413,
+            "too_large",
+        ),
+        (http_event("POST", "/api/search", {"k": "0"}, body=b"x", content_type="image/png"), 400, "bad_parameter"),
+    ],
+)
+def test_errors_are_json_with_status(app: SearchService, event, status: int, code: str):
+    got_status, body, _ = call(event)
+    assert got_status == status, body
+    assert body["error"]["code"] == code and body["error"]["message"]
+
+
+def test_photo_search(app: SearchService, tiny_catalog: TinyCatalog):
+    _, png = cv2.imencode(".png", tiny_catalog.images[11])
+    status, body, _ = call(http_event("POST", "/api/search", {"k": "4"}, body=png.tobytes(), content_type="image/png"))
+    assert status == 200, body
+    assert body["model_id"] == tiny_catalog.model_id
+    assert len(body["matches"]) == 4 and body["matches"][0]["id"] == "item-011"
+    assert set(body["timing_ms"]) == {"decode", "featurize", "search"}
+    tiny = cv2.imencode(".png", tiny_catalog.images[0][:40, :40])[1].tobytes()
+    status, body, _ = call(http_event("POST", "/api/search", body=tiny, content_type="image/png"))
+    assert (status, body["error"]["code"]) == (400, "too_small")
+
+
+def test_redis_down_is_503(app: SearchService, redis_server):
+    redis_server.stop()
+    status, body, _ = call(http_event("GET", "/api/devices/cam-01/matches/latest"))
+    assert (status, body["error"]["code"]) == (503, "unavailable")
+    status, body, _ = call(http_event("GET", "/api/health"))
+    assert status == 503 and body["redis"] == "down"
+
+
+def test_preflight_and_html_csp(app: SearchService):
+    response = api.lambda_handler(http_event("OPTIONS", "/api/search"), None)
+    assert response["statusCode"] == 204
+    assert "POST" in response["headers"]["access-control-allow-methods"]
+    response = api.lambda_handler(http_event("GET", "/"), None)
+    if response["statusCode"] == 200:  # the web app belongs to the stack engineer; serve it when present
+        assert "default-src 'self'" in response["headers"]["content-security-policy"]
+        assert response["headers"]["content-type"].startswith("text/html")
