@@ -1,0 +1,125 @@
+"""``visual-search model export|info|eval``: thin entry points over :mod:`model.export`, the runtime and eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from model.contract import VARIANTS
+
+log = logging.getLogger(__name__)
+
+
+def _variants(text: str) -> list[str]:
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in items if v not in VARIANTS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"variants must be a comma list of {', '.join(VARIANTS)}; got {text!r}")
+    return items
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
+    sub.required = True
+
+    export = sub.add_parser("export", help="export a backbone to ONNX variants with sidecars and parity figures")
+    export.add_argument("--backbone", default="efficientnet-lite0", help="backbone name (default: %(default)s)")
+    export.add_argument("--out", type=Path, default=Path("artifacts/models"), help="output folder")
+    export.add_argument(
+        "--variants", type=_variants, default=["fp32", "int8", "fp16"], help="comma list of fp32,int8,fp16"
+    )
+    export.add_argument("--weights", type=Path, default=None, help="state_dict file (default: packaged weights)")
+    export.add_argument("--pooling", choices=["avg", "gem"], default="avg", help="global pooling at the cut")
+    export.add_argument("--calibration-images", type=int, default=96, help="int8 calibration frames (with --force)")
+    export.add_argument("--force", action="store_true", help="export even when valid files already exist")
+    export.set_defaults(handler=run_export)
+
+    info = sub.add_parser("info", help="print a model's sidecar and the backend that would run it")
+    info.add_argument("file", type=Path, help="an exported .onnx file")
+    info.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    info.add_argument("--device", default="auto", help="backend device (cpu, cuda, tensorrt; CPU, GPU, NPU)")
+    info.set_defaults(handler=run_info)
+
+    evaluate = sub.add_parser("eval", help="retrieval-quality tables for every variant vs a raw-pixel baseline")
+    evaluate.add_argument("--models", type=Path, default=Path("artifacts/models"), help="folder of exported models")
+    evaluate.add_argument("--backbone", default=None, help="only this backbone's files")
+    evaluate.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "openvino"])
+    evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.add_argument("--fashion", type=int, default=2000, help="Fashion-MNIST images (0 skips)")
+    evaluate.add_argument("--views", type=int, default=5, help="camera-like views per photo")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from model.export.api import ensure_exported, export_model
+
+    try:
+        if args.force:
+            paths = export_model(
+                args.backbone,
+                args.out,
+                variants=args.variants,
+                weights=args.weights,
+                pooling=args.pooling,
+                calibration_images=args.calibration_images,
+            )
+        else:
+            paths = ensure_exported(
+                args.out,
+                args.variants,
+                backbone=args.backbone,
+                weights=args.weights,
+                pooling=args.pooling,
+                progress=True,
+            )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from model.sidecar import read_sidecar
+
+    for variant, path in paths.items():
+        sidecar = read_sidecar(path)
+        figures = "; ".join(
+            f"vs {p.reference}: cos min {p.cosine_min:.5f} mean {p.cosine_mean:.5f}"
+            + (f" NN agree {p.nn_agreement:.3f}" if p.nn_agreement is not None else "")
+            for p in sidecar.parity
+        )
+        print(f"{variant}: {path} ({path.stat().st_size / 1e6:.1f} MB) {sidecar.model_id} — {figures}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from model.featurizer import Featurizer
+    from model.runtime.base import BackendUnavailable
+    from model.sidecar import SidecarError, read_sidecar
+
+    try:
+        if not args.file.exists():
+            raise FileNotFoundError(f"model file {args.file} does not exist")
+        sidecar = read_sidecar(args.file)
+        print(json.dumps(sidecar.model_dump(mode="json"), indent=2))
+        fz = Featurizer(args.file, backend=args.backend, device=args.device, warmup=0)
+    except (FileNotFoundError, SidecarError, BackendUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"backend: {fz.backend_info.describe()}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from model.eval.run import evaluate, find_models, print_tables
+
+    models = find_models(args.models, args.backbone)
+    if not models:
+        print(f"error: no exported models in {args.models} (run `visual-search model export`)", file=sys.stderr)
+        return 2
+    print(f"# model eval — {', '.join(p.name for p in models)} on {args.backend}")
+    print_tables(
+        evaluate(
+            models, backend=args.backend, threads=args.threads, fashion_count=args.fashion, views_per_photo=args.views
+        )
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Retrieval-quality evaluation of featurizer variants on data that ships in packages (deterministic)."""
