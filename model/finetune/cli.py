@@ -78,16 +78,34 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
+def add_compare_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """The before/after options; ``model eval`` can take them too (``run_compare_if_asked`` dispatches)."""
+    group = parser.add_argument_group("before/after comparison of a fine-tuned featurizer")
+    group.add_argument("--base", type=Path, required=required, help="base featurizer .onnx (with its sidecar)")
+    group.add_argument("--finetuned", type=Path, required=required, help="fine-tuned featurizer .onnx")
+    group.add_argument(
+        "--holdout", type=Path, required=required, help="held-out labelled images: class folders, manifest or .lst"
+    )
+    group.add_argument("--holdout-image-root", type=Path, help="where holdout manifest/.lst paths resolve")
+    group.add_argument("--holdout-label-attribute", help="holdout manifest label attribute")
+    group.add_argument("--compare-json", type=Path, help="also write the comparison figures to this JSON file")
+
+
 def register_eval(parser: argparse.ArgumentParser) -> None:
     parser.description = "Retrieval mAP and top-1 of a base and a fine-tuned featurizer on held-out labelled images."
-    parser.add_argument("--base", type=Path, required=True, help="base featurizer .onnx (with its sidecar)")
-    parser.add_argument("--finetuned", type=Path, required=True, help="fine-tuned featurizer .onnx")
-    parser.add_argument("--holdout", type=Path, required=True, help="held-out images: class folders, manifest or .lst")
-    parser.add_argument("--image-root", type=Path)
-    parser.add_argument("--label-attribute")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    add_compare_arguments(parser, required=True)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run_eval)
+
+
+def run_compare_if_asked(args: argparse.Namespace) -> int | None:
+    """For ``model eval``: run the comparison when ``--finetuned`` was given, else None (do the usual eval)."""
+    if getattr(args, "finetuned", None) is None:
+        return None
+    if args.base is None or args.holdout is None:
+        print("error: --finetuned needs --base and --holdout", file=sys.stderr)
+        return 2
+    return run_eval(args)
 
 
 def _setup_logging() -> None:
@@ -161,18 +179,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
     _setup_logging()
     try:
-        holdout = load_input(
-            args.holdout,
-            Inputs(args.holdout, None, None, args.image_root, args.label_attribute),
-            None,
-            not args.no_progress,
-        )
-        result = compare_models({"base": args.base, "finetuned": args.finetuned}, holdout.samples, not args.no_progress)
+        progress = not getattr(args, "no_progress", False)
+        inputs = Inputs(args.holdout, None, None, args.holdout_image_root, args.holdout_label_attribute)
+        holdout = load_input(args.holdout, inputs, None, progress)
+        result = compare_models({"base": args.base, "finetuned": args.finetuned}, holdout.samples, progress)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.compare_json:
+        args.compare_json.write_text(json.dumps(result, indent=2) + "\n")
     print(format_comparison(result))
     return 0
 

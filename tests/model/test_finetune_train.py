@@ -109,6 +109,14 @@ def test_killed_run_resumes_from_checkpoint_and_exports(
     assert set(metrics["comparison"]["models"]) == {"base", "finetuned"}
     assert 0.0 <= metrics["comparison"]["models"]["finetuned"]["map"] <= 1.0
 
+    # The standalone before/after comparison gives the same figures as the run's own.
+    figures = tmp_path / "compare.json"
+    base_path = summary["comparison"]["models"]["base"]["model"]
+    args = ["eval", "--base", base_path, "--finetuned", str(onnx_path), "--holdout", str(tiny_set)]
+    assert finetune_main([*args, "--compare-json", str(figures), "--no-progress"]) == 0
+    again = json.loads(figures.read_text())
+    assert again["models"]["finetuned"]["map"] == pytest.approx(metrics["comparison"]["models"]["finetuned"]["map"])
+
     # A resumed run with other settings is refused, naming what changed.
     with pytest.raises(checkpoint.CheckpointError, match="settings lr"):
         run_finetune(_config(lr=0.01), inputs, out, export=False, progress=False)
