@@ -26,6 +26,7 @@ from simulator.stack.state import (
     ServiceRecord,
     StackState,
     is_same_process,
+    proc_cmdline,
     read_state,
     remove_state,
     stop_service,
@@ -61,9 +62,10 @@ def _check_port_free(host: str, port: int, key: str) -> None:
 
 def _record(proc: ManagedProcess) -> ServiceRecord:
     assert proc.process is not None
-    return ServiceRecord(
-        name=proc.name, pid=proc.process.pid, port=proc.port, argv=proc.command(), log=str(proc.log_path)
-    )
+    # Read back after the service is ready: redis-server retitles itself, so the argv we passed would never
+    # match /proc again and `down` would leave it running.
+    argv = proc_cmdline(proc.process.pid) or proc.command()
+    return ServiceRecord(name=proc.name, pid=proc.process.pid, port=proc.port, argv=argv, log=str(proc.log_path))
 
 
 def stack_up(config: StackConfig) -> tuple[StackState, bool]:

@@ -66,6 +66,11 @@ def remove_state(state_dir: Path) -> None:
     state_path(state_dir).unlink(missing_ok=True)
 
 
+def proc_cmdline(pid: int) -> list[str] | None:
+    """The command line as the process shows it now (redis-server rewrites its own to ``host:port``)."""
+    return _proc_cmdline(pid)
+
+
 def _proc_cmdline(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
