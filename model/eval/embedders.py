@@ -31,7 +31,9 @@ class RawPixelEmbedder:
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         rows = []
         for image in images:
-            small = cv2.resize(prepare_frame(image, self._input_size), (self._side, self._side), cv2.INTER_AREA)
+            small = cv2.resize(
+                prepare_frame(image, self._input_size), (self._side, self._side), interpolation=cv2.INTER_AREA
+            )
             v = small.astype(np.float32).ravel()
             v -= v.mean()
             rows.append(v / max(float(np.linalg.norm(v)), 1e-6))
