@@ -83,7 +83,8 @@ class ModelConfig(_Model):
     """The featurizer model file and where it runs."""
 
     path: str = Field(
-        default="model/efficientnet-lite0-int8.onnx", description="ONNX file; its sidecar sits beside it."
+        default="artifacts/models/efficientnet-lite0-int8.onnx",
+        description="ONNX file (from `visual-search model export`); its sidecar sits beside it.",
     )
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto", description="Inference runtime.")
     device: str = Field(default="auto", description="auto, or cpu/cuda/tensorrt (onnxruntime), CPU/GPU/NPU (OpenVINO).")

@@ -1,0 +1,1 @@
+"""Build and check the Greengrass component: gdk-config.json rules, recipe rules, artifact zip."""
