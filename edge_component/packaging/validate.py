@@ -53,10 +53,8 @@ def check_gdk_config(doc: Any) -> list[str]:
             errors.append(f"{where}.build.build_system: must be one of {', '.join(sorted(BUILD_SYSTEMS))}")
         if system == "custom":
             command = build.get("custom_build_command")
-            ok = (
-                isinstance(command, str)
-                and command.strip()
-                or (isinstance(command, list) and command and all(isinstance(c, str) for c in command))
+            ok = (isinstance(command, str) and command.strip()) or (
+                isinstance(command, list) and command and all(isinstance(c, str) for c in command)
             )
             if not ok:
                 errors.append(f"{where}.build.custom_build_command: required for custom builds (string or list)")
