@@ -40,7 +40,12 @@ class CloudSettings(BaseModel):
     match_publish: str = Field(
         default="none", description="Where match records are published: iot-data | mqtt://host:port | none."
     )
-    photo_model: str | None = Field(default=None, description="ONNX featurizer for photo search (same model id).")
+    photo_model: str | None = Field(
+        default=None, description="ONNX featurizer for photo search (same model id); local path or s3://bucket/key."
+    )
+    iot_endpoint: str | None = Field(
+        default=None, description="IoT data-ATS endpoint host for iot-data publishing (describe-endpoint)."
+    )
     seen_ttl_s: int = Field(default=86_400, ge=1, description="How long a (device, seq) idempotency marker lives.")
     redis_timeout_s: float = Field(default=2.0, gt=0, le=60, description="Redis socket timeout.")
     hnsw_ef_search: int | None = Field(default=None, ge=1, le=4096, description="Override the index's efSearch.")

@@ -17,7 +17,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     idx = sub.add_parser("index", help="validate, featurize and index a folder or s3:// prefix of images")
     idx.add_argument("source", help="local folder or s3://bucket/prefix of catalog images")
     idx.add_argument("--out", required=True, type=Path, help="index folder to write (with --shard: the shard's)")
-    idx.add_argument("--model", required=True, type=Path, help="ONNX featurizer (with its .json sidecar)")
+    idx.add_argument("--model", required=True, help="ONNX featurizer (with its .json sidecar); path or s3://")
     idx.add_argument("--metadata", type=Path, help="items .jsonl or .csv (id, title, image_url, file, extras)")
     idx.add_argument("--index", dest="index_kind", choices=["exact", "hnsw"], default="exact")
     idx.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree M")
@@ -38,7 +38,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     idx.set_defaults(handler=_index)
 
     merge = sub.add_parser("merge", help="combine shard folders into one catalog")
-    merge.add_argument("shards", nargs="+", type=Path, help="shard folders written by `index --shard`")
+    merge.add_argument(
+        "shards", nargs="+", help="shard folders written by `index --shard`, or an s3:// prefix holding shard-*/"
+    )
     merge.add_argument("--out", required=True, type=Path)
     merge.add_argument("--index", dest="index_kind", choices=["exact", "hnsw"], default=None)
     merge.add_argument("--allow-partial", action="store_true", help="merge even if some shards are missing")
@@ -68,14 +70,19 @@ def _index(args: argparse.Namespace) -> int:
         params: dict[str, Any] = {}
         if args.index_kind == "hnsw":
             params = {"M": args.hnsw_m, "ef_construction": args.ef_construction, "ef_search": args.ef_search}
-        out = args.out
+        out, upload = args.out, args.upload
         if shard is not None and args.shard is None:
-            # One command line for every array child: each writes its own shard folder.
-            out = out / f"shard-{shard.index:05d}-of-{shard.count:05d}"
+            # One command line for every array child: each writes (and uploads) its own shard folder.
+            name = f"shard-{shard.index:05d}-of-{shard.count:05d}"
+            out = out / name
+            upload = f"{upload.rstrip('/')}/{name}" if upload else None
+        from cloud_lambda.catalog.sources import local_model
+
+        model = Path(local_model(str(args.model)))
         options = IndexOptions(
             source=args.source,
             out=out,
-            model=args.model,
+            model=model,
             metadata=args.metadata,
             index_kind=args.index_kind,
             index_params=params,
@@ -92,10 +99,10 @@ def _index(args: argparse.Namespace) -> int:
     except (IndexingError, ValueError, FileNotFoundError, RuntimeError) as exc:
         return _fail(str(exc))
     print(json.dumps(result.summary, indent=2))
-    if args.upload:
+    if upload:
         from cloud_lambda.catalog.sources import upload_folder
 
-        upload_folder(out, args.upload)
+        upload_folder(out, upload)
     return 0
 
 
@@ -104,7 +111,8 @@ def _merge(args: argparse.Namespace) -> int:
     from cloud_lambda.catalog.merge import merge_catalogs
 
     try:
-        summary = merge_catalogs(args.shards, args.out, args.index_kind, None, require_complete=not args.allow_partial)
+        shards = _shard_folders(args.shards, args.out)
+        summary = merge_catalogs(shards, args.out, args.index_kind, None, require_complete=not args.allow_partial)
     except (CatalogError, ValueError, OSError) as exc:
         return _fail(str(exc))
     print(json.dumps(summary, indent=2))
@@ -141,3 +149,18 @@ def _info(args: argparse.Namespace) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     print(json.dumps({"manifest": manifest.model_dump(mode="json"), "summary": summary}, indent=2))
     return 0
+
+
+def _shard_folders(specs: list[str], out: Path) -> list[Path]:
+    """Local shard folders; s3:// prefixes (a shard, or a parent of shard-*/) are downloaded beside ``out``."""
+    from cloud_lambda.catalog.sources import download_prefix, shard_prefixes
+
+    folders: list[Path] = []
+    for spec in specs:
+        if not spec.startswith("s3://"):
+            folders.append(Path(spec))
+            continue
+        for uri in shard_prefixes(spec) or [spec]:
+            name = uri.rstrip("/").rsplit("/", 1)[-1]
+            folders.append(download_prefix(uri, out.with_name(f".{out.name}.{name}")))
+    return folders

@@ -169,3 +169,39 @@ def upload_folder(local: Path, uri: str, client: Any = None) -> int:
     for path in files:
         target.client.upload_file(str(path), target.bucket, target.prefix + path.name)
     return len(files)
+
+
+def local_model(path: str, client: Any = None) -> str:
+    """An ``s3://bucket/key.onnx`` model and its sidecar, fetched once into the temp dir; a local path as is."""
+    if not path.startswith("s3://"):
+        return path
+    import tempfile
+
+    from model.contract import sidecar_path_for
+
+    bucket, key = split_s3_uri(path)
+    local = Path(tempfile.gettempdir()) / "vs-model" / key.replace("/", "_")
+    if not local.exists():
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, sidecar_path_for(key), sidecar_path_for(str(local)))
+        client.download_file(bucket, key, str(local) + ".part")
+        os.replace(str(local) + ".part", local)
+    return str(local)
+
+
+def shard_prefixes(uri: str, client: Any = None) -> list[str]:
+    """The ``shard-*`` sub-prefixes under ``uri`` (where AWS Batch array children upload their shards)."""
+    source = S3Source(uri, client)
+    found = []
+    for page in source.client.get_paginator("list_objects_v2").paginate(
+        Bucket=source.bucket, Prefix=source.prefix, Delimiter="/"
+    ):
+        for common in page.get("CommonPrefixes", []):
+            name = common["Prefix"][len(source.prefix) :].rstrip("/")
+            if name.startswith("shard-"):
+                found.append(f"s3://{source.bucket}/{common['Prefix']}")
+    return sorted(found)

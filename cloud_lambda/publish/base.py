@@ -26,13 +26,13 @@ class NullPublisher(Publisher):
         return None
 
 
-def create_publisher(spec: str) -> Publisher:
+def create_publisher(spec: str, iot_endpoint: str | None = None) -> Publisher:
     if spec == "none":
         return NullPublisher()
     if spec == "iot-data":
         from cloud_lambda.publish.iot_data import IotDataPublisher
 
-        return IotDataPublisher()
+        return IotDataPublisher(endpoint=iot_endpoint)
     if spec.startswith("mqtt://"):
         from cloud_lambda.publish.mqtt import MqttPublisher
 

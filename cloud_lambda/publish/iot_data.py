@@ -10,11 +10,11 @@ from cloud_lambda.publish.base import Publisher, PublishError
 class IotDataPublisher(Publisher):
     name = "iot-data"
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: Any = None, endpoint: str | None = None) -> None:
         if client is None:
             import boto3
 
-            client = boto3.client("iot-data")
+            client = boto3.client("iot-data", endpoint_url=f"https://{endpoint}" if endpoint else None)
         self._client = client
 
     def publish(self, topic: str, payload: bytes) -> None:

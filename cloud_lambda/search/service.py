@@ -65,7 +65,9 @@ class SearchService:
         self.matches = match_store or MatchStore(
             connect(settings.redis_url, settings.redis_timeout_s), settings.match_list_cap, settings.seen_ttl_s
         )
-        self.publisher = publisher if publisher is not None else create_publisher(settings.match_publish)
+        self.publisher = (
+            publisher if publisher is not None else create_publisher(settings.match_publish, settings.iot_endpoint)
+        )
         self._featurizer: Any = None
         self._featurizer_lock = threading.Lock()
         log_event(
@@ -243,9 +245,10 @@ class SearchService:
             if self._featurizer is None:
                 if not self.settings.photo_model:
                     raise PhotoModelUnavailable("photo search needs VS_PHOTO_MODEL (the catalog's ONNX model)")
+                from cloud_lambda.catalog.sources import local_model
                 from model.featurizer import Featurizer
 
-                featurizer = Featurizer(self.settings.photo_model)
+                featurizer = Featurizer(local_model(self.settings.photo_model))
                 if featurizer.model_id != self.catalog.model_id:
                     raise PhotoModelUnavailable(
                         f"VS_PHOTO_MODEL is {featurizer.model_id}, the index was built with {self.catalog.model_id}"
