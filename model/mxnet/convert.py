@@ -2,7 +2,7 @@
 
 The MXNet half runs in its own environment (:mod:`model.mxnet.env`) via ``convert_worker.py``; this half
 (main environment, no mxnet) wraps the plain ONNX with the uint8 BGR front, pooling and L2
-(:mod:`model.mxnet.wrap`), measures parity against MXNet's own outputs on real photos, and writes the
+(:func:`model.export.wrap.wrap_onnx_with_preprocessing`, shared with the torch exporter), measures parity against MXNet's own outputs on real photos, and writes the
 model and its sidecar — nothing is written unless every step succeeded.
 """
 
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from model.export.graph import GEM_P
+from model.export.wrap import wrap_onnx_with_preprocessing
 from model.mxnet.env import ensure_mxnet_env
-from model.mxnet.wrap import WrapError, wrap_with_contract
 from model.sidecar import Normalization, Parity, Sidecar, file_sha256, make_model_id, write_sidecar
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,14 @@ def _run_worker(python: Path, cmd_args: list[str]) -> None:
         raise MxnetConvertError(reason)
 
 
+def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
+    """mx.onnx lists every weight as a graph input too; keep only the image input, or weights become inputs."""
+    weights = {init.name for init in model.graph.initializer}
+    keep = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+
+
 def _onnxruntime_embed(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -127,6 +136,7 @@ def convert_mxnet_checkpoint(
     color_order: str = SAGEMAKER_COLOR_ORDER,
     mean: Sequence[float] = SAGEMAKER_MEAN,
     std: Sequence[float] = SAGEMAKER_STD,
+    pooling: str = "avg",
     name: str | None = None,
     venv: Path | None = None,
     progress: bool = True,
@@ -134,7 +144,9 @@ def convert_mxnet_checkpoint(
     """Convert ``symbol_json`` + ``params`` (cut at ``layer`` if given) to ``out_path`` (.onnx) + sidecar.
 
     ``color_order``/``mean``/``std`` describe what the checkpoint was trained on (0..255 scale, in
-    ``color_order``); the graph converts the contract's uint8 BGR input to that. Returns ``out_path``.
+    ``color_order``); the graph converts the contract's uint8 BGR input to that. ``pooling`` (avg|gem)
+    applies when ``layer`` is a feature map ``[N, C, H, W]``; flat outputs are only L2-normalized.
+    Returns ``out_path``.
     """
     from tqdm import tqdm
 
@@ -142,6 +154,8 @@ def convert_mxnet_checkpoint(
     _check_inputs(symbol_json, params, input_size, layer)
     if color_order not in ("RGB", "BGR"):
         raise MxnetConvertError(f"color_order must be RGB or BGR, got {color_order!r}")
+    if pooling not in ("avg", "gem"):
+        raise MxnetConvertError(f"pooling must be avg or gem, got {pooling!r}")
     backbone = f"mxnet-{name or checkpoint_name(symbol_json)}"
     started = time.monotonic()
     steps = tqdm(total=4, desc=f"convert {backbone}", unit="step", disable=not progress)
@@ -158,6 +172,7 @@ def convert_mxnet_checkpoint(
         args += ["--report", str(tmp / "report.json"), "--input-size", str(input_size)]
         args += ["--check-images", str(tmp / "photos.npy"), "--check-out", str(tmp / "reference.npy")]
         args += ["--color-order", color_order, "--mean", *map(str, mean), "--std", *map(str, std)]
+        args += ["--pooling", pooling, "--gem-p", str(GEM_P)]
         if layer is not None:
             args += ["--layer", layer]
         _run_worker(python, args)
@@ -172,18 +187,15 @@ def convert_mxnet_checkpoint(
                 f"layer '{report['layer']}' gives shape {shape}: need [N, D] or a feature map [N, C, H, W]"
                 " (cut at a flatten or pooling output, e.g. flatten0_output)"
             )
+        pooling = pooling if len(shape) == 4 else "none"
+        core = onnx.load(str(tmp / "raw.onnx"))
+        _drop_initializer_inputs(core)
         try:
-            wrapped = wrap_with_contract(
-                onnx.load(str(tmp / "raw.onnx")),
-                input_size=input_size,
-                color_order=color_order,
-                mean=list(mean),
-                std=list(std),
-                output_rank=len(shape),
-                output_dim=dim,
-                graph_name=backbone,
+            wrap_onnx_with_preprocessing(
+                core, tmp / "model.onnx", input_size, color_order, list(mean), list(std), pooling=pooling
             )
-        except WrapError as exc:
+            wrapped = onnx.load(str(tmp / "model.onnx"))
+        except (ValueError, onnx.checker.ValidationError) as exc:
             raise MxnetConvertError(f"cannot wrap the converted graph of {symbol_json}: {exc}") from exc
         steps.update()
 
@@ -199,7 +211,6 @@ def convert_mxnet_checkpoint(
         steps.update()
 
         tmp_model = tmp / "model.onnx"
-        onnx.save(wrapped, str(tmp_model))
         sha = file_sha256(tmp_model)
         opset = next(int(o.version) for o in wrapped.opset_import if o.domain in ("", "ai.onnx"))
         sidecar = Sidecar(
@@ -212,7 +223,7 @@ def convert_mxnet_checkpoint(
             normalization=Normalization.model_validate(
                 {"color_order": color_order, "mean": list(mean), "std": list(std)}
             ),
-            pooling="avg" if len(shape) == 4 else "none",
+            pooling=pooling,
             weights_source=str(params.resolve()),
             weights_license="user-supplied",
             sha256=sha,

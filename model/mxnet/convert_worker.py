@@ -8,7 +8,7 @@ The main environment (:mod:`model.mxnet.convert`) adds the contract's uint8 BGR 
         [--check-images x.npy --check-out y.npy --color-order RGB --mean 123.68 116.78 103.94 --std 1 1 1]
 
 ``--check-images`` runs MXNet itself on uint8 BGR NHWC images (preprocessed here, in numpy) and writes
-pooled, L2-normalized features: the reference for the parity figures in the sidecar. Errors are one
+pooled (``--pooling avg|gem``), L2-normalized features: the reference for the parity figures in the sidecar. Errors are one
 line ``error: ...`` on stderr and exit code 2.
 """
 
@@ -120,6 +120,8 @@ def reference_features(
     color_order: str,
     mean: list[float],
     std: list[float],
+    pooling: str = "avg",
+    gem_p: float = 3.0,
 ) -> Any:
     """MXNet's own features for uint8 BGR NHWC images, preprocessed in numpy, pooled and L2-normalized."""
     import mxnet as mx
@@ -135,7 +137,9 @@ def reference_features(
     bound_args[data] = mx.nd.array(x)
     exe = sym.bind(mx.cpu(), args=bound_args, aux_states=bound_aux, grad_req="null")
     feats = exe.forward(is_train=False)[0].asnumpy().astype(np.float64)
-    if feats.ndim == 4:
+    if feats.ndim == 4 and pooling == "gem":
+        feats = (np.clip(feats, 1e-6, None) ** gem_p).mean(axis=(2, 3)) ** (1.0 / gem_p)
+    elif feats.ndim == 4:
         feats = feats.mean(axis=(2, 3))
     feats = feats.reshape(feats.shape[0], -1)
     norms = np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--color-order", choices=("RGB", "BGR"), default="RGB")
     parser.add_argument("--mean", type=float, nargs=3, default=[0.0, 0.0, 0.0])
     parser.add_argument("--std", type=float, nargs=3, default=[1.0, 1.0, 1.0])
+    parser.add_argument("--pooling", choices=("avg", "gem"), default="avg")
+    parser.add_argument("--gem-p", type=float, default=3.0)
     opts = parser.parse_args(argv)
     try:
         import mxnet as mx
@@ -184,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         if opts.check_images is not None and opts.check_out is not None:
             images = np.load(opts.check_images)
-            feats = reference_features(out_sym, args, aux, data, images, opts.color_order, opts.mean, opts.std)
+            feats = reference_features(
+                out_sym, args, aux, data, images, opts.color_order, opts.mean, opts.std, opts.pooling, opts.gem_p
+            )
             np.save(opts.check_out, feats)
         opts.report.write_text(json.dumps(report, indent=2) + "\n")
     except WorkerError as exc:

@@ -10,19 +10,14 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from model.contract import INPUT_NAME, OUTPUT_NAME
 from model.featurizer import Featurizer
 from model.mxnet import MxnetConvertError, checkpoint_files, convert_mxnet_checkpoint, ensure_mxnet_env
 from model.mxnet.env import ensure_venv
-from model.mxnet.wrap import WrapError, wrap_with_contract
 from model.sidecar import read_sidecar
 
 SIZE = 32
@@ -91,9 +86,11 @@ BUILD_SCRIPT = textwrap.dedent(
         exe = out.bind(mx.cpu(), args={**{k: v for k, v in args.items() if k in out.list_arguments()}, "data": x},
                        aux_states={k: v for k, v in aux.items() if k in out.list_auxiliary_states()}, grad_req="null")
         y = exe.forward(is_train=False)[0].asnumpy().astype(np.float64)
+        pooled = {"": y}
         if y.ndim == 4:
-            y = y.mean(axis=(2, 3))
-        refs[layer] = (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+            pooled = {"": y.mean(axis=(2, 3)), "_gem": (np.clip(y, 1e-6, None) ** 3).mean(axis=(2, 3)) ** (1 / 3)}
+        for suffix, v in pooled.items():
+            refs[layer + suffix] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
     np.savez(refs_path, **refs)
     print(json.dumps({"outputs": internals.list_outputs()}))
     """
@@ -133,86 +130,6 @@ def test_bad_symbol_file_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(MxnetConvertError, match=r"has no 'nodes'"):
         convert_mxnet_checkpoint(symbol, params, tmp_path / "o.onnx", venv=tmp_path / "never-created")
     assert not (tmp_path / "never-created").exists() and not (tmp_path / "o.onnx").exists()
-
-
-def _tiny_backbone(opset: int, feature_map: bool) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
-    """A float NCHW conv (+ optional flatten) graph in the style of mx.onnx (initializers listed as inputs)."""
-    rng = np.random.default_rng(3)
-    weight = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
-    bias = rng.standard_normal(6).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["data", "w", "b"], ["conv"], pads=[1, 1, 1, 1])]
-    nodes.append(helper.make_node("Relu", ["conv"], ["relu"]))
-    out = "relu"
-    if not feature_map:
-        nodes.append(helper.make_node("Flatten", ["relu"], ["embedding"]))  # collides with the contract name
-        out = "embedding"
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [
-            helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 8, 8]),
-            helper.make_tensor_value_info("w", TensorProto.FLOAT, [6, 3, 3, 3]),
-            helper.make_tensor_value_info("b", TensorProto.FLOAT, [6]),
-        ],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8  # what mx.onnx writes is older than this onnx's default, which onnxruntime may not read yet
-    return model, weight, bias
-
-
-def _numpy_conv_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    n, _, h, w = x.shape
-    out = np.zeros((n, weight.shape[0], h, w), np.float64)
-    for dy in range(3):
-        for dx in range(3):
-            out += np.einsum("nchw,oc->nohw", padded[:, :, dy : dy + h, dx : dx + w], weight[:, :, dy, dx])
-    return np.maximum(out + bias[None, :, None, None], 0.0)
-
-
-@pytest.mark.parametrize(("opset", "feature_map"), [(13, True), (20, True), (17, False)])
-def test_wrap_adds_contract_front_pooling_and_l2(opset: int, feature_map: bool) -> None:
-    import onnxruntime as ort
-
-    inner, weight, bias = _tiny_backbone(opset, feature_map)
-    dim = 6 if feature_map else 6 * 8 * 8
-    wrapped = wrap_with_contract(inner, 8, "RGB", MEAN, STD, output_rank=4 if feature_map else 2, output_dim=dim)
-    assert [i.name for i in wrapped.graph.input] == [INPUT_NAME]
-    assert [o.name for o in wrapped.graph.output] == [OUTPUT_NAME]
-    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    session = ort.InferenceSession(wrapped.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {INPUT_NAME: images})[0]
-
-    x = ((images[..., ::-1].astype(np.float64) - MEAN) / STD).transpose(0, 3, 1, 2)
-    feats = _numpy_conv_relu(x, weight.astype(np.float64), bias.astype(np.float64))
-    feats = feats.mean(axis=(2, 3)) if feature_map else feats.reshape(2, -1)
-    expected = feats / np.linalg.norm(feats, axis=1, keepdims=True)
-    assert got.shape == (2, dim)
-    np.testing.assert_allclose(got, expected, atol=2e-5)
-
-
-def test_wrap_keeps_zero_vectors_finite_and_refuses_bad_graphs() -> None:
-    import onnxruntime as ort
-
-    inner, _, _ = _tiny_backbone(17, True)
-    for init in inner.graph.initializer:
-        if init.name == "b":
-            init.CopyFrom(numpy_helper.from_array(np.full(6, -1e6, np.float32), "b"))  # every ReLU off
-    wrapped = wrap_with_contract(inner, 8, "BGR", (0, 0, 0), (1, 1, 1), output_rank=4)
-    session = ort.InferenceSession(wrapped.SerializeToString(), providers=["CPUExecutionProvider"])
-    out = session.run(None, {INPUT_NAME: np.zeros((1, 8, 8, 3), np.uint8)})[0]
-    assert np.all(np.isfinite(out)) and np.all(out == 0)
-
-    with pytest.raises(WrapError, match="rank 3"):
-        wrap_with_contract(inner, 8, "RGB", MEAN, STD, output_rank=3)
-    with pytest.raises(WrapError, match="std non-zero"):
-        wrap_with_contract(inner, 8, "RGB", MEAN, (1, 0, 1), output_rank=4)
-    two_inputs, _, _ = _tiny_backbone(17, True)
-    two_inputs.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1]))
-    with pytest.raises(WrapError, match=r"one image input.*'data', 'mask'"):
-        wrap_with_contract(two_inputs, 8, "RGB", MEAN, STD, output_rank=4)
 
 
 @pytest.mark.slow
@@ -284,27 +201,36 @@ def gluon_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("layer", "ref_key", "dim", "pooling"),
+    ("layer", "pooling", "ref_key", "dim"),
     [
-        (None, "dense0_fwd_output", 10, "none"),
-        ("flatten0_output", "flatten0_output", 16, "none"),
-        ("stage1_relu", "stage1_relu_output", 16, "avg"),
+        (None, "none", "dense0_fwd_output", 10),
+        ("flatten0_output", "none", "flatten0_output", 16),
+        ("stage1_relu", "avg", "stage1_relu_output", 16),
+        ("stage1_relu_output", "gem", "stage1_relu_output_gem", 16),
     ],
 )
 def test_gluon_checkpoint_converts_with_parity(
-    tmp_path: Path, gluon_checkpoint: tuple[Path, dict[str, np.ndarray], np.ndarray], layer, ref_key, dim, pooling
+    tmp_path: Path, gluon_checkpoint: tuple[Path, dict[str, np.ndarray], np.ndarray], layer, pooling, ref_key, dim
 ) -> None:
     prefix, refs, images = gluon_checkpoint
     symbol, params = checkpoint_files(prefix, 0)
     out = convert_mxnet_checkpoint(
-        symbol, params, tmp_path / "m.onnx", layer=layer, input_size=SIZE, mean=MEAN, std=STD, progress=False
+        symbol,
+        params,
+        tmp_path / "m.onnx",
+        layer=layer,
+        input_size=SIZE,
+        mean=MEAN,
+        std=STD,
+        pooling="gem" if pooling == "gem" else "avg",
+        progress=False,
     )
     sidecar = read_sidecar(out)
     assert sidecar.backbone == "mxnet-tiny-gluon" and sidecar.model_id.startswith("mxnet-tiny-gluon-fp32-")
     assert (sidecar.dim, sidecar.input_size, sidecar.pooling) == (dim, SIZE, pooling)
     assert sidecar.weights_source == str(params.resolve()) and sidecar.weights_license == "user-supplied"
     assert sidecar.normalization.color_order == "RGB" and sidecar.normalization.mean == list(MEAN)
-    assert sidecar.extra["layer"] == ref_key
+    assert sidecar.extra["layer"] == ref_key.removesuffix("_gem")
     assert sidecar.parity and sidecar.parity[0].cosine_min >= 0.9999
 
     got = Featurizer(out, backend="onnxruntime").featurize(images)
@@ -343,26 +269,3 @@ def test_params_of_another_network_are_refused(
     with pytest.raises(MxnetConvertError, match=r"does the \.params file belong to this symbol"):
         convert_mxnet_checkpoint(symbol, other, out_dir / "m.onnx", layer="flatten0_output", input_size=SIZE)
     assert not (out_dir / "m.onnx").exists() and not (out_dir / "m.json").exists()
-
-
-@pytest.mark.slow
-def test_concurrent_conversions_share_one_environment(
-    tmp_path: Path, gluon_checkpoint: tuple[Path, dict[str, np.ndarray], np.ndarray]
-) -> None:
-    prefix, _, _ = gluon_checkpoint
-    symbol, params = checkpoint_files(prefix, 0)
-    errors: list[BaseException] = []
-
-    def convert(index: int) -> None:
-        try:
-            convert_mxnet_checkpoint(symbol, params, tmp_path / f"m{index}.onnx", input_size=SIZE, progress=False)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=convert, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    assert not errors, errors
-    assert read_sidecar(tmp_path / "m0.onnx").model_id == read_sidecar(tmp_path / "m1.onnx").model_id
