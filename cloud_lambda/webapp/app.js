@@ -162,7 +162,8 @@ async function searchPhoto(event) {
       body: file,
     });
     renderMatches(results, body.matches);
-    const total = body.timing_ms && typeof body.timing_ms.total === "number" ? ` in ${Math.round(body.timing_ms.total)} ms` : "";
+    const stages = Object.values(body.timing_ms || {}).filter((v) => typeof v === "number");
+    const total = stages.length ? ` in ${Math.round(stages.reduce((a, b) => a + b, 0))} ms` : "";
     message.textContent = body.matches.length ? `${body.matches.length} matches${total}` : "No catalog item looks like this photo.";
   } catch (error) {
     message.textContent = `Search failed: ${error.message}`;

@@ -18,6 +18,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+_P = TypeVar("_P", bound="ManagedProcess")
 
 
 class ServiceError(RuntimeError):
@@ -80,7 +83,7 @@ class ManagedProcess:
     def prepare(self) -> None:
         """Write config files; called before every (re)start."""
 
-    def start(self, timeout: float = 10.0) -> ManagedProcess:
+    def start(self: _P, timeout: float = 10.0) -> _P:
         if self.running:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,7 @@ class ManagedProcess:
             self.process.wait(5)
         self.process = None
 
-    def restart(self, timeout: float = 10.0) -> ManagedProcess:
+    def restart(self: _P, timeout: float = 10.0) -> _P:
         self.stop()
         return self.start(timeout)
 
