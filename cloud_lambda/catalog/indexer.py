@@ -65,7 +65,8 @@ class Shard:
         """AWS Batch array jobs set ``AWS_BATCH_JOB_ARRAY_INDEX``; the size comes from --shard-count/VS_SHARD_COUNT."""
         source = os.environ if env is None else env
         if "AWS_BATCH_JOB_ARRAY_INDEX" not in source:
-            return None
+            # Batch arrays have at least 2 children; a 1-shard job is a plain job writing shard 0/1.
+            return cls(0, 1) if count == 1 else None
         total = count or int(source.get("VS_SHARD_COUNT", "0") or 0)
         if total < 1:
             raise IndexingError("AWS_BATCH_JOB_ARRAY_INDEX is set but the shard count is not (--shard-count)")
