@@ -33,7 +33,7 @@ def synthetic_frames(count: int, width: int = 160, height: int = 120, seed: int 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 20.0) -> Path:
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     assert writer.isOpened(), "MJPG/AVI writer unavailable"
     for frame in frames:
         writer.write(frame)

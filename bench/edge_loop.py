@@ -1,0 +1,247 @@
+"""The device loop on the real EfficientNet-Lite0 int8: loop fps vs the bare featurizer, frame age, bytes.
+
+1. Throughput: a 1280×720 video read as fast as possible (every frame processed, gate off) through the whole
+   loop — grabber thread, prepare, featurize, encode, MQTT QoS 1 to a real mosquitto — against calling
+   ``featurize_frame`` on the same frames in memory, in the same run. Target: ratio ≥ 0.9.
+2. Latency: the same video played as a live source at about twice the featurizer's rate (the source is
+   faster than inference). The grabber keeps only the newest frame, so the age of a frame when it is handed
+   to the publisher stays bounded. Target: p95 ≤ 2× featurize time.
+3. Bytes per message for each encoding, next to the comma-separated text of the original DeepLens sample.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench.table import print_table
+from edge_component.config import build_config
+from edge_component.loop import EdgeLoop
+from edge_component.publishers import create_publisher
+from edge_component.sources import EndOfStream, FrameReader, FrameSource, create_source
+from edge_component.wire.codec import FeatureMessage, encode
+from model.featurizer import Featurizer
+
+THREADS = 2
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "models"
+
+
+def _model() -> Path:
+    path = CACHE / "efficientnet-lite0-int8.onnx"
+    if not path.exists():
+        from model.export.api import ensure_exported
+
+        path = ensure_exported(CACHE, ("fp32", "int8"))["int8"]
+    return path
+
+
+def _frames(count: int) -> list[np.ndarray]:
+    """Camera-like 1280×720 frames: a real photo panned across, so consecutive frames differ a little."""
+    base = (
+        cv2.imread("/usr/share/doc/opencv-doc/examples/data/lena.jpg")
+        if Path("/usr/share/doc/opencv-doc/examples/data/lena.jpg").exists()
+        else None
+    )
+    if base is None:
+        from skimage import data
+
+        base = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    big = cv2.resize(base, (1600, 900))
+    return [
+        np.ascontiguousarray(big[(i % 90) * 2 : (i % 90) * 2 + 720, i % 320 : i % 320 + 1280]) for i in range(count)
+    ]
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (1280, 720))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+class _MemoryReader(FrameReader):
+    """Frames already decoded (what a V4L2 camera's buffer gives): isolates the loop's own overhead."""
+
+    kind = "memory"
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = frames
+        self._pos = 0
+
+    @property
+    def live(self) -> bool:
+        return False
+
+    def open(self) -> None:
+        self._pos = 0
+
+    def read(self) -> np.ndarray:
+        if self._pos >= len(self.frames):
+            raise EndOfStream()
+        self._pos += 1
+        return self.frames[self._pos - 1]
+
+    def close(self) -> None:
+        pass
+
+
+def _run_loop(
+    cfg_layer: dict, model: Path, featurizer: Featurizer, reader: FrameReader | None = None
+) -> tuple[EdgeLoop, float]:
+    cfg = build_config(cfg_layer)
+    source = FrameSource(reader) if reader is not None else create_source(cfg.source)
+    publisher = create_publisher(cfg)
+    loop = EdgeLoop(cfg, source, featurizer, publisher)
+    started = time.perf_counter()
+    loop.run(threading.Event())
+    elapsed = time.perf_counter() - started
+    publisher.flush(10)
+    publisher.stop(flush_timeout=5)
+    return loop, elapsed
+
+
+def _bare_fps(featurizer: Featurizer, frames: list[np.ndarray]) -> float:
+    started = time.perf_counter()
+    for frame in frames:
+        featurizer.featurize_frame(frame)
+    return len(frames) / (time.perf_counter() - started)
+
+
+def run(quick: bool) -> None:
+    from simulator.stack.processes import MosquittoProcess
+
+    count = 90 if quick else 300
+    model = _model()
+    featurizer = Featurizer(model, backend="onnxruntime", threads=THREADS)
+    frames = _frames(count)
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
+        video = Path(tmp) / "clip.avi"
+        _write_video(video, frames, fps=30)
+        decoded = []
+        capture = cv2.VideoCapture(str(video))
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            decoded.append(frame)
+        capture.release()
+
+        # bare featurizer: prepare + infer on frames already in memory
+        for frame in decoded[:5]:
+            featurizer.featurize_frame(frame)
+        bare_fps = _bare_fps(featurizer, decoded)
+
+        broker = MosquittoProcess(workdir=Path(tmp) / "mosquitto").start()
+        try:
+            common = {
+                "device_id": "bench-cam",
+                "live": {"max_rate_hz": 0, "change_threshold": None},
+                "publish": {"kind": "mqtt", "queue_capacity": 1000, "mqtt": {"host": broker.host, "port": broker.port}},
+                "health": {"status_interval_s": 5},
+            }
+            loop, loop_s = _run_loop(
+                {**common, "source": {"kind": "video", "path": str(video), "realtime": False}}, model, featurizer
+            )
+            loop_fps = loop.processed / loop_s
+            sent = loop.publisher.stats()["sent"]
+            memory, memory_s = _run_loop(
+                {**common, "source": {"kind": "video", "path": str(video)}}, model, featurizer, _MemoryReader(decoded)
+            )
+            memory_fps = memory.processed / memory_s
+            # reference: decode and featurize one after the other, no grabber thread
+            started = time.perf_counter()
+            capture = cv2.VideoCapture(str(video))
+            sequential = 0
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                featurizer.featurize_frame(frame)
+                sequential += 1
+            capture.release()
+            sequential_fps = sequential / (time.perf_counter() - started)
+
+            # The machine is shared: measure the bare featurizer again and compare with the mean of both.
+            bare_fps = (bare_fps + _bare_fps(featurizer, decoded)) / 2
+            live_fps = 2.0 * bare_fps
+            live, _ = _run_loop(
+                {**common, "source": {"kind": "video", "path": str(video), "realtime": True, "fps": live_fps}},
+                model,
+                featurizer,
+            )
+        finally:
+            broker.stop()
+
+    print_table(
+        "edge loop throughput (EfficientNet-Lite0 int8, onnxruntime, 2 threads, 1280×720 MJPG video → MQTT QoS 1)",
+        ["pipeline", "frames", "fps", "× bare featurizer"],
+        [
+            ["bare featurizer (prepare + infer, frames in memory)", len(decoded), bare_fps, 1.0],
+            [
+                "whole loop, decoded frames (gate + encode + MQTT publish)",
+                memory.processed,
+                memory_fps,
+                memory_fps / bare_fps,
+            ],
+            [
+                f"whole loop, MJPG video decoded in the grabber thread ({sent} acked)",
+                loop.processed,
+                loop_fps,
+                loop_fps / bare_fps,
+            ],
+            ["reference: decode then featurize, one thread", sequential, sequential_fps, sequential_fps / bare_fps],
+        ],
+        note="target: loop ≥ 0.9 × bare featurizer. On 2 cores the video decode competes with 2 inference threads; "
+        "the grabber thread still beats decoding inline (last row).",
+    )
+    ages = live.frame_age_ms
+    featurize_ms = statistics.median(live.timings.values("featurize"))
+    p50, p95 = (float(np.percentile(ages, q)) for q in (50, 95)) if ages else (float("nan"),) * 2
+    print_table(
+        f"frame age at publish, live source at {live_fps:.0f} fps (≈2× the featurizer's rate)",
+        [
+            "captured",
+            "processed",
+            "superseded (newest wins)",
+            "featurize p50 ms",
+            "age p50 ms",
+            "age p95 ms",
+            "p95 / featurize",
+        ],
+        [[live.source.captured, live.processed, live.source.superseded, featurize_ms, p50, p95, p95 / featurize_ms]],
+        note="target: p95 ≤ 2× featurize time (no backlog: old frames are replaced, never queued)",
+    )
+
+    vector = featurizer.featurize_frame(decoded[0])
+    rows = []
+    csv_text = ",".join(str(float(x)) for x in vector)  # what the original DeepLens sample sent
+    rows.append(["comma-separated text (DeepLens sample)", len(csv_text.encode()), 1.0])
+    for dtype in ("float32", "float16"):
+        payload = encode(
+            FeatureMessage(
+                "bench-cam",
+                1,
+                time.time(),
+                featurizer.model_id,
+                vector,
+                1280,
+                720,
+                {"prepare": 1.0, "featurize": 5.0},
+                dtype,
+            )  # type: ignore[arg-type]
+        )
+        rows.append(
+            [f"wire v1 JSON, {dtype} base64 (whole message)", len(payload), len(payload) / len(csv_text.encode())]
+        )
+    print_table(
+        f"bytes per message ({featurizer.dim}-d vector)",
+        ["encoding", "bytes", "× CSV text"],
+        rows,
+        note="AWS IoT Core's payload limit is 128 KB; float16 keeps cosine within ~1e-5 of float32",
+    )
