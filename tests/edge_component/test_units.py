@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -102,10 +103,11 @@ def _body(**changes: object) -> dict:
 
 def test_roundtrip_both_dtypes() -> None:
     vector = unit(1280, seed=3)
-    for dtype, size in (("float16", 3414), ("float32", 6828)):
+    cases: list[tuple[Literal["float16", "float32"], int]] = [("float16", 3414), ("float32", 6828)]
+    for dtype, size in cases:
         payload = encode(
             FeatureMessage("cam-1", 1, 1763700000.123, "m-1", vector, 1280, 720, {"featurize": 4.9}, dtype)
-        )  # type: ignore[arg-type]
+        )
         assert abs(len(payload) - size) < 300
         out = decode(payload)
         assert out.dtype == dtype and out.frame_w == 1280 and float(out.vector @ vector) > 0.9999
