@@ -17,6 +17,7 @@ import queue
 import signal
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -59,11 +60,34 @@ def rule_event(topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
     return kind, {**body, "topic_device": parts[1]}
 
 
-class RuleBridge:
-    """Subscribes, queues, and calls the handlers on one worker thread (the MQTT network thread stays free).
+class _Counts:
+    """A Counter shared by the worker threads."""
 
-    Messages are subscribed at QoS 1 and handed to the worker in arrival order; paho acknowledges them
-    once queued, so a slow search delays, never drops, and a crash of the bridge loses at most the queue.
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def inc(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+class RuleBridge:
+    """Subscribes, queues, and calls the handlers on worker threads (the MQTT network thread stays free).
+
+    Like concurrent Lambda invocations, several workers run the handler at once: each handler call spends
+    most of its time waiting on Redis and on the match publish, so one worker caps the stack at ~200
+    messages/s on a 2-core laptop. A device's messages always go to the same worker, so its records are
+    written in the order it sent them. Messages are subscribed at QoS 1 and queued in arrival order; a slow
+    search delays, never drops, and a crash of the bridge loses at most what is queued.
     """
 
     def __init__(
@@ -75,19 +99,27 @@ class RuleBridge:
         client_id: str = "visualsearch-rule-bridge",
         queue_size: int = 100_000,
         retry_delays_s: tuple[float, ...] = (0.2, 1.0, 3.0),
+        workers: int = 8,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.retry_delays_s = retry_delays_s
         self._handlers = {"features": on_features, "status": on_status}
         self.host, self.port = host, port
-        self.counts: Counter[str] = Counter()
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=queue_size)
+        self.counts = _Counts()
+        self._queues: list[queue.Queue[tuple[str, bytes] | None]] = [
+            queue.Queue(maxsize=queue_size) for _ in range(workers)
+        ]
         self.subscribed = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
-        self._worker = threading.Thread(target=self._work, name="bridge-worker", daemon=True)
+        self._workers = [
+            threading.Thread(target=self._work, args=(q,), name=f"bridge-worker-{n}", daemon=True)
+            for n, q in enumerate(self._queues)
+        ]
 
     # --- MQTT callbacks (network thread: enqueue only) -----------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -108,8 +140,10 @@ class RuleBridge:
         log.warning("disconnected from broker; paho reconnects", extra={"reason": str(reason)})
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        self.counts["received"] += 1
-        self._queue.put((message.topic, bytes(message.payload)))
+        self.counts.inc("received")
+        # Same device → same worker: per-device order is kept, devices run in parallel.
+        shard = zlib.crc32(message.topic.encode("utf-8", "replace")) % len(self._queues)
+        self._queues[shard].put((message.topic, bytes(message.payload)))
 
     # --- worker --------------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
@@ -117,7 +151,7 @@ class RuleBridge:
         try:
             kind, event = rule_event(topic, payload)
         except BadMessage as exc:
-            self.counts[f"rejected:{exc.reason}"] += 1
+            self.counts.inc(f"rejected:{exc.reason}")
             log.warning(
                 "message rejected by the rule", extra={"topic": topic[:200], "reason": exc.reason, "error": str(exc)}
             )
@@ -129,30 +163,31 @@ class RuleBridge:
                 break
             except Exception as exc:  # the handler's own errors (Redis down) must not stop the bridge
                 if delay is None:
-                    self.counts[f"error:{kind}"] += 1
+                    self.counts.inc(f"error:{kind}")
                     log.exception("handler failed; message dropped", extra={"topic": topic, "error": str(exc)})
                     return None
                 # Like an asynchronous Lambda invocation, a failed event is retried after a pause.
-                self.counts["retried"] += 1
+                self.counts.inc("retried")
                 log.warning(
                     "handler failed; retrying", extra={"topic": topic, "attempt": attempt + 1, "error": str(exc)}
                 )
                 time.sleep(delay)
         status = str(result.get("status", "ok")) if isinstance(result, dict) else "ok"
-        self.counts[f"{kind}:{status}"] += 1
+        self.counts.inc(f"{kind}:{status}")
         return result
 
-    def _work(self) -> None:
+    def _work(self, work: queue.Queue[tuple[str, bytes] | None]) -> None:
         while True:
-            item = self._queue.get()
+            item = work.get()
             if item is None:
                 return
             self.handle(*item)
-            self.counts["handled"] += 1
+            self.counts.inc("handled")
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> None:
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
         self._client.reconnect_delay_set(1, 5)
         self._client.connect(self.host, self.port, keepalive=30)
         self._client.loop_start()
@@ -161,15 +196,17 @@ class RuleBridge:
             raise RuntimeError(f"no subscription acknowledged by {self.host}:{self.port} after {timeout:.0f} s")
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return sum(q.qsize() for q in self._queues)
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop receiving, let the worker finish what is queued (up to ``drain_timeout``), then stop."""
         self._client.disconnect()
         self._client.loop_stop()
-        if self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join(drain_timeout)
+        deadline = time.monotonic() + drain_timeout
+        for work, worker in zip(self._queues, self._workers, strict=True):
+            if worker.is_alive():
+                work.put(None)
+                worker.join(max(0.1, deadline - time.monotonic()))
 
 
 def load_search_service() -> Any:
@@ -188,10 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--ready-file", type=Path, help="written once subscribed and the search index is loaded")
     parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
+    parser.add_argument("--workers", type=int, default=8, help="handler threads (concurrent invocations)")
     args = parser.parse_args(argv)
     setup_json_logging()
     service = load_search_service()
-    bridge = RuleBridge(service.handle_feature_event, service.handle_status_event, args.mqtt_host, args.mqtt_port)
+    bridge = RuleBridge(
+        service.handle_feature_event,
+        service.handle_status_event,
+        args.mqtt_host,
+        args.mqtt_port,
+        workers=args.workers,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -200,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         args.ready_file.write_text(json.dumps({"pid": threading.get_native_id(), "ts": time.time()}))
     log.info("rule bridge ready", extra={"filters": [FEATURES_FILTER, STATUS_FILTER]})
     while not stop.wait(args.stats_every):
-        log.info("bridge stats", extra={"counts": dict(bridge.counts), "queue": bridge.pending()})
+        log.info("bridge stats", extra={"counts": bridge.counts.as_dict(), "queue": bridge.pending()})
     bridge.stop()
-    log.info("rule bridge stopped", extra={"counts": dict(bridge.counts)})
+    log.info("rule bridge stopped", extra={"counts": bridge.counts.as_dict()})
     if args.ready_file:
         args.ready_file.unlink(missing_ok=True)
     return 0
