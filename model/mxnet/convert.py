@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from model.export.graph import GEM_P
-from model.export.wrap import wrap_onnx_with_preprocessing
 from model.mxnet.env import ensure_mxnet_env
 from model.sidecar import Normalization, Parity, Sidecar, file_sha256, make_model_id, write_sidecar
 
@@ -148,7 +146,11 @@ def convert_mxnet_checkpoint(
     applies when ``layer`` is a feature map ``[N, C, H, W]``; flat outputs are only L2-normalized.
     Returns ``out_path``.
     """
+    # The shared wrap helper lives beside the torch exporter (imports torch): load it only when converting.
     from tqdm import tqdm
+
+    from model.export.graph import GEM_P
+    from model.export.wrap import wrap_onnx_with_preprocessing
 
     symbol_json, params, out_path = Path(symbol_json), Path(params), Path(out_path)
     _check_inputs(symbol_json, params, input_size, layer)
@@ -244,6 +246,7 @@ def convert_mxnet_checkpoint(
                 "symbol": str(symbol_json.resolve()),
                 "layer": report["layer"],
                 "mxnet_input": report["input_name"],
+                "fix_gamma_set_to_one": report["fix_gamma_set_to_one"],
                 "mxnet_version": report["mxnet_version"],
                 "onnx_version_at_conversion": report["onnx_version"],
             },

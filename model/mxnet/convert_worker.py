@@ -91,6 +91,26 @@ def _select(sym: Any, args: dict[str, Any], aux: dict[str, Any], layer: str | No
     return out, out_name, inputs[0]
 
 
+def fix_gamma_params(sym: Any, args: dict[str, Any]) -> list[str]:
+    """Set gamma to 1 for BatchNorms with ``fix_gamma`` (MXNet's default): MXNet ignores the stored gamma there,
+    mx.onnx does not — without this a ``bn_data`` layer with a stored gamma ≠ 1 silently changes the features."""
+    import mxnet as mx
+
+    nodes = json.loads(sym.tojson())["nodes"]
+    fixed = []
+    for node in nodes:
+        if node["op"] != "BatchNorm":
+            continue
+        flag = str((node.get("attrs") or {}).get("fix_gamma", "True")).lower()
+        if flag not in ("true", "1"):
+            continue
+        gamma = nodes[node["inputs"][1][0]]["name"]
+        if gamma in args:
+            args[gamma] = mx.nd.ones_like(args[gamma])
+            fixed.append(gamma)
+    return fixed
+
+
 def export_onnx(sym: Any, args: dict[str, Any], aux: dict[str, Any], data: str, size: int, out: Path) -> None:
     import mxnet as mx
     import numpy as np
@@ -179,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if missing:
             raise WorkerError(f"params file {opts.params} lacks {len(missing)} parameters, e.g. {missing[:3]}")
+        fixed_gammas = fix_gamma_params(out_sym, args)
         export_onnx(out_sym, args, aux, data, size, opts.out)
         report = {
             "input_name": data,
             "layer": out_name,
+            "fix_gamma_set_to_one": fixed_gammas,
             "output_shape": list(out_shapes[0]),
             "mxnet_version": mx.__version__,
             "onnx_version": onnx.__version__,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -178,9 +179,15 @@ def ensure_venv(venv: Path, requirements: Path, probe_modules: tuple[str, ...]) 
         if venv.exists():
             # A half-built or outdated environment: rebuild rather than patch it.
             shutil.rmtree(venv)
-        _run([python, "-m", "venv", str(venv)], "creating the virtual environment", 300)
+        if importlib.util.find_spec("pip") is not None:
+            # Driving the new venv with this interpreter's pip (--python) skips ensurepip: 0.3 s instead of ~13 s.
+            _run([python, "-m", "venv", "--without-pip", str(venv)], "creating the virtual environment", 300)
+            pip = [sys.executable, "-m", "pip", "--python", str(_python_in(venv))]
+        else:
+            _run([python, "-m", "venv", str(venv)], "creating the virtual environment", 300)
+            pip = [str(_python_in(venv)), "-m", "pip"]
         _run(
-            [str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(requirements)],
+            [*pip, "install", "--disable-pip-version-check", "-r", str(requirements)],
             f"installing {requirements.name}",
             PIP_TIMEOUT_S,
         )

@@ -6,6 +6,7 @@ with the MXNet environment's interpreter (created on first use, ~100 MB download
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from model.featurizer import Featurizer
 from model.mxnet import MxnetConvertError, checkpoint_files, convert_mxnet_checkpoint, ensure_mxnet_env
+from model.mxnet import cli as mxnet_cli
 from model.mxnet.env import ensure_venv
 from model.sidecar import read_sidecar
 
@@ -91,6 +93,28 @@ BUILD_SCRIPT = textwrap.dedent(
             pooled = {"": y.mean(axis=(2, 3)), "_gem": (np.clip(y, 1e-6, None) ** 3).mean(axis=(2, 3)) ** (1 / 3)}
         for suffix, v in pooled.items():
             refs[layer + suffix] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    # The SageMaker image-classification layout: symbol API, raw 0..255 RGB into a "bn_data" BatchNorm
+    # (fix_gamma: MXNet ignores its stored gamma, random here, and the converter must too),
+    # ending in SoftmaxOutput (so a "softmax_label" input), saved as a Module checkpoint (arg:/aux: params).
+    data = mx.sym.var("data")
+    body = mx.sym.BatchNorm(data, fix_gamma=True, eps=2e-5, name="bn_data")
+    body = mx.sym.Convolution(body, num_filter=12, kernel=(3, 3), stride=(2, 2), pad=(1, 1), no_bias=True, name="conv0")
+    body = mx.sym.Activation(mx.sym.BatchNorm(body, fix_gamma=False, eps=2e-5, name="bn0"), act_type="relu", name="relu0")
+    body = mx.sym.Pooling(body, kernel=(7, 7), global_pool=True, pool_type="avg", name="pool1")
+    flat = mx.sym.Flatten(body, name="flatten0")
+    net_sym = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(flat, num_hidden=5, name="fc1"), name="softmax")
+    arg_shapes, _, aux_shapes = net_sym.infer_shape(data=(1, 3, 32, 32), softmax_label=(1,))
+    sm_args = {n: nd.array(np.random.normal(0, 0.2, s)) for n, s in zip(net_sym.list_arguments(), arg_shapes)
+               if n not in ("data", "softmax_label")}
+    sm_aux = {n: nd.array(np.random.uniform(0.5, 1.5, s) if n.endswith("var") else np.random.normal(0, 20, s))
+              for n, s in zip(net_sym.list_auxiliary_states(), aux_shapes)}
+    mx.model.save_checkpoint(prefix + "-sagemaker", 3, net_sym, sm_args, sm_aux)
+    raw_rgb = nd.array(np.ascontiguousarray(images[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2)))
+    exe = flat.bind(mx.cpu(), args={**{k: v for k, v in sm_args.items() if k in flat.list_arguments()}, "data": raw_rgb},
+                    aux_states=sm_aux, grad_req="null")
+    y = exe.forward(is_train=False)[0].asnumpy().astype(np.float64)
+    refs["sagemaker_flatten0_output"] = (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
     np.savez(refs_path, **refs)
     print(json.dumps({"outputs": internals.list_outputs()}))
     """
@@ -132,7 +156,6 @@ def test_bad_symbol_file_is_refused_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "never-created").exists() and not (tmp_path / "o.onnx").exists()
 
 
-@pytest.mark.slow
 def test_env_creation_is_idempotent_and_concurrent_safe(tmp_path: Path) -> None:
     """Two processes asking at once: one builds under the lock, the other waits and reuses it."""
     requirements = tmp_path / "requirements.txt"
@@ -231,6 +254,7 @@ def test_gluon_checkpoint_converts_with_parity(
     assert sidecar.weights_source == str(params.resolve()) and sidecar.weights_license == "user-supplied"
     assert sidecar.normalization.color_order == "RGB" and sidecar.normalization.mean == list(MEAN)
     assert sidecar.extra["layer"] == ref_key.removesuffix("_gem")
+    assert sidecar.extra["fix_gamma_set_to_one"] == []  # Gluon's BatchNorm learns its gamma
     assert sidecar.parity and sidecar.parity[0].cosine_min >= 0.9999
 
     got = Featurizer(out, backend="onnxruntime").featurize(images)
@@ -269,3 +293,55 @@ def test_params_of_another_network_are_refused(
     with pytest.raises(MxnetConvertError, match=r"does the \.params file belong to this symbol"):
         convert_mxnet_checkpoint(symbol, other, out_dir / "m.onnx", layer="flatten0_output", input_size=SIZE)
     assert not (out_dir / "m.onnx").exists() and not (out_dir / "m.json").exists()
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    # The options model/cli.py's export parser already has, plus ours, as `visual-search model export` builds it.
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--pooling", choices=["avg", "gem"], default="avg")
+    mxnet_cli.add_arguments(parser)
+    return parser
+
+
+def test_cli_missing_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _export_parser().parse_args(["--out", str(tmp_path), "--mxnet", str(tmp_path / "sm"), "--epoch", "12"])
+    assert mxnet_cli.run_export(args) == 2
+    assert f"error: MXNet checkpoint file {tmp_path / 'sm'}-symbol.json does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_exports_sagemaker_style_cut(
+    tmp_path: Path, gluon_checkpoint: tuple[Path, dict[str, np.ndarray], np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix, refs, images = gluon_checkpoint
+    argv = ["--out", str(tmp_path), "--mxnet", str(prefix), "--epoch", "0", "--layer", "flatten0_output"]
+    argv += ["--input-size", str(SIZE), "--mean", *map(str, MEAN), "--std", *map(str, STD)]
+    assert mxnet_cli.run_export(_export_parser().parse_args(argv)) == 0
+    out = tmp_path / "mxnet-tiny-gluon-fp32.onnx"
+    assert str(out) in capsys.readouterr().out
+    got = Featurizer(out, backend="onnxruntime").featurize(images)
+    assert np.sum(got * refs["flatten0_output"], axis=1).min() >= 0.9999
+
+
+@pytest.mark.slow
+def test_sagemaker_checkpoint_needs_a_cut_and_converts_at_flatten0(
+    tmp_path: Path, gluon_checkpoint: tuple[Path, dict[str, np.ndarray], np.ndarray]
+) -> None:
+    """SageMaker's layout: raw RGB 0..255 (the defaults), a softmax_label input, Module arg:/aux: params."""
+    prefix, refs, images = gluon_checkpoint
+    symbol, params = checkpoint_files(f"{prefix}-sagemaker", 3)
+    with pytest.raises(MxnetConvertError, match=r"softmax_label.*--layer.*flatten0_output"):
+        convert_mxnet_checkpoint(symbol, params, tmp_path / "full.onnx", input_size=SIZE, progress=False)
+    assert not (tmp_path / "full.onnx").exists()
+    out = convert_mxnet_checkpoint(
+        symbol, params, tmp_path / "sm.onnx", layer="flatten0_output", input_size=SIZE, progress=False
+    )
+    sidecar = read_sidecar(out)
+    assert sidecar.backbone == "mxnet-tiny-gluon-sagemaker" and sidecar.dim == 12
+    assert sidecar.extra["fix_gamma_set_to_one"] == ["bn_data_gamma"]
+    assert (sidecar.normalization.color_order, sidecar.normalization.mean) == ("RGB", [0.0, 0.0, 0.0])
+    got = Featurizer(out, backend="onnxruntime").featurize(images)
+    cosine = np.sum(got.astype(np.float64) * refs["sagemaker_flatten0_output"], axis=1)
+    assert cosine.min() >= 0.9999, cosine
+    assert float(got[0] @ got[1]) < 0.9999
