@@ -160,10 +160,11 @@ def decode(payload: bytes | str | dict[str, Any]) -> FeatureMessage:
             raise WireError("empty", "payload is empty")
         try:
             body = json.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise WireError("not_json", f"payload is not UTF-8 JSON: {str(exc)[:120]}") from exc
         except WireError:
             raise
+        except (ValueError, RecursionError) as exc:
+            # ValueError also covers integer literals over Python's 4,300-digit conversion limit.
+            raise WireError("not_json", f"payload is not UTF-8 JSON: {str(exc)[:120]}") from exc
     if not isinstance(body, dict):
         raise WireError("not_object", f"payload must be a JSON object, got {type(body).__name__}")
     version = body.get("v")
@@ -184,7 +185,7 @@ def decode(payload: bytes | str | dict[str, Any]) -> FeatureMessage:
     _check_identity(device_id, model_id)
     if not 0 <= seq < 2**63:
         raise WireError("bad_seq", f"'seq' must be in [0, 2^63), got {seq}")
-    if not math.isfinite(ts) or not 0 <= ts < 1e11:
+    if not _finite(ts) or not 0 <= ts < 1e11:
         raise WireError("bad_ts", f"'ts' must be a finite epoch time in seconds, got {ts}")
     if not 0 < dim <= MAX_DIM:
         raise WireError("wrong_dim", f"'dim' must be in 1..{MAX_DIM}, got {dim}")
@@ -209,7 +210,7 @@ def decode(payload: bytes | str | dict[str, Any]) -> FeatureMessage:
                 or len(key) > 32
                 or isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or not math.isfinite(value)
+                or not _finite(value)
             ):
                 raise WireError("bad_timing", f"'timing_ms' entry {str(key)[:32]!r} must be a finite number")
             timing[key] = float(value)
@@ -224,6 +225,14 @@ def decode(payload: bytes | str | dict[str, Any]) -> FeatureMessage:
         timing_ms=timing,
         dtype=dtype,
     )
+
+
+def _finite(value: float) -> bool:
+    """``math.isfinite`` that answers False for integers too large for a float instead of raising."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _reject_constant(name: str) -> Any:
