@@ -38,7 +38,7 @@ def records(store: redis.Redis, device: str) -> list[dict]:
     return [json.loads(raw) for raw in store.lrange(f"visualsearch:matches:{device}", 0, -1)]
 
 
-def wait_records(store: redis.Redis, device: str, count: int, timeout: float = 20.0) -> list[dict]:
+def wait_records(store: redis.Redis, device: str, count: int, timeout: float = 60.0) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = records(store, device)

@@ -11,15 +11,25 @@ from simulator.stack.state import (
     ServiceRecord,
     StackState,
     is_same_process,
+    proc_cmdline,
     read_state,
     stop_service,
     write_state,
 )
 
 
+def _started(argv: list[str]) -> subprocess.Popen[bytes]:
+    """Popen, then wait for the exec: between fork and exec /proc still shows the parent's command line."""
+    proc = subprocess.Popen(argv)
+    deadline = time.monotonic() + 10
+    while proc_cmdline(proc.pid) != argv and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 def _sleeper() -> tuple[subprocess.Popen[bytes], list[str]]:
     argv = [sys.executable, "-c", "import time; time.sleep(60)"]
-    return subprocess.Popen(argv), argv
+    return _started(argv), argv
 
 
 def test_state_round_trip_and_torn_file(tmp_path: Path) -> None:
@@ -51,10 +61,11 @@ def test_stop_only_the_recorded_process(tmp_path: Path) -> None:
 
 
 def test_sigterm_ignoring_process_is_killed() -> None:
-    argv = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]
-    proc = subprocess.Popen(argv)
+    code = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    argv = [sys.executable, "-c", code]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     try:
-        time.sleep(0.3)  # let it install the handler
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"  # the handler is installed
         record = ServiceRecord(name="stubborn", pid=proc.pid, port=0, argv=argv, log="x")
         assert stop_service(record, timeout=0.5) == "killed"
     finally:
