@@ -61,7 +61,7 @@ def _latency(model: Path, sample, mqtt_port: int, redis_url: str, seconds: float
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
     timer.start()
-    run = run_live(config, stop, stats_out=None)
+    run = run_live(config, stop, show_stats=False)
     timer.cancel()
     time.sleep(1.0)
     watcher.stop()

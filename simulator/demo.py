@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     watcher = MatchWatcher(host, mqtt_port, echo=True).start()
     stop = threading.Event()
     try:
-        run = run_live(edge, stop, stats_out=None)
+        run = run_live(edge, stop, show_stats=False)
         if args.once:
             # Let the last searches land before counting.
             expected = run.summary()["published"]

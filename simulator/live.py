@@ -117,12 +117,16 @@ def stats_line(loop: EdgeLoop) -> str:
 def run_live(
     config: EdgeConfig,
     stop: threading.Event | None = None,
-    stats_out: TextIO | None = sys.stderr,
+    stats_out: TextIO | None = None,
     stats_every_s: float = 1.0,
+    show_stats: bool = True,
     on_loop: Callable[[EdgeLoop], None] | None = None,
 ) -> LiveRun:
     """Build source, featurizer and publisher from ``config``, run the edge loop until stop or end of input."""
     stop = stop or threading.Event()
+    # Resolved per call, not at import: sys.stderr may be replaced (pytest capture, redirection).
+    if stats_out is None and show_stats:
+        stats_out = sys.stderr
     featurizer = Featurizer(
         config.model.path, backend=config.model.backend, device=config.model.device, threads=config.model.threads
     )

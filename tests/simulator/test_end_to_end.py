@@ -84,7 +84,7 @@ def test_sample_video_matches_through_the_whole_stack(
             "publish": {"kind": "mqtt", "mqtt": {"host": "127.0.0.1", "port": mqtt.port}},
         }
     )
-    run = run_live(config, stats_out=None)
+    run = run_live(config, show_stats=False)
     summary = run.summary()
     frames = sample.truth()["frames"]
     assert summary["captured"] == len(frames) and summary["published"] == len(frames)
