@@ -111,8 +111,10 @@ def _read_stamp(venv: Path) -> dict[str, str] | None:
 
 @contextmanager
 def _locked(venv: Path) -> Iterator[None]:
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = venv.parent / f"{venv.name}.lock"
+    # Beside the venv, not inside (the venv is deleted on rebuild), in a folder so `.venv-*/` in .gitignore covers it.
+    lock_dir = venv.parent / f"{venv.name}.lock"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = lock_dir / "lock"
     with open(lock_path, "a+") as handle:
         started = time.monotonic()
         try:
