@@ -220,12 +220,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_one_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top, got {type(data).__name__}")
     return data
+
+
+def _one_line(exc: Exception) -> str:
+    # YAML errors draw a multi-line caret diagram; start-up errors are one line per problem.
+    return " ".join(str(exc).split())[:300]
 
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -242,7 +247,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {key}: value {raw!r} is not valid: {exc}") from None
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid: {_one_line(exc)}") from None
         node = out
         parts = key.split(".")
         for part in parts[:-1]:

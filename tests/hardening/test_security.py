@@ -184,7 +184,7 @@ def test_local_http_server_refuses_oversize_uploads_before_reading_them(hardened
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with socket.create_connection(server.server_address[:2], timeout=5) as sock:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as sock:
             # Declares 1 GB and sends nothing: the answer must come from the header alone.
             sock.sendall(
                 b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000000\r\n\r\n"
