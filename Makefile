@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml requirements/constraints.txt | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages venv test lint typecheck pytest demo bench chaos component clean help
+.PHONY: setup system-packages venv test lint typecheck pytest demo bench chaos component audit clean help
 
 help:
 	@echo "make demo    - set up and run the whole system locally on bundled sample data"
@@ -55,6 +55,10 @@ bench: setup
 
 chaos: setup
 	$(PY) -m simulator.chaos $(CHAOS_ARGS)
+
+# Known advisories for the exact pins; a report, not a gate (it needs the network to fetch advisories).
+audit: setup
+	-$(VENV)/bin/pip-audit -r requirements/constraints.txt --no-deps --progress-spinner off
 
 component: setup
 	$(PY) -m edge_component.packaging.build
