@@ -146,7 +146,8 @@ def run(quick: bool) -> None:
                     latencies.setdefault(
                         (device, record["seq"]), (record["ts"] - started, (record["searched_at"] - record["ts"]) * 1000)
                     )
-            rss_end = {name: rss_kb(pid) for name, pid in procs.items()}
+            # A process that just exited reads as None (a zombie has no VmRSS): keep its last real figure.
+            rss_end.update({name: kb for name, pid in procs.items() if (kb := rss_kb(pid)) is not None})
             time.sleep(0.3)
         summary = json.loads(simulate.stdout.read() if simulate.stdout else b"{}")
         time.sleep(2.0)  # the bridge works through what is queued
