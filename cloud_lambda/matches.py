@@ -1,7 +1,7 @@
 """Redis match lists (design.md "Match record"): newest first, capped, idempotent on (device, seq).
 
 Keys: ``visualsearch:matches:{device}`` (list, LPUSH + LTRIM 0 N-1), ``visualsearch:seen:{device}:{seq}``
-(SET NX EX, in the same MULTI as the push), ``visualsearch:status:{device}``, ``visualsearch:devices``
+(SET NX EX, atomically with the push: one Lua script), ``visualsearch:status:{device}``, ``visualsearch:devices``
 (sorted set device → last-seen epoch seconds). Records are JSON, never reprs; an empty list reads as
 "no matches yet".
 """
@@ -29,6 +29,18 @@ def status_key(device_id: str) -> str:
     return f"{PREFIX}:status:{device_id}"
 
 
+PUSH_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]))
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  return 1
+end
+return 0
+"""
+"""KEYS: seen marker, match list, devices zset. ARGV: ttl, record JSON, cap-1, last-seen, device id."""
+
+
 class MatchStoreUnavailable(RuntimeError):
     """Redis could not be reached or refused the write: the invocation must fail so the event is retried."""
 
@@ -50,32 +62,21 @@ class MatchStore:
         self.client = client
         self.cap = cap
         self.seen_ttl_s = seen_ttl_s
+        # Registered once; redis-py sends EVALSHA and falls back to EVAL after a server restart.
+        self._push_script = client.register_script(PUSH_ONCE)
 
     def push(self, record: dict[str, Any]) -> bool:
-        """Store ``record`` once per (device, seq). Returns False for a replay (nothing written)."""
+        """Store ``record`` once per (device, seq). Returns False for a replay (nothing written).
+
+        One server-side script = one round trip, executed atomically like MULTI/EXEC, and unlike MULTI it can
+        make the push conditional on the SET NX (a WATCH/MULTI version needs three round trips).
+        """
         device_id, seq = record["device_id"], int(record["seq"])
         payload = json.dumps(record, separators=(",", ":"), allow_nan=False)
-        seen, key = seen_key(device_id, seq), matches_key(device_id)
+        keys = [seen_key(device_id, seq), matches_key(device_id), DEVICES_KEY]
+        args = [self.seen_ttl_s, payload, self.cap - 1, float(record.get("searched_at") or 0.0), device_id]
         try:
-            with self.client.pipeline(transaction=True) as pipe:
-                for _ in range(16):
-                    try:
-                        # Optimistic lock: if another invocation marks this seq between our check and EXEC,
-                        # EXEC aborts and the retry sees the marker.
-                        pipe.watch(seen)
-                        if pipe.exists(seen):
-                            pipe.unwatch()
-                            return False
-                        pipe.multi()
-                        pipe.set(seen, b"1", nx=True, ex=self.seen_ttl_s)
-                        pipe.lpush(key, payload)
-                        pipe.ltrim(key, 0, self.cap - 1)
-                        pipe.zadd(DEVICES_KEY, {device_id: float(record.get("searched_at") or 0.0)})
-                        pipe.execute()
-                        return True
-                    except redis.WatchError:
-                        continue
-                raise MatchStoreUnavailable(f"could not store {device_id}/{seq}: too much contention")
+            return bool(self._push_script(keys=keys, args=args))
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
             raise MatchStoreUnavailable(f"redis write failed for {device_id}/{seq}: {exc}") from exc
 

@@ -30,6 +30,7 @@ from edge_component.wire.codec import (
 )
 
 MAX_STATUS_BYTES = 16 * 1024
+METADATA_CACHE_ITEMS = 200_000
 RECORD_VERSION = 1
 # Keys the IoT rule adds to the device's payload (SELECT *, topic(2) AS topic_device ...).
 RULE_KEYS = ("topic_device", "topic_kind")
@@ -68,7 +69,14 @@ class SearchService:
         self.publisher = (
             publisher if publisher is not None else create_publisher(settings.match_publish, settings.iot_endpoint)
         )
+        if self.catalog.manifest.index.kind == "hnsw":
+            import faiss
+
+            # One query per event: OpenMP's fork/join costs more than a second thread gains, and a Lambda
+            # container handles one event at a time (scale-out is more containers, not more threads).
+            faiss.omp_set_num_threads(1)
         self._featurizer: Any = None
+        self._metadata_cache: dict[str, Any] = {}
         self._featurizer_lock = threading.Lock()
         log_event(
             self.log,
@@ -89,7 +97,7 @@ class SearchService:
             for s, p in zip(scores[0], positions[0], strict=True)
             if p >= 0 and s >= self.settings.min_score
         ]
-        records = self.metadata.get_many([item_id for item_id, _ in hits])
+        records = self._metadata_for([item_id for item_id, _ in hits])
         matches = []
         for item_id, score in hits:
             match: dict[str, Any] = {"id": item_id, "score": round(score, 5)}
@@ -102,6 +110,18 @@ class SearchService:
                 match.update(title="", image_url="")
             matches.append(match)
         return matches
+
+    def _metadata_for(self, ids: list[str]) -> dict[str, Any]:
+        # A catalog version's metadata does not change while it is loaded, so hits are cached per container
+        # (bounded); a DynamoDB BatchGetItem per event would cost more than the search itself.
+        cache = self._metadata_cache
+        missing = [item_id for item_id in ids if item_id not in cache]
+        if missing:
+            fetched = self.metadata.get_many(missing)
+            if len(cache) + len(fetched) > METADATA_CACHE_ITEMS:
+                cache.clear()
+            cache.update(fetched)
+        return {item_id: cache[item_id] for item_id in ids if item_id in cache}
 
     # --- device messages (IoT rule → Lambda, or the local rule bridge) -------------------------------
     def handle_feature_event(self, event: Any) -> dict[str, Any]:
