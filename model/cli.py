@@ -35,6 +35,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--pooling", choices=["avg", "gem"], default="avg", help="global pooling at the cut")
     export.add_argument("--calibration-images", type=int, default=96, help="int8 calibration frames (with --force)")
     export.add_argument("--force", action="store_true", help="export even when valid files already exist")
+    try:
+        from model.mxnet import cli as mxnet_cli
+    except ImportError:  # a device install has no onnx; export is an offline tool anyway
+        pass
+    else:
+        mxnet_cli.add_arguments(export)
     export.set_defaults(handler=run_export)
 
     info = sub.add_parser("info", help="print a model's sidecar and the backend that would run it")
@@ -54,6 +60,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if getattr(args, "mxnet", None):
+        from model.mxnet import cli as mxnet_cli
+
+        return mxnet_cli.run_export(args)
     from model.export.api import ensure_exported, export_model
 
     try:
