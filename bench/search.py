@@ -221,7 +221,7 @@ def bench_indexing(quick: bool) -> None:
                 path = root / f"{name.replace(':', '_')}-{j}.jpg"
                 cv2.imwrite(str(path), view, [cv2.IMWRITE_JPEG_QUALITY, 90])
                 images.append(path)
-        prepared = np.stack([prepare_frame(cv2.imread(str(p)), featurizer.input_size) for p in images])
+        prepared = np.stack([prepare_frame(np.asarray(cv2.imread(str(p))), featurizer.input_size) for p in images])
         featurizer.featurize(prepared[:32])
         started = time.perf_counter()
         for start in range(0, len(prepared), 32):
