@@ -1,0 +1,129 @@
+"""Catalog side: several views per catalog item, and per-item aggregation (max score) at search time.
+
+A camera sees *parts* of a product (the hand and the frame cut the rest off), while a catalog photo shows all
+of it. Indexing crops at several scales (and flips) lets the catalog "see" those parts too; the index then
+holds ``views`` rows per item and a search must fold them back so every item appears once, with the score
+of its best view. Pure numpy/cv2: the cloud indexer and search import it without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from model.prepare import Roi
+
+
+class CatalogViews(BaseModel):
+    """Which views of each catalog image are indexed. Recorded in the index manifest (``catalog_views``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    full: bool = Field(default=True, description="The whole image (centre square, as a device frame would be).")
+    scales: tuple[float, ...] = Field(
+        default=(), description="Square crops with this side, as a fraction of the image's shorter side."
+    )
+    grid: int = Field(
+        default=1, ge=1, le=4, description="Crops per scale per axis: 1 = centred only, 2 = 2×2 spread, 3 = 3×3."
+    )
+    flip: bool = Field(default=False, description="Also index the horizontal mirror of every view.")
+
+    @field_validator("scales")
+    @classmethod
+    def _scales_in_range(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        for scale in value:
+            if not 0.2 <= scale < 1.0:
+                raise ValueError(f"each scale must be in [0.2, 1.0), got {scale}")
+        return tuple(sorted(set(value), reverse=True))
+
+    @property
+    def count(self) -> int:
+        """Index rows per catalog item."""
+        return (int(self.full) + len(self.scales) * self.grid * self.grid) * (2 if self.flip else 1)
+
+    @property
+    def is_single(self) -> bool:
+        return self.count == 1
+
+    def describe(self) -> str:
+        if self.is_single:
+            return "1 view"
+        parts = ["full"] if self.full else []
+        if self.scales:
+            parts.append(f"crops {'/'.join(f'{s:g}' for s in self.scales)} ×{self.grid * self.grid}")
+        if self.flip:
+            parts.append("+flip")
+        return f"{self.count} views ({', '.join(parts)})"
+
+
+SINGLE_VIEW = CatalogViews()
+
+
+def view_rois(width: int, height: int, views: CatalogViews) -> list[Roi]:
+    """The ROIs (fractions of the image) of every non-flipped view, in a fixed order."""
+    rois: list[Roi] = []
+    if views.full:
+        rois.append(Roi())
+    short = min(width, height)
+    for scale in views.scales:
+        side = scale * short
+        fw, fh = side / width, side / height
+        steps = [0.5] if views.grid == 1 else list(np.linspace(0.0, 1.0, views.grid))
+        for gy in steps:
+            for gx in steps:
+                rois.append(Roi(x=(1.0 - fw) * gx, y=(1.0 - fh) * gy, w=fw, h=fh))
+    return rois
+
+
+def catalog_views(image: np.ndarray, views: CatalogViews) -> list[np.ndarray]:
+    """The view images of one catalog image (BGR uint8), ``views.count`` of them, ready for ``prepare_frame``."""
+    from model.prepare import crop_square
+
+    height, width = image.shape[:2]
+    out = [np.ascontiguousarray(crop_square(image, roi)) for roi in view_rois(width, height, views)]
+    if views.flip:
+        out += [np.ascontiguousarray(view[:, ::-1]) for view in out]
+    return out
+
+
+def aggregate_max(
+    scores: np.ndarray, positions: np.ndarray, owners: Sequence[int] | np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold view hits into item hits: ``[Q, K']`` view scores/positions → ``[Q, k]`` item scores/items.
+
+    ``owners[row]`` is the item index of index row ``row``. Each item appears at most once per query, with
+    its best view's score, items ordered by that score (ties: lower item index first). Missing hits
+    (position -1) are skipped; rows with fewer than ``k`` items are padded with -inf / -1.
+    """
+    owner_arr = np.asarray(owners, dtype=np.int64)
+    q = scores.shape[0]
+    out_scores = np.full((q, k), -np.inf, dtype=np.float32)
+    out_items = np.full((q, k), -1, dtype=np.int64)
+    for row in range(q):
+        best: dict[int, float] = {}
+        for score, position in zip(scores[row], positions[row], strict=True):
+            if position < 0 or not np.isfinite(score):
+                continue
+            item = int(owner_arr[int(position)])
+            if item not in best or score > best[item]:
+                best[item] = float(score)
+        ranked = sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
+        for j, (item, score) in enumerate(ranked):
+            out_items[row, j] = item
+            out_scores[row, j] = score
+    return out_scores, out_items
+
+
+def oversample(k: int, views: CatalogViews, rows: int) -> int:
+    """How many view rows to fetch so that ``k`` distinct items survive the fold (all views of k items)."""
+    return min(rows, k * views.count)
+
+
+def item_scores(similarity: np.ndarray, owners: Sequence[int] | np.ndarray, items: int) -> np.ndarray:
+    """Dense version for evaluation: ``[Q, rows]`` similarities → ``[Q, items]`` best score per item."""
+    owner_arr = np.asarray(owners, dtype=np.int64)
+    out = np.full((similarity.shape[0], items), -np.inf, dtype=np.float32)
+    np.maximum.at(out.T, owner_arr, similarity.T.astype(np.float32))
+    return out
