@@ -67,10 +67,13 @@ def plot_history(history: Sequence[dict[str, float]], path: Path) -> Path:
         {"train acc": [r["train_acc"] for r in history], "validation acc": [r["val_acc"] for r in history]},
         (0.0, 1.0),
     )
+    # Plain cross-entropy on both sides when recorded: the training objective adds label smoothing and the
+    # metric term, which would make the curves incomparable.
+    train_key = "train_ce" if all("train_ce" in r for r in history) else "train_loss"
     loss = _panel(
-        "loss",
+        "cross-entropy loss" if train_key == "train_ce" else "loss",
         epochs,
-        {"train loss": [r["train_loss"] for r in history], "validation loss": [r["val_loss"] for r in history]},
+        {"train loss": [r[train_key] for r in history], "validation loss": [r["val_loss"] for r in history]},
         None,
     )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,7 @@ class Trainer:
                 base = cfg.lr if group["name"] == "head" else cfg.lr * cfg.backbone_lr_mult
                 group["lr"] = base * factor
             started = time.monotonic()
-            train_loss, train_acc = self._train_epoch(net, optimizer, train_set, epoch)
+            train_loss, train_ce, train_acc = self._train_epoch(net, optimizer, train_set, epoch)
             val_loss, val_acc = self._evaluate(net, val_set, epoch)
             record = {
                 "epoch": epoch + 1,
@@ -117,6 +117,7 @@ class Trainer:
                 "trainable_params": trainable,
                 "lr": cfg.lr * factor,
                 "train_loss": train_loss,
+                "train_ce": train_ce,
                 "train_acc": train_acc,
                 "val_loss": val_loss,
                 "val_acc": val_acc,
@@ -175,11 +176,12 @@ class Trainer:
     # --- epochs -------------------------------------------------------------------------------------
     def _train_epoch(
         self, net: FinetuneNet, optimizer: torch.optim.Optimizer, dataset: ImageSet, epoch: int
-    ) -> tuple[float, float]:
+    ) -> tuple[float, float, float]:
+        """Mean objective (smoothed CE + metric term), mean plain CE (comparable to validation), accuracy."""
         cfg = self.config
         net.train()
         loader = make_loader(dataset, cfg.batch_size, True, epoch, cfg.seed, cfg.num_workers)
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, total_ce, correct, seen = 0.0, 0.0, 0, 0
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{cfg.epochs} train", unit="batch", disable=not self.progress, leave=True
         )
@@ -196,10 +198,11 @@ class Trainer:
             optimizer.step()
             n = targets.shape[0]
             total_loss += float(loss.detach()) * n
+            total_ce += float(F.cross_entropy(logits.detach(), targets, reduction="sum"))
             correct += int((logits.argmax(1) == targets).sum())
             seen += n
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-        return total_loss / max(seen, 1), correct / max(seen, 1)
+        return total_loss / max(seen, 1), total_ce / max(seen, 1), correct / max(seen, 1)
 
     @torch.no_grad()
     def _evaluate(self, net: FinetuneNet, dataset: ImageSet, epoch: int) -> tuple[float, float]:
