@@ -116,7 +116,7 @@ class Stack:
 
     def __init__(self, root: Path, index_dir: Path) -> None:
         self.root = root
-        self.broker = MosquittoProcess(workdir=root / "mosquitto")
+        self.broker = MosquittoProcess(workdir=root / "mosquitto", persistence=True)  # as `stack up` runs it
         self.redis = DurableRedis(workdir=root / "redis", appendonly=True)
         self.index_dir = index_dir
         self.bridge: PythonServiceProcess | None = None

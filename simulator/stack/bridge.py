@@ -53,7 +53,7 @@ def rule_event(topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
         raise BadMessage("oversize", f"status message is {len(payload)} bytes, over {MAX_STATUS_BYTES}")
     try:
         body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError also: integer literals over 4,300 digits
         raise BadMessage("not_json", f"payload is not UTF-8 JSON: {str(exc)[:120]}") from exc
     if not isinstance(body, dict):
         raise BadMessage("not_object", f"payload must be a JSON object, got {type(body).__name__}")
@@ -100,6 +100,7 @@ class RuleBridge:
         queue_size: int = 100_000,
         retry_delays_s: tuple[float, ...] = (0.2, 1.0, 3.0),
         workers: int = 8,
+        persistent: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -107,11 +108,18 @@ class RuleBridge:
         self._handlers = {"features": on_features, "status": on_status}
         self.host, self.port = host, port
         self.counts = _Counts()
-        self._queues: list[queue.Queue[tuple[str, bytes] | None]] = [
+        self._queues: list[queue.Queue[tuple[str, bytes, int, int] | None]] = [
             queue.Queue(maxsize=queue_size) for _ in range(workers)
         ]
         self.subscribed = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        # Like an IoT rule, the bridge must not miss what arrives while it restarts: a persistent session makes
+        # the broker queue messages for it, and acking only after the handler returns makes the broker
+        # redeliver whatever a killed bridge had received but not finished (the idempotency check refuses
+        # the repeats).
+        self.persistent = persistent
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+        if persistent:
+            self._client.manual_ack_set(True)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -143,7 +151,7 @@ class RuleBridge:
         self.counts.inc("received")
         # Same device → same worker: per-device order is kept, devices run in parallel.
         shard = zlib.crc32(message.topic.encode("utf-8", "replace")) % len(self._queues)
-        self._queues[shard].put((message.topic, bytes(message.payload)))
+        self._queues[shard].put((message.topic, bytes(message.payload), message.mid, message.qos))
 
     # --- worker --------------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
@@ -176,13 +184,16 @@ class RuleBridge:
         self.counts.inc(f"{kind}:{status}")
         return result
 
-    def _work(self, work: queue.Queue[tuple[str, bytes] | None]) -> None:
+    def _work(self, work: queue.Queue[tuple[str, bytes, int, int] | None]) -> None:
         while True:
             item = work.get()
             if item is None:
                 return
-            self.handle(*item)
+            topic, payload, mid, qos = item
+            self.handle(topic, payload)
             self.counts.inc("handled")
+            if self.persistent and qos > 0:
+                self._client.ack(mid, qos)
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> None:

@@ -100,7 +100,7 @@ def stack_up(config: StackConfig) -> tuple[StackState, bool]:
         return proc
 
     try:
-        broker = MosquittoProcess(workdir=state_dir / "mosquitto", host=host, port=config.mqtt_port)
+        broker = MosquittoProcess(workdir=state_dir / "mosquitto", host=host, port=config.mqtt_port, persistence=True)
         launch(broker)
         redis = RedisProcess(workdir=state_dir / "redis", host=host, port=config.redis_port)
         launch(redis)

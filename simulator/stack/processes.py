@@ -7,6 +7,7 @@ users run. Each service writes its config and data under its own folder and is h
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -155,12 +156,24 @@ class MosquittoProcess(ManagedProcess):
     tls: MosquittoTls | None = None
     acl_file: Path | None = None
     extra_config: str = ""
+    persistence: bool = False
+    """Keep sessions (the rule bridge's subscription and its queued messages) across a broker restart."""
 
     def prepare(self) -> None:
         lines = [
             "per_listener_settings false",
             "allow_anonymous true",
-            "persistence false",
+            *(
+                ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+                if self.persistence
+                else ["persistence false"]
+            ),
+            # Started as root, mosquitto drops to the 'mosquitto' user, which cannot write its database here.
+            *(
+                [f"user {getpass.getuser()}"]
+                if self.persistence and os.geteuid() == 0 and "user " not in self.extra_config
+                else []
+            ),
             "log_dest stdout",
             "log_type error",
             "log_type warning",

@@ -1,9 +1,8 @@
 """The shortened ``make chaos`` run: real processes killed at fixed-seed moments, every seq accounted for.
 
-Faults whose recovery the system promises today (redis-server SIGKILL with the stand-in's AOF, the camera
-going away) must lose nothing and duplicate nothing. Broker and rule-bridge kills are run too; they lose
-messages because of a known defect in the local rule bridge (see the xfail reason) — the test is strict,
-so it starts failing the day the defect is fixed and the marker must come off.
+Every fault kind (redis-server and mosquitto SIGKILL, the rule bridge SIGKILL, the camera going away) must
+lose nothing within the queue's capacity and create no duplicate record; over capacity, the loss must equal
+the queue's own drop counter.
 """
 
 from __future__ import annotations
@@ -55,12 +54,6 @@ def test_redis_and_camera_faults_lose_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT (simulator/stack/bridge.py): the rule bridge subscribes with clean_session=True and acks on "
-    "receipt, and mosquitto runs without persistence, so messages published while the bridge is down, or after a "
-    "broker restart before the bridge re-subscribes, are discarded (AWS IoT rules do not have this gap)",
-)
 def test_broker_and_bridge_faults_lose_nothing_within_capacity(tmp_path: Path) -> None:
     results = run(tmp_path, "bridge,mosquitto", [])
     assert all(r["ok"] for r in results), [(r["name"], r["verdict"]) for r in results]

@@ -267,13 +267,6 @@ def test_photo_search_base64_garbage_and_size_limit(api_service: SearchService) 
         assert check_api(event, "api: base64 garbage / size limit")["statusCode"] == status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="DEFECT (simulator/stack/bridge.py rule_event): an integer literal over 4,300 digits makes json.loads "
-    "raise a plain ValueError, which escapes RuleBridge.handle and ends the bridge's worker thread (one message "
-    "stops all further processing)",
-)
 def test_rule_bridge_survives_a_huge_integer_literal(hardened_service: SearchService) -> None:
     count_case("bridge: huge integer literal")
     _bridge(hardened_service).handle("visualsearch/cam-01/features", b'{"v": 1, "seq": ' + b"9" * 5000 + b"}")
