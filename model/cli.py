@@ -58,6 +58,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--views", type=int, default=5, help="camera-like views per photo")
     evaluate.set_defaults(handler=run_eval)
 
+    try:
+        from model.finetune.cli import add_compare_arguments
+        from model.finetune.cli import register as register_finetune
+    except ImportError:  # no torch here (a device install): fine-tuning is an offline tool
+        pass
+    else:
+        add_compare_arguments(evaluate)
+        register_finetune(sub.add_parser("finetune", help="fine-tune on your own labelled catalog, export, compare"))
+
 
 def run_export(args: argparse.Namespace) -> int:
     if getattr(args, "mxnet", None):
@@ -120,6 +129,12 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if getattr(args, "finetuned", None):
+        from model.finetune.cli import run_compare_if_asked
+
+        compared = run_compare_if_asked(args)
+        if compared is not None:
+            return compared
     from model.eval.run import evaluate, find_models, print_tables
 
     models = find_models(args.models, args.backbone)
