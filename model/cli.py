@@ -10,6 +10,9 @@ from pathlib import Path
 
 from model.contract import VARIANTS
 
+POOLINGS = ("avg", "gem", "max", "rmac", "rgem")
+"""model.export.graph.POOLINGS, spelled out: importing it here would pull torch into every CLI start."""
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +35,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--variants", type=_variants, default=["fp32", "int8", "fp16"], help="comma list of fp32,int8,fp16"
     )
     export.add_argument("--weights", type=Path, default=None, help="state_dict file (default: packaged weights)")
-    export.add_argument("--pooling", choices=["avg", "gem"], default="avg", help="global pooling at the cut")
+    export.add_argument(
+        "--pooling",
+        choices=list(POOLINGS),
+        default="avg",
+        help="pooling at the cut: avg, gem, max, rmac, rgem (regional GeM; see docs/match-quality.md)",
+    )
     export.add_argument("--calibration-images", type=int, default=96, help="int8 calibration frames (with --force)")
     export.add_argument("--force", action="store_true", help="export even when valid files already exist")
     try:
@@ -56,6 +64,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--threads", type=int, default=None)
     evaluate.add_argument("--fashion", type=int, default=2000, help="Fashion-MNIST images (0 skips)")
     evaluate.add_argument("--views", type=int, default=5, help="camera-like views per photo")
+    evaluate.add_argument(
+        "--heldup",
+        action="store_true",
+        help="the held-up-object eval instead: baseline vs pooling / catalog views / query regions (exports"
+        " missing pooling variants into --models)",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="--heldup: seed of the held-up views")
+    evaluate.add_argument("--torch-pooling", action="store_true", help="--heldup: add fp32 torch rows per pooling")
+    evaluate.add_argument("--finetuned", type=Path, default=None, help="--heldup: a fine-tuned .onnx as one more row")
     evaluate.set_defaults(handler=run_eval)
 
     try:
@@ -129,6 +146,21 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.heldup:
+        from model.heldup.run import print_heldup, run_heldup
+
+        print(f"# model eval --heldup — {args.models} on {args.backend}")
+        rows = run_heldup(
+            args.models,
+            views_per_item=args.views,
+            seed=args.seed,
+            backend=args.backend,
+            threads=args.threads,
+            torch_pooling=args.torch_pooling,
+            finetuned=args.finetuned,
+        )
+        print_heldup(rows, args.views, args.seed)
+        return 0
     if getattr(args, "finetuned", None):
         from model.finetune.cli import run_compare_if_asked
 

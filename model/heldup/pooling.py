@@ -90,6 +90,29 @@ class PooledGraph(FeaturizerGraph):
         return F.normalize(pool_map(self.feature_map(image), self.pooling), p=2.0, dim=1, eps=1e-12)
 
 
+RETRIEVAL_METADATA_KEY = "visualsearch.retrieval"
+
+
+def stamp_retrieval(path: Path, retrieval: dict[str, Any]) -> None:
+    """Write the retrieval settings into the ONNX file's metadata, so they are part of its hash (model id).
+
+    Query regions are not graph ops; stamping them into the file still makes a model with other settings a
+    different model id, which the search refuses — the device sends only the model id, not its sidecar.
+    """
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key = RETRIEVAL_METADATA_KEY
+    entry.value = json.dumps(retrieval, sort_keys=True, separators=(",", ":"))
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+
+
 def export_pooled(
     pooling: str,
     out_dir: Path,
@@ -119,6 +142,7 @@ def export_pooled(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export_onnx(graph, fp32, spec.input_size)
+    stamp_retrieval(fp32, {"pooling": pooling, **(retrieval or {})})
     fp32_out = _run_onnx(fp32, parity_frames)
     parity = measure("torch fp32", reference, fp32_out)
     if parity.cosine_min < FP32_MIN_COSINE:
@@ -159,6 +183,7 @@ def export_pooled(
         int8 = out_dir / f"{spec.name}-{pooling}-int8.onnx"
         frames = prepared_views(spec.input_size, calibration_images, 0)
         quantize_int8(fp32, int8, frames, progress=progress)
+        stamp_retrieval(int8, {"pooling": pooling, **(retrieval or {})})
         sidecar(int8, "int8", [measure("onnx fp32", fp32_out, _run_onnx(int8, parity_frames))])
         paths["int8"] = int8
     if "fp32" not in variants:

@@ -1,0 +1,101 @@
+"""The retrieval settings device and cloud must agree on, where they are recorded, and the check.
+
+- pooling: part of the graph, so a different pooling is a different file hash and thus a different model id
+  (``Sidecar.pooling`` records it by name as well).
+- query regions: what the device featurizes of each frame; recorded in the sidecar under
+  ``extra.retrieval.query_regions`` so every device running that model file applies the same ones.
+- catalog views: how many views per item the index holds; recorded in the index manifest
+  (``retrieval.catalog_views``) so the search folds them back per item.
+
+The index manifest also records the model's pooling and query regions at indexing time; a device model or a
+photo-search model whose settings differ is refused naming the setting (:func:`check_compatible`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model.heldup.multiview import SINGLE_VIEW, CatalogViews
+from model.heldup.proposals import NO_REGIONS, QueryRegions
+from model.prepare import Roi
+from model.sidecar import Sidecar
+
+
+class SettingsMismatch(ValueError):
+    """A model and an index were made with different retrieval settings."""
+
+
+class RetrievalSettings(BaseModel):
+    """All retrieval settings of one deployment (model + index)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pooling: str = Field(default="avg", description="Pooling in the model graph (sidecar 'pooling').")
+    query_regions: QueryRegions = Field(default=NO_REGIONS, description="What the device featurizes per frame.")
+    catalog_views: CatalogViews = Field(default=SINGLE_VIEW, description="Index rows per catalog item.")
+
+
+def query_regions_of(sidecar: Sidecar) -> QueryRegions:
+    """The sidecar's query regions (none recorded: the whole frame, as every model before issue 8)."""
+    raw = (sidecar.extra or {}).get("retrieval", {}).get("query_regions")
+    if raw is None:
+        return NO_REGIONS
+    try:
+        return QueryRegions.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise SettingsMismatch(
+            f"sidecar of {sidecar.model_id}: extra.retrieval.query_regions.{key}: {first['msg']}"
+        ) from exc
+
+
+def settings_of(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> RetrievalSettings:
+    return RetrievalSettings(pooling=sidecar.pooling, query_regions=query_regions_of(sidecar), catalog_views=views)
+
+
+def manifest_section(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> dict[str, Any]:
+    """What the catalog indexer writes under ``retrieval`` in the index manifest."""
+    return settings_of(sidecar, views).model_dump(mode="json")
+
+
+def catalog_views_of(manifest_retrieval: Mapping[str, Any] | None) -> CatalogViews:
+    """The manifest's catalog views (an index written before issue 8 holds one view per item)."""
+    if not manifest_retrieval:
+        return SINGLE_VIEW
+    return CatalogViews.model_validate(manifest_retrieval.get("catalog_views") or {})
+
+
+def check_compatible(sidecar: Sidecar, manifest_model_id: str, manifest_retrieval: Mapping[str, Any] | None) -> None:
+    """Raise :class:`SettingsMismatch` when ``sidecar``'s model cannot query this index, naming the reason."""
+    if sidecar.model_id != manifest_model_id:
+        raise SettingsMismatch(
+            f"model {sidecar.model_id} (pooling {sidecar.pooling}) differs from the index's model {manifest_model_id}:"
+            " vectors of different models or pooling cannot be compared (re-export the device model or reindex)"
+        )
+    if not manifest_retrieval:
+        return
+    recorded = RetrievalSettings.model_validate(manifest_retrieval)
+    mine = settings_of(sidecar, recorded.catalog_views)
+    for key in ("pooling", "query_regions"):
+        if getattr(mine, key) != getattr(recorded, key):
+            raise SettingsMismatch(
+                f"retrieval setting '{key}' differs: the model says {getattr(mine, key)!r}, the index was built for"
+                f" {getattr(recorded, key)!r} (re-export the model with the index's settings or reindex)"
+            )
+
+
+def device_roi(regions: QueryRegions) -> Roi | None:
+    """The single ROI that implements a one-inference centre crop in the device loop (None otherwise).
+
+    A centred ROI of fraction ``s`` of each side, then ``prepare_frame``'s centre square, is the same pixels
+    as the centre ``s`` of the frame's centre square, whatever the aspect ratio.
+    """
+    if regions.kind != "centre" or regions.batch != 1:
+        return None
+    scale = regions.scales[0]
+    margin = (1.0 - scale) / 2.0
+    return Roi(x=margin, y=margin, w=scale, h=scale)
