@@ -31,6 +31,14 @@ def _roi(cfg: RoiConfig | None) -> Roi | None:
     return None if cfg is None else Roi(cfg.x, cfg.y, cfg.w, cfg.h)
 
 
+def _frame_roi(featurizer: Featurizer, cfg: RoiConfig | None) -> Roi | None:
+    # The model's sidecar may ask for a centre crop (held-up objects, docs/match-quality.md); it applies
+    # inside the configured ROI so device and index use the settings the model was evaluated with.
+    from model.heldup.settings import effective_roi
+
+    return effective_roi(getattr(featurizer, "sidecar", None), _roi(cfg))
+
+
 class EdgeLoop:
     """Runs until ``stop`` is set or a finite source ends. Thread-safe: ``stats``, ``update_settings``."""
 
@@ -44,7 +52,7 @@ class EdgeLoop:
         self.frame_age_ms: list[float] = []
         """Age of each published frame when it was handed to the publisher (bench reads it)."""
         self._fps = RateMeter()
-        self._roi = _roi(config.live.roi)
+        self._roi = _frame_roi(featurizer, config.live.roi)
         self._lock = threading.Lock()
         # Seq must not repeat across restarts: the cloud's idempotency marker is keyed by (device, seq)
         # for 24 h. Starting from the epoch in milliseconds keeps it increasing across restarts.
@@ -71,7 +79,7 @@ class EdgeLoop:
         new = LiveSettings.model_validate({**base.model_dump(), **changes}) if changes else base
         with self._lock:
             self.gate.update(new)
-            self._roi = _roi(new.roi)
+            self._roi = _frame_roi(self.featurizer, new.roi)
         log.info("live settings updated", extra={"settings": new.model_dump()})
         return new
 

@@ -99,3 +99,22 @@ def device_roi(regions: QueryRegions) -> Roi | None:
     scale = regions.scales[0]
     margin = (1.0 - scale) / 2.0
     return Roi(x=margin, y=margin, w=scale, h=scale)
+
+
+def effective_roi(sidecar: Sidecar | None, user_roi: Roi | None) -> Roi | None:
+    """The ROI the device prepares: the model's centre crop (if its sidecar asks for one) inside the user's ROI.
+
+    A user ROI says where the product appears; the model's crop then applies within it, the same way the
+    held-up evaluation measured it on whole frames.
+    """
+    model_roi = device_roi(query_regions_of(sidecar)) if sidecar is not None else None
+    if model_roi is None:
+        return user_roi
+    if user_roi is None:
+        return model_roi
+    return Roi(
+        x=user_roi.x + user_roi.w * model_roi.x,
+        y=user_roi.y + user_roi.h * model_roi.y,
+        w=user_roi.w * model_roi.w,
+        h=user_roi.h * model_roi.h,
+    )
