@@ -118,7 +118,7 @@ def export_pooled(
     out_dir: Path,
     backbone: str = "efficientnet-lite0",
     variants: Sequence[str] = ("int8",),
-    calibration_images: int = 64,
+    calibration_images: int = 48,
     retrieval: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> dict[str, Path]:

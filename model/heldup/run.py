@@ -33,11 +33,13 @@ log = logging.getLogger(__name__)
 
 BACKBONE = "efficientnet-lite0"
 CENTRE_07 = QueryRegions(kind="centre", scales=(0.7,), combine="first")
+CENTRE_06 = QueryRegions(kind="centre", scales=(0.6,), combine="first")
+CENTRE_05 = QueryRegions(kind="centre", scales=(0.5,), combine="first")
 
 CHOSEN_POOLING = "rgem"
-CHOSEN_REGIONS = CENTRE_07
+CHOSEN_REGIONS = CENTRE_06
 CHOSEN_VIEWS = SINGLE_VIEW
-"""The default this evaluation chose (docs/match-quality.md): regional GeM + a centre crop, one view per item."""
+"""The default this evaluation chose (docs/match-quality.md): regional GeM + the centre 0.6 crop, one view per item."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("catalog: crops 0.7/0.5", "avg", views=CatalogViews(scales=(0.7, 0.5))),
     Option("catalog: crops 0.7/0.5 ×4 +flip", "avg", views=CatalogViews(scales=(0.7, 0.5), grid=2, flip=True)),
     Option("query: centre crop 0.7", "avg", regions=CENTRE_07),
+    Option("query: centre crop 0.6", "avg", regions=CENTRE_06),
+    Option("query: centre crop 0.5", "avg", regions=CENTRE_05, note="assumes a well-centred product"),
     Option("query: saliency box", "avg", regions=QueryRegions(kind="saliency", combine="first")),
     Option("query: full + centre 0.6, mean", "avg", regions=QueryRegions(kind="centre", scales=(1.0, 0.6))),
-    Option("rgem + centre 0.7 + crops 0.7/0.5", "rgem", views=CatalogViews(scales=(0.7, 0.5)), regions=CENTRE_07),
+    Option("rgem + centre 0.6 + crops 0.7/0.5", "rgem", views=CatalogViews(scales=(0.7, 0.5)), regions=CENTRE_06),
     Option("chosen default", CHOSEN_POOLING, views=CHOSEN_VIEWS, regions=CHOSEN_REGIONS),
 )
 
@@ -141,14 +145,14 @@ def run_heldup(
         )
     if finetuned is not None:
         tuned = OnnxEmbedder(finetuned, backend, threads)
-        for technique, regions in (("fine-tuned", NO_REGIONS), ("fine-tuned + centre 0.7", CHOSEN_REGIONS)):
+        for technique, regions in (("fine-tuned", NO_REGIONS), ("fine-tuned + centre 0.6", CHOSEN_REGIONS)):
             r1, r5, n = score_option(data, tuned, SINGLE_VIEW, regions)
             ms = device_frame_ms(tuned.path, regions, timing_frames, backend, threads)
             rows.append(Row(technique, tuned.name, "1 view", regions.describe(), r1, r5, n, index_mb(n, tuned.dim), ms))
     if torch_pooling:
         maps = FeatureMaps(BACKBONE)
         for pooling in ("avg", "gem", "max", "rmac", "rgem"):
-            for regions in (NO_REGIONS, CENTRE_07):
+            for regions in (NO_REGIONS, CENTRE_06):
                 torch_embedder: PreparedEmbedder = TorchPooling(maps, pooling)
                 r1, r5, n = score_option(data, torch_embedder, SINGLE_VIEW, regions)
                 rows.append(
