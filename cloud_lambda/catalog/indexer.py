@@ -114,7 +114,8 @@ def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
     if sha in _W["skip"]:
         return key, sha, "done", None
     try:
-        image, _ = decode_image(data)
+        # Twice the input size at least, so the final INTER_AREA step still has pixels to average.
+        image, _ = decode_image(data, min_side=2 * _W["size"])
         return key, sha, "ok", prepare_frame(image, _W["size"])
     except ImageRejected as exc:
         return key, sha, "reject", (exc.reason, str(exc))

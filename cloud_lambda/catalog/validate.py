@@ -144,16 +144,38 @@ def validate(data: bytes) -> ImageInfo:
     return info
 
 
-def decode(data: bytes) -> tuple[np.ndarray, ImageInfo]:
-    """Validate then decode to BGR uint8; raises :class:`ImageRejected` with the reason."""
+def jpeg_reduction(info: ImageInfo, min_side: int | None) -> int:
+    """The largest libjpeg DCT scale-down (1, 2, 4, 8) that keeps the short side >= ``min_side``."""
+    if info.format != "jpeg" or not min_side:
+        return 1
+    for factor in (8, 4, 2):
+        if min(info.width, info.height) // factor >= min_side:
+            return factor
+    return 1
+
+
+_REDUCED_FLAGS = {2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
+
+
+def decode(data: bytes, min_side: int | None = None) -> tuple[np.ndarray, ImageInfo]:
+    """Validate then decode to BGR uint8; raises :class:`ImageRejected` with the reason.
+
+    ``min_side``: a JPEG much larger than needed is decoded scaled down in the DCT domain (an anti-aliased
+    reduction that skips most of the IDCT work; performance.md: decode costs as much as int8 inference),
+    keeping its short side >= ``min_side``. The whole entropy-coded stream is still read, so a corrupt file
+    is refused all the same.
+    """
     import cv2
 
     info = validate(data)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    factor = jpeg_reduction(info, min_side)
+    flag = getattr(cv2, _REDUCED_FLAGS[factor]) if factor > 1 else cv2.IMREAD_COLOR
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     if image is None:
         raise ImageRejected("undecodable", f"{info.format.upper()} header is valid but the pixels do not decode")
+    expected = sorted((-(-info.width // factor), -(-info.height // factor)))
     # EXIF orientation may swap the sides of a JPEG; anything else means the header lied.
-    if sorted(image.shape[:2]) != sorted((info.width, info.height)):
+    if sorted(image.shape[:2]) != expected:
         raise ImageRejected(
             "undecodable",
             f"decoded size {image.shape[1]}×{image.shape[0]} differs from the header's {info.width}×{info.height}",

@@ -17,6 +17,7 @@ import pytest
 from cloud_lambda.catalog.indexer import IndexingError, IndexOptions, Shard, run_index
 from cloud_lambda.catalog.layout import load_catalog
 from cloud_lambda.catalog.merge import merge_catalogs
+from cloud_lambda.catalog.validate import decode
 from cloud_lambda.metadata.sqlite_store import SqliteStore
 from model.data.photos import load_photos
 from model.featurizer import Featurizer
@@ -123,10 +124,15 @@ def test_index_folder_with_bad_files(photo_folder, tiny_model: Path, tiny_featur
     assert records["SKU-CHELSEA"].title == "Chelsea the cat"
     assert records["SKU-CHELSEA"].extra == {"price": 12.5}
     assert records["coffee"].title == "Coffee"
-    # Stored vectors are what the featurizer gives for the same image.
+    # Stored vectors are what the featurizer gives for the same image (decoded DCT-reduced, as the indexer
+    # does for a JPEG far larger than the model input), and practically what a full decode gives.
     vectors = np.load(out / "vectors.npy")
-    image = cv2.imread(str(root / "coffee.jpg"))
-    np.testing.assert_allclose(vectors[catalog.ids.index("coffee")], tiny_featurizer.featurize_frame(image), atol=1e-5)
+    data = (root / "coffee.jpg").read_bytes()
+    reduced, _ = decode(data, min_side=2 * tiny_featurizer.input_size)
+    assert reduced.shape[0] < 400
+    stored = vectors[catalog.ids.index("coffee")]
+    np.testing.assert_allclose(stored, tiny_featurizer.featurize_frame(reduced), atol=1e-5)
+    assert float(stored @ tiny_featurizer.featurize_frame(cv2.imread(str(root / "coffee.jpg")))) > 0.99
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["index"] == {"kind": "exact", "params": {}, "file": "index.exact.npy"}
 

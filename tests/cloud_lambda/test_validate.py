@@ -76,3 +76,15 @@ def test_header_lies_about_size():
     data = bytearray(png(100, 100))
     data[16:24] = struct.pack(">II", 120, 100)  # IHDR says 120 wide: the CRC no longer matches either
     assert reason(bytes(data)) == "undecodable"
+
+
+def test_reduced_jpeg_decode_keeps_min_side_and_still_catches_truncation():
+    data = jpeg(1200, 800)
+    image, _ = decode(data, min_side=224)
+    assert image.shape[:2] == (200 * 2, 300 * 2)  # factor 2: 400 >= 224, factor 4 would give 200
+    image, _ = decode(data, min_side=64)
+    assert image.shape[:2] == (100, 150)  # factor 8
+    assert decode(png(1200, 800), min_side=64)[0].shape[:2] == (800, 1200)  # PNG has no DCT reduction
+    with pytest.raises(ImageRejected) as info_err:
+        decode(data[: len(data) // 2], min_side=64)
+    assert info_err.value.reason == "truncated"
