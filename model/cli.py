@@ -72,7 +72,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("--seed", type=int, default=0, help="--heldup: seed of the held-up views")
     evaluate.add_argument("--torch-pooling", action="store_true", help="--heldup: add fp32 torch rows per pooling")
-    evaluate.add_argument("--finetuned", type=Path, default=None, help="--heldup: a fine-tuned .onnx as one more row")
     evaluate.set_defaults(handler=run_eval)
 
     try:
@@ -157,7 +156,7 @@ def run_eval(args: argparse.Namespace) -> int:
             backend=args.backend,
             threads=args.threads,
             torch_pooling=args.torch_pooling,
-            finetuned=args.finetuned,
+            finetuned=getattr(args, "finetuned", None),  # the fine-tune comparison's option: one more row
         )
         print_heldup(rows, args.views, args.seed)
         return 0
