@@ -47,6 +47,12 @@ class ReplayConfig(BaseModel):
     dtype: str = Field(default="float16", pattern="^(float16|float32)$")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     seed: int = 0
+    first_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="First sequence number of each device (default: epoch milliseconds, as the edge loop does,"
+        " so a re-run is not taken for redeliveries of the last one).",
+    )
 
     @model_validator(mode="after")
     def _source(self) -> ReplayConfig:
@@ -118,6 +124,11 @@ def make_publishers(cfg: ReplayConfig) -> dict[str, Publisher]:
     return publishers
 
 
+def initial_seq(cfg: ReplayConfig) -> int:
+    """Each device's first sequence number: epoch milliseconds unless configured, like the edge loop."""
+    return cfg.first_seq if cfg.first_seq is not None else int(time.time() * 1000)
+
+
 def run_replay(
     cfg: ReplayConfig,
     stop: threading.Event | None = None,
@@ -138,7 +149,7 @@ def run_replay(
     pool /= np.linalg.norm(pool, axis=1, keepdims=True)
     device_ids = cfg.device_ids()
     publishers = make_publishers(cfg)
-    seqs = dict.fromkeys(device_ids, 0)
+    seqs = dict.fromkeys(device_ids, initial_seq(cfg))
     result = ReplayResult(planned=planned)
     try:
         started = time.perf_counter()

@@ -194,7 +194,14 @@ def make_request_handler(
             )
 
         def _api(self) -> int:
-            length = int(self.headers.get("content-length") or 0)
+            raw_length = (self.headers.get("content-length") or "0").strip()
+            # Only plain digits: int() would also take "-1" (read to EOF, unbounded) or " +5".
+            if not raw_length.isdigit():
+                self.close_connection = True
+                body = _error_body("bad_request", "Content-Length must be a non-negative integer")
+                self._send(400, {"content-type": "application/json"}, body)
+                return 400
+            length = int(raw_length)
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
                 body = _error_body("payload_too_large", f"request body over {MAX_BODY_BYTES} bytes")

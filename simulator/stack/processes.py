@@ -217,7 +217,7 @@ class RedisProcess(ManagedProcess):
         lines = [
             f"bind {self.host}",
             f"port {self.port}",
-            f"dir {self.workdir}",
+            f'dir "{self.workdir}"',  # quoted: a state folder may contain spaces
             "save ''",
             f"appendonly {'yes' if self.appendonly else 'no'}",
             "protected-mode yes",

@@ -103,3 +103,23 @@ def test_api_static_catalog_and_errors(server: tuple[str, list[dict[str, Any]]])
     assert fetch(f"{base}/catalog/..%2Fsecret.txt")[0] == 404
     assert fetch(f"{base}/catalog/../secret.txt")[0] == 404
     assert fetch(f"{base}/nope.html")[0] == 404
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "+5", "1e3"])
+def test_bad_content_length_is_refused_without_reading_the_body(
+    server: tuple[str, list[dict[str, Any]]], length: str
+) -> None:
+    import socket
+
+    base, seen = server
+    host, port = base.removeprefix("http://").split(":")
+    before = len(seen)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+        # We never close our side: a server that read the body to EOF would time out here instead of answering.
+        response = b""
+        while chunk := sock.recv(4096):  # the server closes after refusing
+            response += chunk
+    assert response.startswith(b"HTTP/1.0 400") or response.startswith(b"HTTP/1.1 400"), response[:80]
+    assert b"bad_request" in response
+    assert len(seen) == before  # the handler never saw it

@@ -20,3 +20,11 @@ def test_mosquitto_kill_and_restart_keeps_port(mosquitto: MosquittoProcess) -> N
     assert mosquitto.port == port
     with socket.create_connection((mosquitto.host, port), timeout=1):
         pass
+
+
+def test_redis_runs_from_a_folder_with_a_space(tmp_path) -> None:
+    server = RedisProcess(workdir=tmp_path / "state dir" / "redis").start()
+    try:
+        assert redis.Redis(host=server.host, port=server.port).ping()
+    finally:
+        server.stop()

@@ -100,10 +100,24 @@ def test_replay_many_devices_nothing_lost(
         index_dir=tiny_catalog.index_dir,
         mqtt=MqttConfig(port=mosquitto.port),
         device_prefix="load",
+        first_seq=1000,
     )
     result = run_replay(cfg)
     assert result.enqueued == 300 and result.acknowledged == 300 and result.dropped == 0
     for device in cfg.device_ids():
         found = wait_records(stack, device, 100)
-        assert sorted(r["seq"] for r in found) == list(range(100))
+        assert sorted(r["seq"] for r in found) == list(range(1000, 1100))
         assert all(r["matches"] and r["matches"][0]["id"] in tiny_catalog.ids for r in found)
+
+
+def test_replay_runs_do_not_reuse_sequence_numbers(tiny_catalog: TinyCatalog) -> None:
+    from simulator.replay import ReplayConfig as Cfg
+    from simulator.replay import initial_seq
+
+    # The cloud's idempotency marker is (device, seq): a second run starting at 0 would be dropped as replays.
+    cfg = Cfg(count=1, index_dir=tiny_catalog.index_dir)
+    before = int(time.time() * 1000)
+    first = initial_seq(cfg)
+    time.sleep(0.01)
+    assert before <= first < initial_seq(cfg)
+    assert initial_seq(cfg.model_copy(update={"first_seq": 7})) == 7
