@@ -31,6 +31,7 @@ from edge_component.wire.codec import (
 
 MAX_STATUS_BYTES = 16 * 1024
 METADATA_CACHE_ITEMS = 200_000
+COUNTERS_EVERY = 1000
 RECORD_VERSION = 1
 # Keys the IoT rule adds to the device's payload (SELECT *, topic(2) AS topic_device ...).
 RULE_KEYS = ("topic_device", "topic_kind")
@@ -77,6 +78,7 @@ class SearchService:
             faiss.omp_set_num_threads(1)
         self._featurizer: Any = None
         self._metadata_cache: dict[str, Any] = {}
+        self._events = 0
         self._featurizer_lock = threading.Lock()
         log_event(
             self.log,
@@ -126,6 +128,7 @@ class SearchService:
     # --- device messages (IoT rule → Lambda, or the local rule bridge) -------------------------------
     def handle_feature_event(self, event: Any) -> dict[str, Any]:
         """The IoT rule event: the device's JSON payload plus ``topic_device`` (topic(2))."""
+        self._tick()
         try:
             if not isinstance(event, dict):
                 raise Rejected("not_object", f"event must be a JSON object, got {type(event).__name__}")
@@ -142,6 +145,7 @@ class SearchService:
 
     def handle_feature_payload(self, topic: str, payload: bytes) -> dict[str, Any]:
         """Raw MQTT message (local bridge): same checks, on the bytes as they arrived."""
+        self._tick()
         try:
             parts = topic.split("/")
             if (
@@ -206,6 +210,12 @@ class SearchService:
             "matches": len(matches),
             "top": matches[0]["id"] if matches else None,
         }
+
+    def _tick(self) -> None:
+        # One counters line every COUNTERS_EVERY events: accepted/rejected/failed trends without a log per event.
+        self._events += 1
+        if self._events % COUNTERS_EVERY == 0:
+            log_event(self.log, "search_counters", events=self._events, **self.counters.snapshot())
 
     def _publish(self, record: dict[str, Any]) -> None:
         # The record is already durable in Redis (the web app polls it); a failed notification is

@@ -205,3 +205,29 @@ def test_status_events(service: SearchService, redis_server):
     assert [d["device_id"] for d in devices] == ["cam-01"]
     assert devices[0]["status"]["state"] == "online"
     assert "topic_device" not in devices[0]["status"]
+
+
+def test_logs_are_json_lines_with_reasons_and_counters(service: SearchService, tiny_catalog: TinyCatalog, monkeypatch):
+    import logging
+
+    from cloud_lambda.search import service as service_module
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    service.log.addHandler(keep)
+    monkeypatch.setattr(service_module, "COUNTERS_EVERY", 2)
+    try:
+        service.handle_feature_event(feature_event(tiny_catalog.vectors[0], "other-model-1", seq=1))
+        service.handle_feature_event(feature_event(tiny_catalog.vectors[0], tiny_catalog.model_id, seq=2))
+    finally:
+        service.log.removeHandler(keep)
+    lines = [json.loads(service.log.handlers[0].format(r)) for r in records]
+    rejected = next(line for line in lines if line["event"] == "feature_rejected")
+    assert rejected["reason"] == "model_mismatch" and rejected["topic_device"] == "cam-01"
+    counters = next(line for line in lines if line["event"] == "search_counters")
+    assert counters["events"] == 2 and counters["rejected.model_mismatch"] == 1
