@@ -139,7 +139,11 @@ def run_command(args: argparse.Namespace) -> int:
 
     try:
         featurizer = Featurizer(
-            cfg.model.path, backend=cfg.model.backend, device=cfg.model.device, threads=cfg.model.threads
+            cfg.model.path,
+            backend=cfg.model.backend,
+            device=cfg.model.device,
+            threads=cfg.model.threads,
+            spinning=cfg.model.spinning,
         )
         source = create_source(cfg.source)
         publisher = create_publisher(cfg)

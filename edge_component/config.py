@@ -64,6 +64,11 @@ class SourceConfig(_Model):
     fps: float | None = Field(default=None, gt=0, description="Frame rate for a folder, or to override a file's.")
     width: int | None = Field(default=None, gt=0, description="Requested capture width (camera).")
     height: int | None = Field(default=None, gt=0, description="Requested capture height (camera).")
+    prepare: Literal["grabber", "loop"] = Field(
+        default="grabber",
+        description="Where frames are cropped and resized to the model input: in the grabber thread (overlaps "
+        "inference; the inference thread only featurizes) or in the inference loop.",
+    )
     stall_timeout_s: float = Field(default=5.0, gt=0, description="No frame for this long: the watchdog reopens.")
     reconnect_min_s: float = Field(default=0.5, gt=0, description="First reopen delay; doubles up to the max.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between reopen attempts.")
@@ -89,6 +94,11 @@ class ModelConfig(_Model):
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto", description="Inference runtime.")
     device: str = Field(default="auto", description="auto, or cpu/cuda/tensorrt (onnxruntime), CPU/GPU/NPU (OpenVINO).")
     threads: int | None = Field(default=None, gt=0, description="Inference threads (default: the runtime's choice).")
+    spinning: bool = Field(
+        default=False,
+        description="Let idle onnxruntime threads busy-wait for the next frame. Off by default: the grabber "
+        "decodes and prepares frames on the same cores, and a spinning thread takes its time slice.",
+    )
 
 
 class LiveSettings(_Model):

@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -44,6 +45,12 @@ class Frame:
     """``time.monotonic()`` when the frame was read: frame age = now - captured_at."""
     wall_ts: float
     """``time.time()`` at capture, for the wire message's ``ts``."""
+    prepared: np.ndarray | None = None
+    """The model input made from ``image`` in the grabber thread (see :attr:`FrameSource.prepare`), or None."""
+    prepare_ms: float = 0.0
+    """How long the grabber spent preparing it."""
+    prepare_error: str | None = None
+    """Why the grabber could not prepare it (the loop reports it and skips the frame)."""
 
 
 class FrameReader(ABC):
@@ -100,6 +107,10 @@ class FrameSource:
         """Frames replaced by a newer one before the loop took them (live inputs only)."""
         self.reconnects = 0
         self.last_error: str | None = None
+        self.prepare: Callable[[np.ndarray], np.ndarray | None] | None = None
+        """Set by the consumer before :meth:`start`: runs in the grabber thread on each captured frame, so the
+        inference thread gets a ready model input and only featurizes (preparation overlaps inference).
+        Returning None hands the raw frame over unprepared (e.g. the loop would rate-skip it anyway)."""
 
     @property
     def kind(self) -> str:
@@ -201,8 +212,9 @@ class FrameSource:
                 return "failed"
             if generation != self._generation:
                 continue  # the watchdog gave up on this read; drop it and reopen
+            # Timestamp first: the frame's age includes its preparation.
             now = time.monotonic()
-            frame = Frame(image=image, index=self.captured, captured_at=now, wall_ts=time.time())
+            frame = self._prepared(Frame(image=image, index=self.captured, captured_at=now, wall_ts=time.time()))
             self.captured += 1
             self._last_frame_at = now
             with self._cond:
@@ -214,6 +226,18 @@ class FrameSource:
                 self._latest = frame
                 self._cond.notify_all()
         return "stopped"
+
+    def _prepared(self, frame: Frame) -> Frame:
+        if self.prepare is None:
+            return frame
+        started = time.perf_counter()
+        try:
+            prepared = self.prepare(frame.image)
+        except Exception as exc:  # a bad frame is the loop's to report; the grabber carries on
+            return replace(frame, prepare_error=f"{type(exc).__name__}: {exc}")
+        if prepared is None:
+            return frame
+        return replace(frame, prepared=prepared, prepare_ms=(time.perf_counter() - started) * 1000)
 
     def _failed(self, reason: str) -> None:
         if self.state != "reconnecting":

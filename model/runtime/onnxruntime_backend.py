@@ -48,7 +48,12 @@ class OnnxRuntimeBackend(InferenceBackend):
             return False
         return True
 
-    def __init__(self, model_path: str, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str, device: str = "auto", threads: int | None = None, spinning: bool | None = None
+    ) -> None:
+        """``spinning``: whether idle intra-op threads busy-wait for the next run (onnxruntime's default, True).
+        False when other work shares the cores (a frame grabber decoding video, catalog decode workers): a
+        spinning thread burns the time slice the other work needs and the OS then preempts inference."""
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -69,6 +74,10 @@ class OnnxRuntimeBackend(InferenceBackend):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+        self.spinning = True if spinning is None else spinning
         try:
             self._session = ort.InferenceSession(
                 model_path,

@@ -1,0 +1,105 @@
+"""Frame preparation in the grabber thread: same vectors as the loop's own preparation, bad frames reported
+and skipped without stopping the loop, the frame age's parts, and the status naming precision and threads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_component.sources import EndOfStream, FrameReader, FrameSource
+from edge_component.wire.codec import decode
+from model.featurizer import Featurizer
+from tests.edge_component.helpers import Running, config
+
+STAGES = {"queued", "prepare", "featurize", "encode", "publish"}
+
+
+class ListReader(FrameReader):
+    """Frames from memory, each handed over (not live): runs are exact."""
+
+    kind = "list"
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = frames
+        self._pos = 0
+
+    @property
+    def live(self) -> bool:
+        return False
+
+    def open(self) -> None:
+        self._pos = 0
+
+    def read(self) -> np.ndarray:
+        if self._pos >= len(self.frames):
+            raise EndOfStream()
+        self._pos += 1
+        return self.frames[self._pos - 1]
+
+    def close(self) -> None:
+        pass
+
+
+def _frames(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def _run(tiny_model: Path, tmp_path: Path, frames: list[np.ndarray], prepare: str) -> tuple[Running, list[dict]]:
+    out = tmp_path / f"{prepare}.jsonl"
+    cfg = config(
+        "cam-prep",
+        source={"kind": "video", "path": "unused.avi", "realtime": False, "prepare": prepare},
+        live={"max_rate_hz": 0, "change_threshold": None, "roi": {"x": 0.1, "y": 0.0, "w": 0.8, "h": 0.9}},
+        publish={"kind": "file", "file_path": str(out)},
+    )
+    run = Running(cfg, tiny_model, source=FrameSource(ListReader(frames)))
+    run.join()
+    run.stop()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    return run, [line["payload"] for line in lines if line["topic"].endswith("/features")]
+
+
+@pytest.mark.parametrize("prepare", ["grabber", "loop"])
+def test_vectors_match_featurize_frame_wherever_frames_are_prepared(
+    tiny_model: Path, tmp_path: Path, prepare: str
+) -> None:
+    frames = _frames(6)
+    run, payloads = _run(tiny_model, tmp_path, frames, prepare)
+    reference = Featurizer(tiny_model, backend="onnxruntime", threads=1)
+    from model.prepare import Roi
+
+    expected = [reference.featurize_frame(f, Roi(0.1, 0.0, 0.8, 0.9)) for f in frames]
+    got = [decode(p).vector for p in payloads]
+    assert len(got) == 6
+    for vector, want in zip(got, expected, strict=True):
+        assert float(np.dot(vector, want)) > 0.999  # float16 on the wire
+    assert run.loop.errors == 0
+    assert (run.source.prepare is not None) == (prepare == "grabber")
+    assert len(run.loop.age_parts) == 6
+    for parts, age in zip(run.loop.age_parts, run.loop.frame_age_ms, strict=True):
+        assert set(parts) == STAGES
+        assert all(v >= 0 for v in parts.values()) and parts["featurize"] > 0
+        # the parts are measured inside the age, so together they never exceed it
+        assert sum(parts.values()) <= age + 1e-6
+
+
+def test_a_frame_the_grabber_cannot_prepare_is_reported_and_skipped(tiny_model: Path, tmp_path: Path) -> None:
+    frames = _frames(4)
+    frames[1] = np.zeros((120, 160, 3), dtype=np.float32)  # not uint8: prepare_frame refuses it
+    run, payloads = _run(tiny_model, tmp_path, frames, "grabber")
+    assert len(payloads) == 3
+    assert run.loop.errors == 1
+    assert run.loop.last_error is not None and "frame 1" in run.loop.last_error and "uint8" in run.loop.last_error
+    assert run.source.captured == 4
+
+
+def test_status_reports_precision_and_threads(tiny_model: Path, tmp_path: Path) -> None:
+    run, _ = _run(tiny_model, tmp_path, _frames(2), "grabber")
+    status = run.loop.status()
+    assert status["threads"] == 1
+    assert "precision" in status  # onnxruntime does not say; OpenVINO reports e.g. bf16
+    assert status["precision"] == run.featurizer.backend_info.precision
