@@ -23,7 +23,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     idx.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree M")
     idx.add_argument("--ef-construction", type=int, default=80)
     idx.add_argument("--ef-search", type=int, default=64)
-    idx.add_argument("--batch-size", type=int, default=32, help="images per featurizer call")
+    idx.add_argument(
+        "--catalog-views",
+        default="1",
+        help="views indexed per item: 1 (default), or a comma list of full, crop scales (0.7), grid=N, flip;"
+        " e.g. full,0.7,0.5 (docs/match-quality.md). Searches then fold the views back per item",
+    )
+    idx.add_argument("--batch-size", type=int, default=32, help="index rows (views) per featurizer call")
     idx.add_argument(
         "--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decode processes (0: in-process)"
     )
@@ -64,8 +70,10 @@ def _fail(message: str) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from cloud_lambda.catalog.indexer import IndexingError, IndexOptions, Shard, run_index
+    from model.heldup.multiview import parse_views
 
     try:
+        views = parse_views(args.catalog_views)
         shard = Shard.parse(args.shard) if args.shard else Shard.from_env(args.shard_count)
         params: dict[str, Any] = {}
         if args.index_kind == "hnsw":
@@ -94,6 +102,7 @@ def _index(args: argparse.Namespace) -> int:
             backend=args.backend,
             threads=args.threads,
             progress=not args.no_progress,
+            views=views,
         )
         result = run_index(options)
     except (IndexingError, ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -1,5 +1,8 @@
 """Catalog indexing: list → (worker processes) read, hash, validate, decode, prepare → batched featurize.
 
+With ``views`` (``--catalog-views``) every image gives several index rows (crops, flips; the catalog then
+"sees" the parts a camera will see), all owned by the one item; the search folds them back per item.
+
 Resumable: every featurized batch is written as its own part file and then journaled by content hash, so a
 killed run restarted with the same ``--out`` skips what it finished (workers do not even decode it). The
 final folder is written to a temp dir and swapped in, never half-written (see ``layout.write_catalog``).
@@ -28,6 +31,7 @@ from cloud_lambda.catalog.validate import ImageRejected
 from cloud_lambda.catalog.validate import decode as decode_image
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.metadata.base import RESERVED, ItemRecord
+from model.heldup.multiview import SINGLE_VIEW, CatalogViews
 
 JOURNAL = "journal.jsonl"
 WORKER_NICE = 10
@@ -90,6 +94,7 @@ class IndexOptions:
     backend: str = "auto"
     threads: int | None = None
     progress: bool = True
+    views: CatalogViews = SINGLE_VIEW
 
     def resolved_work_dir(self) -> Path:
         return self.work_dir or self.out.with_name(self.out.name + ".work")
@@ -99,8 +104,10 @@ class IndexOptions:
 _W: dict[str, Any] = {}
 
 
-def _worker_init(source: CatalogSource, input_size: int, skip: frozenset[str], nice: int = 0) -> None:
-    _W.update(source=source, size=input_size, skip=skip)
+def _worker_init(
+    source: CatalogSource, input_size: int, skip: frozenset[str], nice: int = 0, views: CatalogViews = SINGLE_VIEW
+) -> None:
+    _W.update(source=source, size=input_size, skip=skip, views=views)
     if nice:
         # The featurizer's threads work in lock-step: a decode process that preempts one of them stalls the
         # whole batch. At a lower priority, decoding fills the gaps instead of breaking into inference.
@@ -108,7 +115,8 @@ def _worker_init(source: CatalogSource, input_size: int, skip: frozenset[str], n
 
 
 def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
-    """→ (key, sha256, kind, payload); kind: done | ok (prepared uint8 image) | reject ((reason, message))."""
+    """→ (key, sha256, kind, payload); kind: done | ok (prepared views ``[V, S, S, 3]``) | reject ((reason, message))."""
+    from model.heldup.multiview import catalog_views
     from model.prepare import prepare_frame
 
     try:
@@ -121,8 +129,14 @@ def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
     try:
         # DCT scaling is itself an anti-aliased reduction, so stopping at the input size loses nothing that
         # prepare_frame's INTER_AREA would keep, and skips most of the decode (performance.md).
-        image, _ = decode_image(data, min_side=_W["size"])
-        return key, sha, "ok", prepare_frame(image, _W["size"])
+        views: CatalogViews = _W["views"]
+        size: int = _W["size"]
+        # A crop of fraction s of the short side must still hold `size` pixels after the DCT reduction.
+        smallest = min((*views.scales, 1.0))
+        image, _ = decode_image(data, min_side=int(np.ceil(size / smallest)))
+        if views.is_single:
+            return key, sha, "ok", prepare_frame(image, size)[None]
+        return key, sha, "ok", np.stack([prepare_frame(view, size) for view in catalog_views(image, views)])
     except ImageRejected as exc:
         return key, sha, "reject", (exc.reason, str(exc))
     except Exception as exc:  # a decoder crash on one file must not stop the run
@@ -133,7 +147,7 @@ def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
 class Journal:
     """Append-only JSON lines, fsynced; a torn last line (killed mid-write) is ignored on reload."""
 
-    def __init__(self, work_dir: Path, model_id: str) -> None:
+    def __init__(self, work_dir: Path, model_id: str, views: CatalogViews = SINGLE_VIEW) -> None:
         self.dir = work_dir
         self.path = work_dir / JOURNAL
         (work_dir / PARTS).mkdir(parents=True, exist_ok=True)
@@ -141,11 +155,12 @@ class Journal:
         self.done: set[str] = set()
         self.rejects: dict[str, dict[str, Any]] = {}
         if self.path.exists():
-            self._load(model_id)
+            self._load(model_id, views)
         else:
-            self._append({"model_id": model_id, "created_at": time.time()})
+            views_json = views.model_dump(mode="json")
+            self._append({"model_id": model_id, "catalog_views": views_json, "created_at": time.time()})
 
-    def _load(self, model_id: str) -> None:
+    def _load(self, model_id: str, views: CatalogViews) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         for number, line in enumerate(lines):
             try:
@@ -159,6 +174,14 @@ class Journal:
                     f"work dir {self.dir} holds vectors of model {entry['model_id']}, not {model_id}:"
                     " use another --out/--work-dir or delete it"
                 )
+            if "model_id" in entry:
+                # A journal from before catalog views holds one view per image.
+                recorded = CatalogViews.model_validate(entry.get("catalog_views") or {})
+                if recorded != views:
+                    raise IndexingError(
+                        f"work dir {self.dir} holds {recorded.describe()} per image, this run asks for"
+                        f" {views.describe()}: use another --out/--work-dir or delete it"
+                    )
             if "part" in entry and (self.dir / PARTS / entry["part"]).exists():
                 self.parts.append(entry["part"])
                 self.done.update(entry["hashes"])
@@ -172,6 +195,7 @@ class Journal:
             os.fsync(handle.fileno())
 
     def add_part(self, hashes: list[str], vectors: np.ndarray) -> None:
+        """``hashes[i]`` is the content hash of the image whose view gave ``vectors[i]`` (repeated per view)."""
         name = f"part-{len(self.parts):06d}-{os.getpid()}-{time.time_ns() % 10**9}.npz"
         tmp = self.dir / PARTS / (name + ".tmp")
         with open(tmp, "wb") as handle:
@@ -190,12 +214,13 @@ class Journal:
         self.rejects[sha] = entry
 
     def vectors(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+        """Content hash → its view rows ``[V, D]``, in view order."""
+        grouped: dict[str, list[np.ndarray]] = {}
         for name in self.parts:
             with np.load(self.dir / PARTS / name, allow_pickle=False) as part:
                 for sha, vector in zip(part["hashes"].tolist(), part["vectors"], strict=True):
-                    out[sha] = vector
-        return out
+                    grouped.setdefault(sha, []).append(vector)
+        return {sha: np.stack(rows) for sha, rows in grouped.items()}
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -225,7 +250,17 @@ def run_index(
     keys = [item.key for item in listed if options.shard is None or options.shard.owns(item.key)]
     rows = items_mod.read_item_rows(options.metadata) if options.metadata else []
     by_file, by_id = items_mod.match_rows(rows)
-    journal = Journal(options.resolved_work_dir(), featurizer.model_id)
+    views = options.views
+    sidecar = getattr(featurizer, "sidecar", None)
+    if sidecar is None:
+        from model.sidecar import read_sidecar
+
+        sidecar = read_sidecar(options.model)
+    from model.heldup.settings import manifest_section
+
+    # Raises for a sidecar whose retrieval settings do not parse: better now than after featurizing.
+    retrieval = manifest_section(sidecar, views)
+    journal = Journal(options.resolved_work_dir(), featurizer.model_id, views)
     reused = len(journal.done)
     hashes: dict[str, str] = {}
     reasons: Counter[str] = Counter()
@@ -240,9 +275,11 @@ def run_index(
         if not pending:
             return
         t0 = time.perf_counter()
-        vectors = featurizer.featurize(np.stack(pending))
+        vectors = featurizer.featurize(np.concatenate(pending))
         featurize_s += time.perf_counter() - t0
-        journal.add_part([hashes[k] for k in pending_keys], vectors)
+        journal.add_part(
+            [hashes[k] for k, views_of in zip(pending_keys, pending, strict=True) for _ in views_of], vectors
+        )
         featurized += len(pending)
         pending.clear()
         pending_keys.clear()
@@ -251,7 +288,7 @@ def run_index(
 
     skip = frozenset(journal.done) | frozenset(journal.rejects)
     log_event(log, "index_start", source=source.uri, items=len(keys), shard=str(options.shard), resumed=reused)
-    for key, sha, kind, payload in _prepared(options, source, featurizer.input_size, skip, keys):
+    for key, sha, kind, payload in _prepared(options, source, featurizer.input_size, skip, keys, views):
         if kind == "read_error":
             read_errors.append({"key": key, "reason": "read_error", "message": payload[1]})
             continue
@@ -259,7 +296,7 @@ def run_index(
         if kind == "ok":
             pending_keys.append(key)
             pending.append(payload)
-            if len(pending) >= options.batch_size:
+            if sum(len(p) for p in pending) >= options.batch_size:
                 flush()
         elif kind == "reject":
             journal.add_reject(sha, key, payload[0], payload[1])
@@ -294,8 +331,11 @@ def run_index(
             )
             continue
         seen_ids[record.id] = key
+        rows_of = vectors_by_sha[content]
+        if len(rows_of) != views.count:
+            raise IndexingError(f"{key}: journal holds {len(rows_of)} view rows, expected {views.count}")
         ids.append(record.id)
-        vectors.append(vectors_by_sha[content])
+        vectors.append(rows_of)
         records.append(record)
     for entry in read_errors:
         reasons["read_error"] += 1
@@ -310,7 +350,7 @@ def run_index(
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     ids = [ids[i] for i in order]
     records = [records[i] for i in order]
-    matrix = np.stack([vectors[i] for i in order]) if order else np.zeros((0, featurizer.dim), np.float32)
+    matrix = np.concatenate([vectors[i] for i in order]) if order else np.zeros((0, featurizer.dim), np.float32)
     elapsed = time.perf_counter() - started
     summary = {
         "model_id": featurizer.model_id,
@@ -323,6 +363,9 @@ def run_index(
         "featurized_this_run": featurized,
         "reused_from_journal": reused,
         "index": {"kind": options.index_kind, "params": options.index_params},
+        "catalog_views": views.describe(),
+        "index_rows": int(matrix.shape[0]),
+        "index_mb": round(matrix.nbytes / 1e6, 3),
         "seconds": round(elapsed, 3),
         "throughput": {
             "images_per_s": round(featurized / elapsed, 2) if elapsed > 0 else None,
@@ -342,20 +385,27 @@ def run_index(
         summary=summary,
         report_lines=report,
         shard=str(options.shard) if options.shard else None,
+        owners=None if views.is_single else np.repeat(np.arange(len(ids), dtype=np.int64), views.count),
+        retrieval=retrieval,
     )
     log_event(log, "index_done", out=str(options.out), **{k: summary[k] for k in ("indexed", "rejected", "seconds")})
     return RunResult(options.out, summary)
 
 
 def _prepared(
-    options: IndexOptions, source: CatalogSource, input_size: int, skip: frozenset[str], keys: list[str]
+    options: IndexOptions,
+    source: CatalogSource,
+    input_size: int,
+    skip: frozenset[str],
+    keys: list[str],
+    views: CatalogViews = SINGLE_VIEW,
 ) -> Iterator[tuple[str, str, str, Any]]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(keys), unit="img", desc="indexing", disable=not options.progress, mininterval=0.5)
     if options.workers == 0:
         # In-process (debugging, or a client object that cannot cross a process boundary).
-        _worker_init(source, input_size, skip)
+        _worker_init(source, input_size, skip, views=views)
         for key in keys:
             bar.update(1)
             yield _worker_prepare(key)
@@ -363,7 +413,7 @@ def _prepared(
         return
     # spawn, not fork: the parent already runs onnxruntime threads, which fork does not copy safely.
     ctx = multiprocessing.get_context("spawn")
-    initargs = (source, input_size, skip, WORKER_NICE)
+    initargs = (source, input_size, skip, WORKER_NICE, views)
     with ctx.Pool(options.workers, initializer=_worker_init, initargs=initargs) as pool:
         # Bounded look-ahead: imap pulls lazily, so workers run at most a few chunks ahead of featurization.
         for result in pool.imap_unordered(_worker_prepare, keys, chunksize=4):

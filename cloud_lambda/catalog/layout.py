@@ -1,6 +1,7 @@
 """The catalog index folder: what files it holds, how it is written (atomically) and loaded.
 
-``manifest.json`` (model id, dim, index kind + params, count, created_at), ``vectors.npy``, ``ids.json``,
+``manifest.json`` (model id, dim, index kind + params, count, created_at, retrieval settings), ``vectors.npy``,
+``ids.json`` (item ids), ``owners.npy`` (item position of every index row, when items have several views),
 the index file, ``metadata.sqlite``, ``summary.json``, ``report.jsonl``.
 """
 
@@ -22,10 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cloud_lambda.index import VectorIndex, create_index, load_index
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.metadata.sqlite_store import SqliteStore
+from model.heldup.multiview import CatalogViews
+from model.heldup.settings import catalog_views_of
 
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 IDS = "ids.json"
+OWNERS = "owners.npy"
 METADATA = "metadata.sqlite"
 SUMMARY = "summary.json"
 REPORT = "report.jsonl"
@@ -51,10 +55,16 @@ class Manifest(BaseModel):
     model_id: str = Field(description="Model id of every vector in this catalog.")
     dim: int = Field(gt=0)
     input_size: int | None = Field(default=None, description="Model input size (for photo search).")
-    count: int = Field(ge=0)
+    count: int = Field(ge=0, description="Catalog items (ids.json).")
+    rows: int | None = Field(default=None, ge=0, description="Index rows (views × items); None: one per item.")
     index: IndexSpec
     created_at: str
     shard: str | None = Field(default=None, description="i/n when this folder holds one shard.")
+    retrieval: dict[str, Any] | None = Field(
+        default=None,
+        description="Pooling, query regions and catalog views the index was built for"
+        " (model.heldup.settings.manifest_section); None: an index from before issue 8 (one view per item).",
+    )
 
 
 @dataclass
@@ -63,10 +73,16 @@ class Catalog:
     manifest: Manifest
     ids: list[str]
     index: VectorIndex
+    owners: np.ndarray
+    """Item position (into ``ids``) of every index row."""
 
     @property
     def model_id(self) -> str:
         return self.manifest.model_id
+
+    @property
+    def views(self) -> CatalogViews:
+        return catalog_views_of(self.manifest.retrieval)
 
     @property
     def dim(self) -> int:
@@ -87,10 +103,23 @@ def write_catalog(
     summary: dict[str, Any],
     report_lines: list[dict[str, Any]],
     shard: str | None = None,
+    owners: np.ndarray | None = None,
+    retrieval: dict[str, Any] | None = None,
 ) -> Path:
-    """Write everything into a temp sibling of ``out`` and swap it in, so ``out`` is never half-written."""
-    if len(ids) != vectors.shape[0] or len(records) != len(ids):
-        raise CatalogError(f"ids ({len(ids)}), vectors ({vectors.shape[0]}) and records ({len(records)}) differ")
+    """Write everything into a temp sibling of ``out`` and swap it in, so ``out`` is never half-written.
+
+    ``owners`` (one item position per vector row) when items have several views; ``None``: row i is item i.
+    """
+    if owners is not None:
+        owners = np.asarray(owners, dtype=np.int64)
+        if owners.shape != (vectors.shape[0],) or (len(owners) and (owners.min() < 0 or owners.max() >= len(ids))):
+            raise CatalogError(f"owners must give one item position (0..{len(ids) - 1}) per vector row")
+        if len(np.unique(owners)) != len(ids):
+            raise CatalogError("every item needs at least one vector row")
+    elif len(ids) != vectors.shape[0]:
+        raise CatalogError(f"ids ({len(ids)}) and vectors ({vectors.shape[0]}) differ")
+    if len(records) != len(ids):
+        raise CatalogError(f"ids ({len(ids)}) and records ({len(records)}) differ")
     if any(r.model_id != model_id for r in records):
         raise CatalogError("a metadata record carries a model id other than the catalog's")
     out = Path(out)
@@ -99,6 +128,8 @@ def write_catalog(
     try:
         np.save(tmp / VECTORS, np.ascontiguousarray(vectors, dtype=np.float32))
         (tmp / IDS).write_text(json.dumps(ids))
+        if owners is not None:
+            np.save(tmp / OWNERS, owners)
         index = create_index(index_kind, dim, **index_params)
         index.build(vectors)
         index.save(tmp)
@@ -110,9 +141,11 @@ def write_catalog(
             dim=dim,
             input_size=input_size,
             count=len(ids),
+            rows=int(vectors.shape[0]) if owners is not None else None,
             index=IndexSpec(**index.describe()),
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             shard=shard,
+            retrieval=retrieval,
         )
         (tmp / REPORT).write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in report_lines))
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -174,6 +207,27 @@ def load_catalog(folder: str | Path, ef_search: int | None = None) -> Catalog:
     if ef_search is not None and manifest.index.kind == "hnsw":
         params["ef_search"] = ef_search
     index = load_index(folder, manifest.index.kind, manifest.dim, params)
-    if index.count != len(ids) or len(ids) != manifest.count:
-        raise CatalogError(f"{folder}: index holds {index.count} vectors, ids {len(ids)}, manifest {manifest.count}")
-    return Catalog(folder=folder, manifest=manifest, ids=ids, index=index)
+    if (folder / OWNERS).exists():
+        try:
+            owners = np.load(folder / OWNERS, allow_pickle=False).astype(np.int64)
+        except (OSError, ValueError) as exc:
+            raise CatalogError(f"cannot read {folder / OWNERS}: {exc}") from exc
+    else:
+        owners = np.arange(len(ids), dtype=np.int64)
+    rows = manifest.rows if manifest.rows is not None else manifest.count
+    if index.count != len(owners) or index.count != rows or len(ids) != manifest.count:
+        raise CatalogError(
+            f"{folder}: index holds {index.count} vectors, owners {len(owners)}, manifest rows {rows};"
+            f" ids {len(ids)}, manifest count {manifest.count}"
+        )
+    if len(owners) and (owners.min() < 0 or owners.max() >= len(ids)):
+        raise CatalogError(f"{folder}: {OWNERS} points outside ids.json")
+    try:
+        views = catalog_views_of(manifest.retrieval)
+    except ValidationError as exc:
+        raise CatalogError(f"{folder / MANIFEST}: key 'retrieval.catalog_views': {exc.errors()[0]['msg']}") from exc
+    if views.count * len(ids) != index.count:
+        raise CatalogError(
+            f"{folder}: manifest says {views.count} view(s) per item, but {index.count} rows for {len(ids)} items"
+        )
+    return Catalog(folder=folder, manifest=manifest, ids=ids, index=index, owners=owners)

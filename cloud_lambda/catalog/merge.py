@@ -12,6 +12,7 @@ import numpy as np
 from cloud_lambda.catalog.layout import (
     IDS,
     METADATA,
+    OWNERS,
     REPORT,
     SUMMARY,
     VECTORS,
@@ -40,10 +41,15 @@ def merge_catalogs(
                 f"{folder} was indexed with {manifest.model_id} ({manifest.dim}-d), {shard_dirs[0]} with"
                 f" {first.model_id} ({first.dim}-d): shards of different models cannot be merged"
             )
+        if (manifest.retrieval or None) != (first.retrieval or None):
+            raise CatalogError(
+                f"{folder} was indexed with retrieval settings {manifest.retrieval}, {shard_dirs[0]} with"
+                f" {first.retrieval}: shards with other catalog views or query settings cannot be merged"
+            )
     if require_complete:
         _check_shards([m.shard for m in manifests], shard_dirs)
     ids: list[str] = []
-    vectors: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []  # per item: its view rows [V, D]
     records: list[ItemRecord] = []
     report: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()
@@ -53,6 +59,11 @@ def merge_catalogs(
     for folder in shard_dirs:
         shard_ids = json.loads((folder / IDS).read_text())
         shard_vectors = np.load(folder / VECTORS, allow_pickle=False)
+        shard_owners = (
+            np.load(folder / OWNERS, allow_pickle=False)
+            if (folder / OWNERS).exists()
+            else np.arange(len(shard_ids), dtype=np.int64)
+        )
         store = SqliteStore(folder / METADATA, create=False)
         by_id = {r.id: r for r in store.iter_all()}
         store.close()
@@ -63,7 +74,7 @@ def merge_catalogs(
             if item_id not in by_id:
                 raise CatalogError(f"{folder}: item {item_id!r} has a vector but no metadata")
             ids.append(item_id)
-            vectors.append(shard_vectors[position])
+            vectors.append(shard_vectors[shard_owners == position])
             records.append(by_id[item_id])
         if (folder / REPORT).exists():
             report += [json.loads(line) for line in (folder / REPORT).read_text().splitlines() if line.strip()]
@@ -73,6 +84,8 @@ def merge_catalogs(
             totals[key] += int(summary.get(key) or 0)
         seconds = max(seconds, float(summary.get("seconds") or 0.0))
     order = sorted(range(len(ids)), key=lambda i: ids[i])
+    multi_view = any(len(vectors[i]) != 1 for i in order)
+    owners = np.concatenate([np.full(len(vectors[i]), n, np.int64) for n, i in enumerate(order)]) if order else None
     kind = index_kind or first.index.kind
     params = (
         index_params if index_params is not None else (dict(first.index.params) if kind == first.index.kind else {})
@@ -96,12 +109,14 @@ def merge_catalogs(
         dim=first.dim,
         input_size=first.input_size,
         ids=[ids[i] for i in order],
-        vectors=np.stack([vectors[i] for i in order]) if order else np.zeros((0, first.dim), np.float32),
+        vectors=np.concatenate([vectors[i] for i in order]) if order else np.zeros((0, first.dim), np.float32),
         records=[records[i] for i in order],
         index_kind=kind,
         index_params=params,
         summary=summary_out,
         report_lines=sorted(report, key=lambda r: str(r.get("key") or r.get("id"))),
+        owners=owners if multi_view else None,
+        retrieval=first.retrieval,
     )
     return summary_out
 

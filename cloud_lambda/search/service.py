@@ -28,6 +28,7 @@ from edge_component.wire.codec import (
     decode,
     matches_topic,
 )
+from model.heldup.multiview import aggregate_max, oversample
 
 MAX_STATUS_BYTES = 16 * 1024
 METADATA_CACHE_ITEMS = 200_000
@@ -77,6 +78,15 @@ class SearchService:
             # container handles one event at a time (scale-out is more containers, not more threads).
             faiss.omp_set_num_threads(1)
         self._featurizer: Any = None
+        retrieval = self.catalog.manifest.retrieval
+        # A device sends only its model id; naming the index's settings tells the operator what to export.
+        self._settings_hint = (
+            f"; the index expects pooling {retrieval.get('pooling')!r}, query_regions {retrieval.get('query_regions')}"
+            " (a model exported with other settings has another id)"
+            if retrieval
+            else ""
+        )
+        self._photo_roi: Any = None
         self._metadata_cache: dict[str, Any] = {}
         self._events = 0
         self._featurizer_lock = threading.Lock()
@@ -85,6 +95,8 @@ class SearchService:
             "search_service_loaded",
             model_id=self.catalog.model_id,
             items=len(self.catalog.ids),
+            rows=self.catalog.index.count,
+            catalog_views=self.catalog.views.describe(),
             index=self.catalog.manifest.index.kind,
             publisher=self.publisher.name,
             load_ms=round((time.perf_counter() - started) * 1000, 1),
@@ -93,10 +105,16 @@ class SearchService:
     # --- k-NN + metadata join, shared by device messages and photo search ----------------------------
     def find(self, vector: np.ndarray, k: int | None = None) -> list[dict[str, Any]]:
         k = self.settings.top_k if k is None else k
-        scores, positions = self.catalog.index.search(vector[None], k)
+        views = self.catalog.views
+        if views.is_single:
+            scores, items = self.catalog.index.search(vector[None], k)
+        else:
+            # Several rows per item: fetch enough rows that k distinct items survive, keep each item's best view.
+            rows, positions = self.catalog.index.search(vector[None], oversample(k, views, self.catalog.index.count))
+            scores, items = aggregate_max(rows, positions, self.catalog.owners, k)
         hits = [
             (self.catalog.ids[int(p)], float(s))
-            for s, p in zip(scores[0], positions[0], strict=True)
+            for s, p in zip(scores[0], items[0], strict=True)
             if p >= 0 and s >= self.settings.min_score
         ]
         records = self._metadata_for([item_id for item_id, _ in hits])
@@ -171,7 +189,8 @@ class SearchService:
             raise Rejected(
                 "model_mismatch",
                 f"message model {message.model_id!r} differs from the index's {self.catalog.model_id!r}:"
-                " vectors of different models cannot be compared (redeploy the device model or reindex)",
+                " vectors of different models cannot be compared (redeploy the device model or reindex)"
+                + self._settings_hint,
             )
         if message.dim != self.catalog.dim:
             raise Rejected("wrong_dim", f"vector has {message.dim} dims, the index {self.catalog.dim}")
@@ -277,12 +296,15 @@ class SearchService:
                     raise PhotoModelUnavailable("photo search needs VS_PHOTO_MODEL (the catalog's ONNX model)")
                 from cloud_lambda.catalog.sources import local_model
                 from model.featurizer import Featurizer
+                from model.heldup.settings import SettingsMismatch, check_compatible, effective_roi
 
                 featurizer = Featurizer(local_model(self.settings.photo_model))
-                if featurizer.model_id != self.catalog.model_id:
-                    raise PhotoModelUnavailable(
-                        f"VS_PHOTO_MODEL is {featurizer.model_id}, the index was built with {self.catalog.model_id}"
-                    )
+                try:
+                    check_compatible(featurizer.sidecar, self.catalog.model_id, self.catalog.manifest.retrieval)
+                except SettingsMismatch as exc:
+                    raise PhotoModelUnavailable(f"VS_PHOTO_MODEL {self.settings.photo_model}: {exc}") from exc
+                # The same crop a device running this model applies to its frames.
+                self._photo_roi = effective_roi(featurizer.sidecar, None)
                 self._featurizer = featurizer
             return self._featurizer
 
@@ -293,7 +315,8 @@ class SearchService:
         started = time.perf_counter()
         image, _ = decode_image(data)
         decoded = time.perf_counter()
-        vector = self.featurizer().featurize_frame(image)
+        featurizer = self.featurizer()
+        vector = featurizer.featurize_frame(image, self._photo_roi)
         featurized = time.perf_counter()
         matches = self.find(vector, k)
         done = time.perf_counter()

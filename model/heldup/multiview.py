@@ -61,6 +61,40 @@ class CatalogViews(BaseModel):
 SINGLE_VIEW = CatalogViews()
 
 
+def parse_views(text: str) -> CatalogViews:
+    """``--catalog-views``: ``1`` (one view, the default) or a comma list of ``full``, crop scales (``0.7``),
+    ``grid=N`` and ``flip``; e.g. ``full,0.7,0.5`` (3 views) or ``full,0.7,grid=2,flip`` (10 views).
+
+    Raises ValueError naming the bad token.
+    """
+    tokens = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if tokens in ([], ["1"], ["single"]):
+        return SINGLE_VIEW
+    full, flip, grid = False, False, 1
+    scales: list[float] = []
+    for token in tokens:
+        if token == "full":
+            full = True
+        elif token == "flip":
+            flip = True
+        elif token.startswith("grid="):
+            try:
+                grid = int(token[len("grid=") :])
+            except ValueError:
+                raise ValueError(f"--catalog-views: {token!r}: grid=N needs an integer") from None
+        else:
+            try:
+                scales.append(float(token))
+            except ValueError:
+                raise ValueError(
+                    f"--catalog-views: unknown token {token!r} (use 1, or full, crop scales like 0.7, grid=N, flip)"
+                ) from None
+    try:
+        return CatalogViews(full=full, scales=tuple(scales), grid=grid, flip=flip)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ValueError(f"--catalog-views {text!r}: {exc}") from None
+
+
 def view_rois(width: int, height: int, views: CatalogViews) -> list[Roi]:
     """The ROIs (fractions of the image) of every non-flipped view, in a fixed order."""
     rois: list[Roi] = []
