@@ -73,6 +73,12 @@ class EdgeLoop:
         self._topic = features_topic(config.device_id)
         self._status_topic = status_topic(config.device_id)
         self.thread: threading.Thread | None = None
+        # For the grabber's "will this frame be taken?" guess (monotonic seconds; plain floats, written by
+        # one thread each).
+        self._busy_until = 0.0
+        self._busy_estimate = 0.0
+        self._grab_interval = 0.0
+        self._last_grab_at = 0.0
 
     # --- live settings -----------------------------------------------------------------------------
     @property
@@ -120,9 +126,19 @@ class EdgeLoop:
             log.info("edge loop stopped", extra=self.stats())
 
     def _prepare_in_grabber(self, image: np.ndarray) -> np.ndarray | None:
+        # Frames handed over raw are prepared by the loop if it takes them at all: skipping work here only
+        # saves CPU that inference, on the same cores, needs.
+        now = time.monotonic()
+        if self._last_grab_at:
+            self._grab_interval = 0.8 * self._grab_interval + 0.2 * (now - self._last_grab_at)
+        self._last_grab_at = now
         # A frame the rate limit will refuse is not worth preparing (the default camera rate is 15× the
         # default publish rate); the loop still counts it as rate-skipped.
-        if time.monotonic() < self.gate.ready_at():
+        if now < self.gate.ready_at():
+            return None
+        # Live source faster than inference: if a newer frame will arrive before the loop is free, this one
+        # will be superseded, so preparing it would be wasted.
+        if self.source.live and now + self._grab_interval < self._busy_until:
             return None
         with self._lock:
             roi = self._roi
@@ -137,6 +153,7 @@ class EdgeLoop:
         if frame.prepare_error is not None:
             self._error(f"frame {frame.index}: {frame.prepare_error}")
             return
+        self._busy_until = taken_at + self._busy_estimate
         try:
             t0 = time.perf_counter()
             prepared = frame.prepared
@@ -150,8 +167,11 @@ class EdgeLoop:
         except Exception as exc:  # a bad frame or a runtime hiccup must not end the loop
             self._error(f"frame {frame.index}: {type(exc).__name__}: {exc}")
             return
+        finally:
+            self._busy_until = 0.0
         prepare_ms = frame.prepare_ms if frame.prepared is not None else (t1 - t0) * 1000
         featurize_ms = (t2 - t1) * 1000
+        self._busy_estimate = 0.8 * self._busy_estimate + 0.2 * (t2 - t0)
         self.processed += 1
         self._fps.tick(time.monotonic())
         self.timings.add("prepare", prepare_ms)

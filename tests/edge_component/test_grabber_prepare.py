@@ -4,6 +4,7 @@ and skipped without stopping the loop, the frame age's parts, and the status nam
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,30 @@ def test_status_reports_precision_and_threads(tiny_model: Path, tmp_path: Path) 
     assert status["threads"] == 1
     assert "precision" in status  # onnxruntime does not say; OpenVINO reports e.g. bf16
     assert status["precision"] == run.featurizer.backend_info.precision
+
+
+class LiveListReader(ListReader):
+    @property
+    def live(self) -> bool:
+        return True
+
+
+def test_grabber_skips_preparing_a_frame_that_a_newer_one_will_supersede(tiny_model: Path) -> None:
+    from edge_component.loop import EdgeLoop
+    from edge_component.publishers import create_publisher
+
+    cfg = config("cam-skip", source={"kind": "video", "path": "unused.avi"}, publish={"kind": "stdout"})
+    featurizer = Featurizer(tiny_model, backend="onnxruntime", threads=1)
+    frame = _frames(1)[0]
+    for reader, busy_for, prepared in (
+        (LiveListReader([]), 10.0, False),  # the loop is busy far beyond the next frame's arrival
+        (LiveListReader([]), 0.0, True),  # the loop is idle: it takes this frame next
+        (ListReader([]), 10.0, True),  # not live: every frame is taken, so it is always worth preparing
+    ):
+        loop = EdgeLoop(cfg, FrameSource(reader), featurizer, create_publisher(cfg))
+        loop._grab_interval = 0.01
+        loop._busy_until = time.monotonic() + busy_for if busy_for else 0.0
+        result = loop._prepare_in_grabber(frame)
+        assert (result is not None) == prepared
+        if result is not None:
+            assert result.shape == (32, 32, 3)
