@@ -13,8 +13,8 @@ from cloud_lambda.settings import CloudSettings
 
 _service: SearchService | None = None
 _lock = threading.Lock()
-# Above the 4 MB image limit plus base64 overhead: refuse before decoding anything bigger.
-MAX_EVENT_BODY = 6 * 1024 * 1024
+# Bodies over the upload limit are measured, never decoded (the service's own limit when it has one).
+MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
 def get_service() -> SearchService:
@@ -32,26 +32,79 @@ def set_service(service: SearchService | None) -> None:
         _service = service
 
 
-def parse_event(event: dict[str, Any]) -> Request:
-    http = (event.get("requestContext") or {}).get("http") or {}
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    raw = event.get("body") or ""
-    if len(raw) > MAX_EVENT_BODY:
-        body = b"\0" * (len(raw) * 3 // 4)  # size only matters: the route answers 413
-    elif event.get("isBase64Encoded"):
+class BadEvent(ValueError):
+    """An event that is not an API Gateway HTTP API (payload 2.0) event; answered with a 400."""
+
+
+def _mapping(event: dict[str, Any], key: str) -> dict[Any, Any]:
+    value = event.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadEvent(f"event field '{key}' must be an object, got {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, name: str) -> str:
+    # Scalars only: str() of a nested list/dict would turn a malformed event into a plausible-looking value.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise BadEvent(f"event field '{name}' must be a string, got {type(value).__name__}")
+
+
+def base64_length(text: str) -> int:
+    """Bytes that base64 ``text`` decodes to (for well-formed input), from its length alone."""
+    return len(text) * 3 // 4 - text[-2:].count("=")
+
+
+def parse_event(event: dict[str, Any], max_body: int = MAX_UPLOAD_BYTES) -> Request:
+    """The request an event describes; raises :class:`BadEvent` for any part of the wrong shape."""
+    http = _mapping(_mapping(event, "requestContext"), "http")
+    headers = {_text(k, "headers").lower(): _text(v, "headers") for k, v in _mapping(event, "headers").items()}
+    query = {
+        _text(k, "queryStringParameters"): _text(v, "queryStringParameters")
+        for k, v in _mapping(event, "queryStringParameters").items()
+    }
+    raw = event.get("body")
+    if raw is None:
+        raw = ""
+    elif not isinstance(raw, str):
+        raise BadEvent(f"event field 'body' must be a string, got {type(raw).__name__}")
+    body, oversized = b"", None
+    base64_body = event.get("isBase64Encoded") is True
+    # The upload limit is checked on the event's own body length, before any decoding or copy.
+    length = base64_length(raw) if base64_body else len(raw)
+    if length > max_body:
+        oversized = length
+    elif base64_body:
         try:
             body = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             body = b""
     else:
-        body = raw.encode("utf-8")
+        try:
+            body = raw.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates from a JSON \ud800 escape
+            raise BadEvent("event field 'body' is not valid Unicode text") from exc
+    method = http.get("method") or event.get("httpMethod") or "GET"
+    path = event.get("rawPath") or http.get("path") or "/"
     return Request(
-        method=str(http.get("method") or event.get("httpMethod") or "GET"),
-        path=str(event.get("rawPath") or http.get("path") or "/"),
-        query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
+        method=_text(method, "requestContext.http.method"),
+        path=_text(path, "rawPath"),
+        query=query,
         headers=headers,
         body=body,
+        oversized_length=oversized,
     )
+
+
+def _upload_limit() -> int:
+    try:
+        return get_service().settings.max_upload_bytes
+    except Exception:  # settings/catalog problems are answered by the route itself (500, logged)
+        return MAX_UPLOAD_BYTES
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -59,12 +112,21 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         response = error(400, "bad_event", "not an API Gateway HTTP API event")
     else:
-        request = parse_event(event)
-        response = handle(request, get_service)
+        try:
+            request = parse_event(event, _upload_limit())
+        except BadEvent as exc:
+            response = error(400, "bad_event", str(exc))
+        else:
+            response = handle(request, get_service)
         try:
             origin = get_service().settings.cors_origin
         except Exception:
             origin = "*"
+    try:
+        body = to_json(response.body)
+    except ValueError:  # a NaN/inf that slipped into a result: JSON cannot carry it
+        response = error(500, "internal", "the response could not be encoded as JSON")
+        body = to_json(response.body)
     headers = {
         "content-type": "application/json",
         "access-control-allow-origin": origin,
@@ -74,4 +136,4 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         "x-content-type-options": "nosniff",
         **response.headers,
     }
-    return {"statusCode": response.status, "headers": headers, "body": to_json(response.body), "isBase64Encoded": False}
+    return {"statusCode": response.status, "headers": headers, "body": body, "isBase64Encoded": False}

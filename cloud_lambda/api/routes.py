@@ -37,6 +37,12 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # Set instead of ``body`` when the event's body was already over the upload limit: never decoded.
+    oversized_length: int | None = None
+
+    @property
+    def body_length(self) -> int:
+        return len(self.body) if self.oversized_length is None else self.oversized_length
 
 
 @dataclass
@@ -141,8 +147,10 @@ def _photo_search(request: Request, service: Callable[[], SearchService]) -> Res
         raise HttpError(
             415, "unsupported_media_type", f"Content-Type must be image/jpeg or image/png, got {content_type!r}"
         )
-    if len(request.body) > svc.settings.max_upload_bytes:
-        raise HttpError(413, "too_large", f"upload is {len(request.body):,} bytes; the limit is 4 MB")
+    if request.body_length > svc.settings.max_upload_bytes:
+        raise HttpError(
+            413, "too_large", f"upload is {request.body_length:,} bytes; the limit is {svc.settings.max_upload_bytes:,}"
+        )
     if not request.body:
         raise HttpError(400, "empty", "the request body must be the image bytes")
     try:
@@ -165,5 +173,11 @@ def _static(name: str) -> Response:
     return Response(200, path.read_text(encoding="utf-8"), headers)
 
 
+# "<", ">" and "&" as JSON escapes: the same JSON, but no byte sequence a browser could sniff as HTML/script.
+_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def to_json(body: dict[str, Any] | str) -> str:
-    return body if isinstance(body, str) else json.dumps(body, separators=(",", ":"), allow_nan=False)
+    if isinstance(body, str):
+        return body
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).translate(_HTML_SAFE)

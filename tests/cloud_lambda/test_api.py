@@ -139,3 +139,54 @@ def test_preflight_and_html_csp(app: SearchService):
     if response["statusCode"] == 200:  # the web app belongs to the stack engineer; serve it when present
         assert "default-src 'self'" in response["headers"]["content-security-policy"]
         assert response["headers"]["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("requestContext", "x"),
+        ("requestContext", {"http": ["GET"]}),
+        ("requestContext", {"http": {"method": {"GET": 1}}}),
+        ("headers", ["a"]),
+        ("headers", {"content-type": ["image/png"]}),
+        ("queryStringParameters", 3),
+        ("queryStringParameters", {"n": None}),
+        ("body", 7),
+        ("body", {"image": "..."}),
+        ("rawPath", ["/api/devices"]),
+    ],
+)
+def test_malformed_event_parts_are_a_400(app: SearchService, field: str, value: Any):
+    event = http_event("GET", "/api/devices")
+    event[field] = value
+    status, body, _ = call(event)
+    assert status == 400 and body["error"]["code"] == "bad_event", body
+    assert field.split(".")[0] in body["error"]["message"] or "event field" in body["error"]["message"]
+
+
+def test_upload_over_the_limit_is_refused_without_decoding(app: SearchService, monkeypatch: pytest.MonkeyPatch):
+    def refuse(*_a: object, **_k: object) -> bytes:
+        raise AssertionError("an upload over the limit was base64-decoded")
+
+    # Just over 4 MB decoded: its base64 (5.6 MB) is small enough to pass a raw event-size check.
+    body = b"\xff\xd8\xff" + b"\0" * (4 * 1024 * 1024)
+    event = http_event("POST", "/api/search", body=body, content_type="image/jpeg")
+    monkeypatch.setattr(api.base64, "b64decode", refuse)
+    status, err, _ = call(event)
+    assert (status, err["error"]["code"]) == (413, "too_large")
+    assert f"{len(body):,}" in err["error"]["message"]
+    # Plain-text bodies are measured the same way.
+    event = http_event("POST", "/api/search", content_type="image/jpeg")
+    event["body"] = "x" * (4 * 1024 * 1024 + 1)
+    status, err, _ = call(event)
+    assert (status, err["error"]["code"]) == (413, "too_large")
+
+
+def test_json_responses_escape_html_characters(app: SearchService):
+    response = api.lambda_handler(http_event("GET", "/api/<script>alert('x&y')</script>"), None)
+    assert response["statusCode"] == 404
+    raw = response["body"]
+    assert not any(c in raw for c in "<>&"), raw
+    assert "\\u003cscript\\u003e" in raw
+    # Still the same JSON once parsed.
+    assert json.loads(raw)["error"]["message"] == "no route for /api/<script>alert('x&y')</script>"

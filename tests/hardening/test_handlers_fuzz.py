@@ -232,12 +232,6 @@ def test_api_event_of_any_shape(api_service: SearchService, value: Any) -> None:
     check_api(value, "api: any-shape event")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="DEFECT (cloud_lambda/api/handler.py parse_event): a non-object requestContext/headers/"
-    "queryStringParameters raises AttributeError out of lambda_handler instead of a 400",
-)
 def test_api_event_fields_of_the_wrong_type(api_service: SearchService) -> None:
     for key, value in [("requestContext", "x"), ("headers", ["a"]), ("queryStringParameters", 3), ("body", 7)]:
         event = api_event("GET", "/api/devices")
