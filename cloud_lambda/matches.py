@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import redis
+from pydantic import SecretStr
 
 PREFIX = "visualsearch"
 DEVICES_KEY = f"{PREFIX}:devices"
@@ -45,9 +46,10 @@ class MatchStoreUnavailable(RuntimeError):
     """Redis could not be reached or refused the write: the invocation must fail so the event is retried."""
 
 
-def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
+def connect(url: str | SecretStr, timeout_s: float = 2.0) -> redis.Redis:
+    """A client for ``url``; the URL (and its AUTH token) is unwrapped only here, never logged."""
     return redis.Redis.from_url(
-        url,
+        url.get_secret_value() if isinstance(url, SecretStr) else url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=30,

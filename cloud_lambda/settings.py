@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "VS_"
 PUBLISH_RE = re.compile(r"^(none|iot-data|mqtt://[^/:]+:\d{1,5})$")
@@ -29,7 +29,11 @@ class CloudSettings(BaseModel):
     index_dir: str = Field(
         description="Catalog index folder written by `visual-search catalog index` (local path or s3://bucket/prefix)."
     )
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis (ElastiCache) URL for match lists.")
+    # SecretStr: the URL may carry the AUTH token (redis://:token@host), and settings end up in reprs and logs.
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis (ElastiCache) URL for match lists; may hold the AUTH token. Never printed.",
+    )
     metadata: str = Field(
         default="",
         description="Metadata store: sqlite:///path, dynamodb://table, or empty for the index's metadata.sqlite.",
@@ -68,8 +72,8 @@ class CloudSettings(BaseModel):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
@@ -101,4 +105,6 @@ class CloudSettings(BaseModel):
             for err in exc.errors():
                 field = ".".join(str(p) for p in err["loc"])
                 problems.append(f"{ENV_PREFIX}{field.upper()} ({field}): {err['msg']}")
-            raise SettingsError("invalid cloud settings: " + "; ".join(problems)) from exc
+        # Outside the except block and without the pydantic error: its text repeats each input value, which
+        # for redis_url may hold the AUTH token. The message above names every key and why already.
+        raise SettingsError("invalid cloud settings: " + "; ".join(problems))

@@ -197,11 +197,6 @@ def test_local_http_server_refuses_oversize_uploads_before_reading_them(hardened
         api.set_service(None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT (cloud_lambda/settings.py): CloudSettings keeps redis_url as a plain str, so repr()/model_dump of "
-    "the settings (any debug log or traceback of them) prints the Redis AUTH token; use SecretStr or mask it",
-)
 def test_settings_repr_hides_the_redis_password(hardening_catalog: Catalog) -> None:
     secret = "s3cr3t-t0ken-ELASTICACHE"
     settings = CloudSettings.build(
