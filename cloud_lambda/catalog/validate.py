@@ -7,6 +7,7 @@ is decoded, so a decompression bomb is refused for the cost of reading a few byt
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -180,4 +181,77 @@ def decode(data: bytes, min_side: int | None = None) -> tuple[np.ndarray, ImageI
             "undecodable",
             f"decoded size {image.shape[1]}×{image.shape[0]} differs from the header's {info.width}×{info.height}",
         )
+    if info.format == "jpeg" and _ends_in_flat_grey(image, factor) and _scan_is_short(data, image, flag):
+        raise ImageRejected(
+            "truncated",
+            f"JPEG scan data ends before filling its declared {info.width}×{info.height} frame (the rest would be grey)",
+        )
     return image, info
+
+
+# No 0xFF byte (it would start a marker): decoded as entropy data only by a scan that is still short of MCUs.
+_PROBE = bytes((i * 37 + 11) % 255 for i in range(509))
+
+
+def _ends_in_flat_grey(image: np.ndarray, factor: int) -> bool:
+    """The cheap half of the short-scan check: is the bottom-right corner one neutral grey?
+
+    When libjpeg runs out of scan data it warns and leaves every remaining MCU at zero coefficients: flat
+    grey (128 for YCbCr and grayscale) down to the bottom-right corner. The warning is not visible through
+    OpenCV, so this look at the corner decides whether the exact check below is worth a second decode.
+    Only the last pixels of the last row: chroma upsampling blends real colour into the first grey rows
+    and columns of the missing part.
+    """
+    corner = image[-1, -max(1, 4 // factor) :]
+    return bool((corner == corner.flat[0]).all())
+
+
+def _scan_is_short(data: bytes, image: np.ndarray, flag: int) -> bool:
+    """Decode again with probe bytes at the end of every scan: a complete scan ignores them (libjpeg skips
+    bytes before the next marker once its MCUs are done); a short one decodes them as its missing MCUs.
+
+    Every scan, not only the last: in a progressive file a reduced decode reads only the DC scan.
+    """
+    import cv2
+
+    ends = _scan_ends(data)
+    if not ends:
+        return False
+    pieces, start = [], 0
+    for end in ends:
+        pieces += [data[start:end], _PROBE]
+        start = end
+    pieces.append(data[start:])
+    probed = cv2.imdecode(np.frombuffer(b"".join(pieces), dtype=np.uint8), flag)
+    return probed is None or probed.shape != image.shape or not np.array_equal(probed, image)
+
+
+# The marker that ends entropy-coded data: 0xFF followed by neither a stuffed 0x00, a restart marker, nor fill.
+_SCAN_END = re.compile(rb"\xff+(?![\x00\xd0-\xd7])")
+
+
+def _scan_ends(data: bytes) -> list[int]:
+    """Offsets where each scan's entropy-coded data ends, walking the segments (not searching for bytes,
+    which an EXIF thumbnail would fool)."""
+    ends: list[int] = []
+    pos, size = 2, len(data)
+    while pos + 4 <= size and data[pos] == 0xFF:
+        while pos < size and data[pos] == 0xFF:
+            pos += 1
+        if pos + 3 > size:
+            break
+        marker = data[pos]
+        if marker == 0xD9:
+            break
+        if marker in STANDALONE_MARKERS:
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", data[pos + 1 : pos + 3])
+        pos += 1 + length
+        if marker == 0xDA:
+            found = _SCAN_END.search(data, pos)
+            if found is None:
+                break
+            ends.append(found.start())
+            pos = found.start()
+    return ends

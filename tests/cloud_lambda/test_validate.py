@@ -88,3 +88,70 @@ def test_reduced_jpeg_decode_keeps_min_side_and_still_catches_truncation():
     with pytest.raises(ImageRejected) as info_err:
         decode(data[: len(data) // 2], min_side=64)
     assert info_err.value.reason == "truncated"
+
+
+def with_frame_size(data: bytes, width: int, height: int) -> bytes:
+    """The same file with its SOF header declaring ``width``×``height``: the scan data no longer fills it."""
+    sof = next(i for i in range(2, len(data) - 9) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC1, 0xC2))
+    return data[: sof + 5] + struct.pack(">HH", height, width) + data[sof + 9 :]
+
+
+def flat_bottom(w: int, h: int, grey: int = 128) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    image = cv2.resize(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    image[h // 2 :] = grey  # exactly what libjpeg fills a short scan with: must not look truncated
+    return image
+
+
+def cmyk(w: int, h: int) -> bytes:
+    from io import BytesIO
+
+    pil = pytest.importorskip("PIL.Image")
+    out = BytesIO()
+    pil.fromarray(flat_bottom(w, h, 90)[:, :, ::-1]).convert("CMYK").save(out, "JPEG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("min_side", [None, 64])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(with_frame_size(jpeg(320, 240), 640, 480), id="baseline"),
+        pytest.param(with_frame_size(jpeg(320, 240), 320, 248), id="one-mcu-row-short"),
+        pytest.param(with_frame_size(jpeg(320, 240), 336, 240), id="ends-in-the-last-mcu-row"),
+        pytest.param(with_frame_size(jpeg(320, 240, progressive=True), 1200, 900), id="progressive"),
+        pytest.param(
+            with_frame_size(cv2.imencode(".jpg", flat_bottom(200, 150)[:, :, 0])[1].tobytes(), 400, 300),
+            id="grayscale",
+        ),
+        pytest.param(with_frame_size(cmyk(200, 150), 400, 300), id="cmyk"),
+    ],
+)
+def test_jpeg_whose_scan_data_does_not_fill_the_frame_is_truncated(data: bytes, min_side: int | None):
+    # The file is complete (it ends with EOI) and decodes, with only a libjpeg warning, to a grey tail.
+    assert data.endswith(b"\xff\xd9") and cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+    with pytest.raises(ImageRejected) as info:
+        decode(data, min_side=min_side)
+    assert info.value.reason == "truncated" and "declared" in str(info.value)
+
+
+@pytest.mark.parametrize("min_side", [None, 64])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(cv2.imencode(".jpg", flat_bottom(256, 192))[1].tobytes(), id="grey-bottom"),
+        pytest.param(
+            cv2.imencode(".jpg", flat_bottom(256, 192), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes(),
+            id="grey-bottom-progressive",
+        ),
+        pytest.param(
+            cv2.imencode(".jpg", flat_bottom(256, 192), [cv2.IMWRITE_JPEG_RST_INTERVAL, 3])[1].tobytes(),
+            id="grey-bottom-restart-markers",
+        ),
+        pytest.param(cv2.imencode(".jpg", np.full((100, 100), 128, np.uint8))[1].tobytes(), id="all-grey"),
+        pytest.param(cmyk(200, 150), id="cmyk-flat-bottom"),
+    ],
+)
+def test_complete_jpeg_ending_in_flat_grey_is_accepted(data: bytes, min_side: int | None):
+    image, info = decode(data, min_side=min_side)
+    assert image.ndim == 3 and info.format == "jpeg"
