@@ -1,27 +1,24 @@
 """Check every image with the catalog's rules before training: bad ones are reported and skipped.
 
 The rules (PNG/JPEG by content, ≤ 4 MB, sides 64..4096 px, aspect ≤ 20:1, complete and decodable) are the
-ones catalog indexing applies, so a fine-tuning set and the catalog it serves accept the same files. They
-live in ``cloud_lambda.catalog.validate``; this is the one place ``model`` reaches into it, and it is
-imported lazily (pure numpy/cv2, no cloud dependencies).
+ones catalog indexing applies (both use :mod:`model.image_rules`), so a fine-tuning set and the catalog it
+serves accept the same files.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from tqdm import tqdm
 
 from model.finetune.data.base import LabelledSet, Problem
+from model.image_rules import decode
 
 ImageCheck = Callable[[bytes], object]
 """Raises ``ValueError`` (with a readable message) for an image that must not be used."""
 
 
 def catalog_rules() -> ImageCheck:
-    module = importlib.import_module("cloud_lambda.catalog.validate")
-    decode: ImageCheck = module.decode
     return decode
 
 
