@@ -19,6 +19,18 @@ from model.contract import INPUT_NAME, OUTPUT_NAME
 from model.export.graph import GEM_P
 
 
+def drop_initializer_inputs(model: onnx.ModelProto) -> None:
+    """Remove graph inputs that are initializers (IR < 4 exporters, e.g. MXNet's, list every weight as one).
+
+    Left in, each weight would become an input of the wrapped model that a caller could override, beside
+    the contract's single ``image`` input, and runtimes could not fold them as constants.
+    """
+    weights = {init.name for init in model.graph.initializer}
+    keep = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+
+
 def wrap_onnx_with_preprocessing(
     core: onnx.ModelProto | str | Path,
     out_path: str | Path,
@@ -32,10 +44,16 @@ def wrap_onnx_with_preprocessing(
     """Write ``out_path``: uint8 BGR NHWC → ``(x - mean) / std`` in ``color_order`` → ``core`` → pool → L2.
 
     ``mean``/``std`` are per channel on the 0..255 scale, in ``color_order`` ("RGB" or "BGR"). The core must
-    have exactly one input and one output (the first output is used otherwise). Returns ``out_path``; the
+    have exactly one input besides its weights (initializers listed as inputs are dropped here) and one
+    output (the first output is used otherwise). ``core`` itself is left unchanged. Returns ``out_path``; the
     caller writes the sidecar (``model.sidecar.write_sidecar``).
     """
-    model = core if isinstance(core, onnx.ModelProto) else onnx.load(str(core))
+    if isinstance(core, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(core)  # the caller's graph stays as it was
+    else:
+        model = onnx.load(str(core))
+    drop_initializer_inputs(model)
     if color_order not in ("RGB", "BGR"):
         raise ValueError(f"color_order must be RGB or BGR, got {color_order!r}")
     if len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std):
@@ -47,9 +65,9 @@ def wrap_onnx_with_preprocessing(
     if core_opset < opset:
         model = onnx.version_converter.convert_version(model, opset)
     model = compose.add_prefix(model, "core/")
-    init_names = {i.name for i in model.graph.initializer}
-    real_inputs = [i for i in model.graph.input if i.name not in init_names]
-    core_in = real_inputs[0].name
+    if not model.graph.input:
+        raise ValueError("the core graph has no input besides its weights")
+    core_in = model.graph.input[0].name
     core_out = model.graph.output[0].name
 
     order = [2, 1, 0] if color_order == "RGB" else [0, 1, 2]

@@ -109,14 +109,6 @@ def _run_worker(python: Path, cmd_args: list[str]) -> None:
         raise MxnetConvertError(reason)
 
 
-def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
-    """mx.onnx lists every weight as a graph input too; keep only the image input, or weights become inputs."""
-    weights = {init.name for init in model.graph.initializer}
-    keep = [value for value in model.graph.input if value.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(keep)
-
-
 def _onnxruntime_embed(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -190,11 +182,10 @@ def convert_mxnet_checkpoint(
                 " (cut at a flatten or pooling output, e.g. flatten0_output)"
             )
         pooling = pooling if len(shape) == 4 else "none"
-        core = onnx.load(str(tmp / "raw.onnx"))
-        _drop_initializer_inputs(core)
         try:
+            # mx.onnx lists every weight as a graph input too: the wrap helper drops those.
             wrap_onnx_with_preprocessing(
-                core, tmp / "model.onnx", input_size, color_order, list(mean), list(std), pooling=pooling
+                tmp / "raw.onnx", tmp / "model.onnx", input_size, color_order, list(mean), list(std), pooling=pooling
             )
             wrapped = onnx.load(str(tmp / "model.onnx"))
         except (ValueError, onnx.checker.ValidationError) as exc:

@@ -59,3 +59,28 @@ def test_wrong_arguments_are_refused(core, tmp_path: Path) -> None:
         wrap_onnx_with_preprocessing(path, tmp_path / "w.onnx", 32, "YUV", MEAN, STD)
     with pytest.raises(ValueError, match="std"):
         wrap_onnx_with_preprocessing(path, tmp_path / "w.onnx", 32, "RGB", MEAN, [1.0, 0.0, 1.0])
+
+
+def test_initializers_listed_as_inputs_are_dropped(core, tmp_path: Path) -> None:
+    # Older exporters (IR < 4, MXNet's) list every weight as a graph input as well as an initializer.
+    import onnx
+
+    _, path = core
+    legacy = onnx.load(str(path))
+    weight_inputs = [
+        onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+        for init in legacy.graph.initializer
+    ]
+    assert weight_inputs
+    legacy.graph.input.extend(weight_inputs)
+    before = legacy.SerializeToString()
+    out = wrap_onnx_with_preprocessing(legacy, tmp_path / "w.onnx", 32, "BGR", MEAN, STD)
+    assert legacy.SerializeToString() == before  # the caller's graph is not modified
+    wrapped = onnx.load(str(out))
+    assert [i.name for i in wrapped.graph.input] == ["image"]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    x = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    reference = wrap_onnx_with_preprocessing(path, tmp_path / "ref.onnx", 32, "BGR", MEAN, STD)
+    want = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    np.testing.assert_allclose(session.run(None, {"image": x})[0], want, atol=1e-6)
