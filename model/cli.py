@@ -38,8 +38,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--pooling",
         choices=list(POOLINGS),
-        default="avg",
-        help="pooling at the cut: avg, gem, max, rmac, rgem (regional GeM; see docs/match-quality.md)",
+        default="rgem",
+        help="pooling at the cut: avg, gem, max, rmac, rgem (regional GeM, the default; docs/match-quality.md)",
+    )
+    export.add_argument(
+        "--query-crop",
+        type=float,
+        default=0.6,
+        help="the device featurizes the centre FRACTION of each frame's centre square (default %(default)s;"
+        " 1 = the whole square); stamped into the model file and its sidecar",
     )
     export.add_argument("--calibration-images", type=int, default=96, help="int8 calibration frames (with --force)")
     export.add_argument("--force", action="store_true", help="export even when valid files already exist")
@@ -90,8 +97,13 @@ def run_export(args: argparse.Namespace) -> int:
 
         return mxnet_cli.run_export(args)
     from model.export.api import ensure_exported, export_model
+    from model.heldup.proposals import NO_REGIONS, QueryRegions
 
     try:
+        if args.query_crop >= 1.0:
+            regions = NO_REGIONS
+        else:
+            regions = QueryRegions(kind="centre", scales=(args.query_crop,), combine="first")
         if args.force:
             paths = export_model(
                 args.backbone,
@@ -100,6 +112,7 @@ def run_export(args: argparse.Namespace) -> int:
                 weights=args.weights,
                 pooling=args.pooling,
                 calibration_images=args.calibration_images,
+                query_regions=regions,
             )
         else:
             paths = ensure_exported(
@@ -109,6 +122,7 @@ def run_export(args: argparse.Namespace) -> int:
                 weights=args.weights,
                 pooling=args.pooling,
                 progress=True,
+                query_regions=regions,
             )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

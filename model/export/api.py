@@ -23,6 +23,9 @@ from model.contract import VARIANTS
 from model.export.calibration import prepared_views
 from model.export.graph import OPSET, FeaturizerGraph, export_onnx
 from model.export.parity import measure
+from model.heldup.pooling import stamp_retrieval
+from model.heldup.proposals import NO_REGIONS, QueryRegions
+from model.heldup.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, SettingsMismatch, query_regions_of
 from model.sidecar import (
     Normalization,
     Parity,
@@ -118,9 +121,10 @@ def export_model(
     out_dir: Path = Path("artifacts/models"),
     variants: Sequence[str] = ("fp32", "int8", "fp16"),
     weights: Path | None = None,
-    pooling: str = "avg",
+    pooling: str = DEFAULT_POOLING,
     progress: bool = True,
     calibration_images: int = CALIBRATION_IMAGES,
+    query_regions: QueryRegions = DEFAULT_QUERY_REGIONS,
 ) -> dict[str, Path]:
     """Export ``backbone`` to ONNX ``variants`` in ``out_dir``; return variant → ``.onnx`` path.
 
@@ -129,6 +133,10 @@ def export_model(
     :class:`ExportError`), int8 and fp16 vs fp32 (cosine and nearest-neighbour agreement, recorded).
     ``weights``: a state_dict file; ``None`` uses the backbone's packaged weights. Raises FileNotFoundError /
     ValueError for missing or unfit weights, ValueError for an unknown backbone, variant or pooling.
+
+    ``pooling`` and ``query_regions`` (what the device featurizes of each frame) are the retrieval settings:
+    both are stamped into every file's ONNX metadata (so into its hash and model id) and recorded in the
+    sidecar (``pooling``, ``extra.retrieval.query_regions``); see :mod:`model.heldup.settings`.
     """
     wanted = _check_variants(variants)
     spec_backbone = get_backbone(backbone)
@@ -141,17 +149,34 @@ def export_model(
     torch_ref = _run_torch(graph, parity_frames)
 
     paths: dict[str, Path] = {}
+    retrieval = {"query_regions": query_regions.model_dump(mode="json")}
+    legacy = pooling == "avg" and query_regions == NO_REGIONS
+
+    def stamp(path: Path) -> None:
+        # An avg / whole-frame export stays byte-identical to the exports made before the stamp existed.
+        if not legacy:
+            stamp_retrieval(path, {"pooling": pooling, **retrieval})
+
     fp32 = model_path(out_dir, spec.name, "fp32")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints in SAME padding are expected
         export_onnx(graph, fp32, spec.input_size)
+    stamp(fp32)
     fp32_out = _run_onnx(fp32, parity_frames)
     fp32_parity = measure("torch fp32", torch_ref, fp32_out)
     if fp32_parity.cosine_min < FP32_MIN_COSINE:
         raise ExportError(
             f"{fp32}: ONNX fp32 differs from torch (min cosine {fp32_parity.cosine_min:.6f} < {FP32_MIN_COSINE})"
         )
-    _write_sidecar(fp32, spec_backbone, "fp32", pooling, weights, [fp32_parity], {"parity_seed": PARITY_SEED})
+    _write_sidecar(
+        fp32,
+        spec_backbone,
+        "fp32",
+        pooling,
+        weights,
+        [fp32_parity],
+        {"parity_seed": PARITY_SEED, "retrieval": retrieval},
+    )
     if "fp32" in wanted:
         paths["fp32"] = fp32
     log.info("fp32 %s: cosine vs torch min %.6f", fp32, fp32_parity.cosine_min)
@@ -162,10 +187,12 @@ def export_model(
         int8 = model_path(out_dir, spec.name, "int8")
         frames = prepared_views(spec.input_size, calibration_images, CALIBRATION_SEED)
         quantize_int8(fp32, int8, frames, progress=progress)
+        stamp(int8)
         int8_out = _run_onnx(int8, parity_frames)
         extra: dict[str, object] = {
             "calibration": f"{calibration_images} camera-like views of real photos (seed {CALIBRATION_SEED})",
             "quantization": "onnxruntime quantize_static QDQ, per-channel, U8S8, MinMax",
+            "retrieval": retrieval,
         }
         _write_sidecar(
             int8,
@@ -184,6 +211,7 @@ def export_model(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             export_onnx(half_graph, fp16, spec.input_size)
+        stamp(fp16)
         fp16_out = _run_onnx(fp16, parity_frames)
         _write_sidecar(
             fp16,
@@ -192,7 +220,7 @@ def export_model(
             pooling,
             weights,
             [measure("onnx fp32", fp32_out, fp16_out)],
-            {"note": "float16 backbone, uint8 in / float32 out; meant for GPU providers"},
+            {"note": "float16 backbone, uint8 in / float32 out; meant for GPU providers", "retrieval": retrieval},
         )
         paths["fp16"] = fp16
 
@@ -203,15 +231,30 @@ def export_model(
     return paths
 
 
-def is_valid_export(path: Path, backbone: str, variant: str, pooling: str = "avg") -> bool:
-    """True when ``path`` and its sidecar exist, agree (hash) and describe this backbone/variant/pooling."""
+def is_valid_export(
+    path: Path,
+    backbone: str,
+    variant: str,
+    pooling: str = DEFAULT_POOLING,
+    query_regions: QueryRegions = DEFAULT_QUERY_REGIONS,
+) -> bool:
+    """True when ``path`` and its sidecar exist, agree (hash) and describe this backbone/variant/pooling/regions."""
     if not Path(path).exists():
         return False
     try:
         sidecar = read_sidecar(path)
     except SidecarError:
         return False
-    return sidecar.backbone == backbone and sidecar.variant == variant and sidecar.pooling == pooling
+    try:
+        regions = query_regions_of(sidecar)
+    except SettingsMismatch:
+        return False
+    return (
+        sidecar.backbone == backbone
+        and sidecar.variant == variant
+        and sidecar.pooling == pooling
+        and regions == query_regions
+    )
 
 
 @contextlib.contextmanager
@@ -230,14 +273,19 @@ def ensure_exported(
     variants: Sequence[str] = ("fp32", "int8"),
     backbone: str = "efficientnet-lite0",
     weights: Path | None = None,
-    pooling: str = "avg",
+    pooling: str = DEFAULT_POOLING,
     progress: bool = False,
+    query_regions: QueryRegions = DEFAULT_QUERY_REGIONS,
 ) -> dict[str, Path]:
     """Variant → path of a valid export in ``out_dir``; exports only what is missing or stale (idempotent)."""
     wanted = _check_variants(variants)
     out_dir = Path(out_dir)
     with _dir_lock(out_dir):
-        missing = [v for v in wanted if not is_valid_export(model_path(out_dir, backbone, v), backbone, v, pooling)]
+        missing = [
+            v
+            for v in wanted
+            if not is_valid_export(model_path(out_dir, backbone, v), backbone, v, pooling, query_regions)
+        ]
         if missing:
             log.info("exporting %s %s into %s", backbone, ",".join(missing), out_dir)
             # fp32 is re-exported as the parent of int8/fp16; keep it when it was already there.
@@ -249,5 +297,6 @@ def ensure_exported(
                 weights=weights,
                 pooling=pooling,
                 progress=progress,
+                query_regions=query_regions,
             )
     return {v: model_path(out_dir, backbone, v) for v in wanted}

@@ -20,7 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from model.heldup.multiview import SINGLE_VIEW, CatalogViews, catalog_views, item_scores
+from model.heldup.multiview import SINGLE_VIEW, CatalogViews, aggregate_max, catalog_views, item_scores, oversample
 from model.heldup.proposals import NO_REGIONS, QueryRegions, combine, prepare_regions
 from model.heldup.views import HeldUpSet
 from model.prepare import prepare_frame
@@ -225,12 +225,40 @@ def index_mb(rows: int, dim: int) -> float:
     return rows * dim * 4 / 1e6
 
 
+SEARCH_ITEMS = 10_000
+
+
+def search_ms(dim: int, views: CatalogViews, items: int = SEARCH_ITEMS, queries: int = 30, k: int = 5) -> float:
+    """Median ms of one exact k-NN query + per-item fold over ``items × views.count`` rows (random unit vectors).
+
+    What the search Lambda does per message with the exact index (one matrix-vector product, a partial sort,
+    :func:`aggregate_max`); the eval's own 43-item catalog is too small to show how views scale the cost.
+    """
+    rng = np.random.default_rng(0)
+    rows = items * views.count
+    matrix = rng.standard_normal((rows, dim), dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    owners = np.repeat(np.arange(items), views.count)
+    fetch = oversample(k, views, rows)
+    times = []
+    for q in rng.standard_normal((queries, dim), dtype=np.float32):
+        started = time.perf_counter()
+        sims = matrix @ q
+        top = np.argpartition(-sims, fetch - 1)[:fetch]
+        top = top[np.argsort(-sims[top])]
+        if not views.is_single:
+            aggregate_max(sims[top][None], top[None], owners, k)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
 def print_rows(rows: Sequence[Row], title: str, echo: Callable[[str], None] = print) -> None:
     """A markdown table: the one printed in the closing note."""
     baseline = next((r.device_ms for r in rows if r.technique.startswith("baseline") and r.device_ms), None)
     echo(f"\n### {title}")
     header = ["technique", "featurizer", "catalog views", "query regions", "recall@1", "recall@5"]
-    header += ["device ms/frame", "× baseline", "index rows", "index MB", "note"]
+    header += ["device ms/frame", "× baseline", "index rows", "index MB"]
+    header += [f"search ms ({SEARCH_ITEMS // 1000}k items)", f"index MB ({SEARCH_ITEMS // 1000}k items)", "note"]
     echo("| " + " | ".join(header) + " |")
     echo("|" + "|".join("---" for _ in header) + "|")
     for r in rows:
@@ -246,6 +274,8 @@ def print_rows(rows: Sequence[Row], title: str, echo: Callable[[str], None] = pr
             ratio,
             str(r.index_rows),
             f"{r.index_mb:.2f}",
+            f"{r.extra['search_ms']:.2f}" if "search_ms" in r.extra else "",
+            f"{r.extra['index_mb_10k']:.1f}" if "index_mb_10k" in r.extra else "",
             r.note,
         ]
         echo("| " + " | ".join(cells) + " |")

@@ -23,6 +23,11 @@ from model.heldup.proposals import NO_REGIONS, QueryRegions
 from model.prepare import Roi
 from model.sidecar import Sidecar
 
+DEFAULT_POOLING = "rgem"
+DEFAULT_QUERY_REGIONS = QueryRegions(kind="centre", scales=(0.6,), combine="first")
+"""The export default chosen by the held-up evaluation (docs/match-quality.md): regional GeM pooling and one
+inference on the centre 0.6 of the frame's centre square. Catalog views stay an indexing option (default 1)."""
+
 
 class SettingsMismatch(ValueError):
     """A model and an index were made with different retrieval settings."""
