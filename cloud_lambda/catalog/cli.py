@@ -34,6 +34,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decode processes (0: in-process)"
     )
     idx.add_argument("--threads", type=int, default=None, help="featurizer threads")
+    idx.add_argument(
+        "--spin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let idle onnxruntime threads busy-wait between batches (default: off when decode workers share the"
+        " cores, i.e. --workers > 0; on otherwise)",
+    )
     idx.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino")
     idx.add_argument("--shard", help="i/n: process only shard i of n (0-based); AWS Batch: AWS_BATCH_JOB_ARRAY_INDEX")
     idx.add_argument("--shard-count", type=int, help="n when the shard index comes from AWS_BATCH_JOB_ARRAY_INDEX")
@@ -104,7 +111,12 @@ def _index(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             views=views,
         )
-        result = run_index(options)
+        # The decode workers run on the same cores: spinning featurizer threads would take their time slices.
+        spinning = args.spin if args.spin is not None else args.workers == 0
+        from model.featurizer import Featurizer
+
+        featurizer = Featurizer(model, backend=args.backend, threads=args.threads, spinning=spinning)
+        result = run_index(options, featurizer=featurizer)
     except (IndexingError, ValueError, FileNotFoundError, RuntimeError) as exc:
         return _fail(str(exc))
     print(json.dumps(result.summary, indent=2))

@@ -131,3 +131,16 @@ def test_grabber_skips_preparing_a_frame_that_a_newer_one_will_supersede(tiny_mo
         assert (result is not None) == prepared
         if result is not None:
             assert result.shape == (32, 32, 3)
+
+
+def test_status_says_openvino_runs_in_its_own_precision(tiny_model: Path) -> None:
+    pytest.importorskip("openvino")
+    from edge_component.loop import EdgeLoop
+    from edge_component.publishers import create_publisher
+
+    cfg = config("cam-ov", source={"kind": "video", "path": "unused.avi"}, publish={"kind": "stdout"})
+    featurizer = Featurizer(tiny_model, backend="openvino", device="CPU", threads=1)
+    status = EdgeLoop(cfg, FrameSource(ListReader([])), featurizer, create_publisher(cfg)).status()
+    assert status["backend"] == "openvino"
+    # bf16 on CPUs with AVX-512 BF16/AMX, f32 elsewhere: whatever OpenVINO says, never left out
+    assert status["precision"] in ("bf16", "f32", "f16")
