@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from model.prepare import Roi, prepare_frame
 from model.runtime.base import (
-    BACKENDS,
     BackendInfo,
-    BackendUnavailable,
     InferenceBackend,
-    available_backends,
     create_backend,
 )
 from model.sidecar import Sidecar, SidecarError, read_sidecar
@@ -53,7 +48,7 @@ class Featurizer:
         self.model_path = str(path)
         self.sidecar: Sidecar = read_sidecar(path)
         self.spinning = spinning
-        self._backend: InferenceBackend = _open_backend(self.model_path, backend, device, threads, spinning)
+        self._backend: InferenceBackend = create_backend(self.model_path, backend, device, threads, spinning=spinning)
         self._check_contract()
         for _ in range(max(0, warmup)):
             self.featurize(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
@@ -106,32 +101,3 @@ class Featurizer:
         out = self._backend.run(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
         if out.ndim != 2 or out.shape[1] != self.dim:
             raise SidecarError(f"model {self.model_path} outputs {list(out.shape)} but its sidecar says dim {self.dim}")
-
-
-def _open_backend(
-    model_path: str, backend: str, device: str, threads: int | None, spinning: bool | None
-) -> InferenceBackend:
-    if spinning is None:
-        return create_backend(model_path, backend, device, threads)
-    # create_backend passes only (device, threads); the spinning switch goes to the backends that take it.
-    # Same choice order and errors as create_backend.
-    installed = available_backends()  # also loads the plugins into BACKENDS
-    names = [backend] if backend != "auto" else installed
-    if backend != "auto":
-        if backend not in BACKENDS:
-            raise BackendUnavailable(f"unknown backend '{backend}'; known: {', '.join(sorted(BACKENDS))}")
-        if not BACKENDS[backend].is_available():
-            raise BackendUnavailable(f"backend '{backend}' is not installed here (pip extra missing?)")
-    errors: list[str] = []
-    for name in names:
-        cls = BACKENDS[name]
-        kwargs: dict[str, Any] = {"device": device, "threads": threads}
-        if "spinning" in inspect.signature(cls.__init__).parameters:
-            kwargs["spinning"] = spinning
-        if backend != "auto":
-            return cls(model_path, **kwargs)
-        try:
-            return cls(model_path, **kwargs)
-        except BackendUnavailable as exc:
-            errors.append(f"{name}: {exc}")
-    raise BackendUnavailable("no inference backend could open the model: " + "; ".join(errors or ["none installed"]))

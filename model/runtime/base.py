@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class InferenceBackend(ABC):
 
     name: ClassVar[str]
     priority: ClassVar[int] = 100
+    options: ClassVar[frozenset[str]] = frozenset()
+    """Backend-specific keyword options its constructor takes (e.g. ``spinning``, ``precision``)."""
     """Lower runs first when the backend is chosen automatically."""
 
     @classmethod
@@ -78,21 +80,33 @@ def available_backends() -> list[str]:
 
 
 def create_backend(
-    model_path: str, backend: str = "auto", device: str = "auto", threads: int | None = None
+    model_path: str, backend: str = "auto", device: str = "auto", threads: int | None = None, **options: Any
 ) -> InferenceBackend:
-    """Open ``model_path`` on ``backend`` (or the best available one when ``auto``)."""
+    """Open ``model_path`` on ``backend`` (or the best available one when ``auto``).
+
+    ``options`` go to the backends that declare them in :attr:`InferenceBackend.options` and are ignored by
+    the others, so one call works whichever backend ``auto`` picks (e.g. ``spinning`` is onnxruntime's).
+    """
     _load_plugins()
+
+    def open_with(cls: type[InferenceBackend]) -> InferenceBackend:
+        own = {key: value for key, value in options.items() if key in cls.options and value is not None}
+        return cls(model_path, device=device, threads=threads, **own)
+
+    unknown = set(options) - set().union(*(c.options for c in BACKENDS.values()))
+    if unknown:
+        raise TypeError(f"no backend takes the option(s) {', '.join(sorted(unknown))}")
     if backend != "auto":
         if backend not in BACKENDS:
             raise BackendUnavailable(f"unknown backend '{backend}'; known: {', '.join(sorted(BACKENDS))}")
         cls = BACKENDS[backend]
         if not cls.is_available():
             raise BackendUnavailable(f"backend '{backend}' is not installed here (pip extra missing?)")
-        return cls(model_path, device=device, threads=threads)
+        return open_with(cls)
     errors: list[str] = []
     for name in available_backends():
         try:
-            return BACKENDS[name](model_path, device=device, threads=threads)
+            return open_with(BACKENDS[name])
         except BackendUnavailable as exc:
             errors.append(f"{name}: {exc}")
     raise BackendUnavailable("no inference backend could open the model: " + "; ".join(errors or ["none installed"]))

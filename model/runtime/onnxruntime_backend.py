@@ -39,6 +39,7 @@ def _provider_options(provider: str, model_path: str) -> dict[str, str]:
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
     priority = 10
+    options = frozenset({"spinning"})
 
     @classmethod
     def is_available(cls) -> bool:

@@ -13,6 +13,7 @@ from model.runtime.base import BackendInfo, BackendUnavailable, InferenceBackend
 class OpenVinoBackend(InferenceBackend):
     name = "openvino"
     priority = 20
+    options = frozenset({"precision"})
 
     @classmethod
     def is_available(cls) -> bool:

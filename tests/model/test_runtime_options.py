@@ -40,3 +40,15 @@ def test_backends_without_the_switch_ignore_it(tiny_model: Path) -> None:
 def test_unknown_backend_is_still_a_clear_error(tiny_model: Path) -> None:
     with pytest.raises(BackendUnavailable, match="unknown backend 'tpu'"):
         Featurizer(tiny_model, backend="tpu", spinning=False)
+
+
+def test_backend_options_reach_only_the_backends_that_take_them(tiny_model: Path) -> None:
+    from model.runtime.base import create_backend
+
+    # spinning is onnxruntime's; OpenVINO must still open when asked for it (auto may pick either).
+    ov = create_backend(str(tiny_model), "openvino", spinning=False)
+    assert ov.info.backend == "openvino"
+    ort = create_backend(str(tiny_model), "onnxruntime", spinning=False)
+    assert getattr(ort, "spinning", None) is False
+    with pytest.raises(TypeError, match="no backend takes"):
+        create_backend(str(tiny_model), "onnxruntime", spining=False)
