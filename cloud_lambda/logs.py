@@ -6,7 +6,6 @@ One JSON object per line so CloudWatch Logs Insights (and ``jq`` locally) can fi
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -14,24 +13,13 @@ import time
 from collections import Counter
 from typing import Any
 
+from model.logs import JsonLinesFormatter
+
 LOGGER_NAME = "visualsearch.cloud"
 
 
-class JsonLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        body: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            body.update(fields)
-        else:
-            body["msg"] = record.getMessage()
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str, separators=(",", ":"))
+# The product-wide formatter; the name is kept for callers that import it from here.
+JsonLineFormatter = JsonLinesFormatter
 
 
 def get_logger(name: str = LOGGER_NAME) -> logging.Logger:

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-json", type=Path, help="--once: write the summary here too")
     args = parser.parse_args(argv)
 
-    from simulator.jsonlog import setup_json_logging
+    from model.logs import setup_logging as setup_json_logging
 
     # Service-style JSON logs go to a file; the terminal shows the demo's own lines.
     args.state.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_live(args: argparse.Namespace) -> dict[str, Any]:
     from edge_component.config import load_yaml, parse_overrides
-    from simulator.jsonlog import setup_json_logging
+    from model.logs import setup_logging as setup_json_logging
     from simulator.live import broker_layer, build_live_config, live_layer, run_live, source_layer
 
     setup_json_logging()

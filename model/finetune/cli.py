@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from model.finetune.config import FinetuneConfig
+from model.logs import JsonLinesFormatter
 
 log = logging.getLogger(__name__)
 
@@ -111,19 +112,9 @@ def run_compare_if_asked(args: argparse.Namespace) -> int | None:
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JsonLines())
+        handler.setFormatter(JsonLinesFormatter())
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.INFO)
-
-
-class _JsonLines(logging.Formatter):
-    _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name}
-        entry["msg"] = record.getMessage()
-        entry.update({k: v for k, v in record.__dict__.items() if k not in self._RESERVED and not k.startswith("_")})
-        return json.dumps(entry, default=str)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -229,7 +229,7 @@ def load_search_service() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from simulator.jsonlog import setup_json_logging
+    from model.logs import setup_logging as setup_json_logging
 
     parser = argparse.ArgumentParser(prog="python -m simulator.stack.bridge", description=__doc__)
     parser.add_argument("--mqtt-host", default="127.0.0.1")

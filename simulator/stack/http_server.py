@@ -256,7 +256,7 @@ def make_server(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from simulator.jsonlog import setup_json_logging
+    from model.logs import setup_logging as setup_json_logging
 
     parser = argparse.ArgumentParser(prog="python -m simulator.stack.http_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
