@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,9 @@ from edge_component.stats import RateMeter, Timings
 from edge_component.wire.codec import FeatureMessage, WireError, encode, features_topic, status_topic
 from model.featurizer import Featurizer
 from model.prepare import Roi, prepare_frame
+
+AGE_HISTORY = 4096
+"""Frame-age samples kept for the bench and tests (the status uses the rolling timings)."""
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +57,10 @@ class EdgeLoop:
         self.publisher = publisher
         self.gate = Gate(config.live)
         self.timings = Timings()
-        self.frame_age_ms: list[float] = []
+        # The most recent frames only: a device runs for months, the bench needs a few hundred.
+        self.frame_age_ms: deque[float] = deque(maxlen=AGE_HISTORY)
         """Age of each published frame when it was handed to the publisher (bench reads it)."""
-        self.age_parts: list[dict[str, float]] = []
+        self.age_parts: deque[dict[str, float]] = deque(maxlen=AGE_HISTORY)
         """Per published frame, the parts its age is made of (ms): queued, prepare, featurize, encode, publish."""
         self._fps = RateMeter()
         self._roi = _frame_roi(featurizer, config.live.roi)
@@ -204,19 +209,18 @@ class EdgeLoop:
         t4 = time.perf_counter()
         age_ms = (time.monotonic() - frame.captured_at) * 1000
         self.timings.add("frame_age", age_ms)
-        if len(self.frame_age_ms) < 100_000:
-            self.frame_age_ms.append(age_ms)
-            self.age_parts.append(
-                {
-                    # waiting for the loop to take it (the grabber's preparation is counted under prepare)
-                    "queued": (taken_at - frame.captured_at) * 1000
-                    - (frame.prepare_ms if frame.prepared is not None else 0.0),
-                    "prepare": prepare_ms,
-                    "featurize": featurize_ms,
-                    "encode": (t3 - t2) * 1000,
-                    "publish": (t4 - t3) * 1000,
-                }
-            )
+        self.frame_age_ms.append(age_ms)
+        self.age_parts.append(
+            {
+                # waiting for the loop to take it (the grabber's preparation is counted under prepare)
+                "queued": (taken_at - frame.captured_at) * 1000
+                - (frame.prepare_ms if frame.prepared is not None else 0.0),
+                "prepare": prepare_ms,
+                "featurize": featurize_ms,
+                "encode": (t3 - t2) * 1000,
+                "publish": (t4 - t3) * 1000,
+            }
+        )
 
     def _error(self, message: str) -> None:
         self.errors += 1

@@ -207,7 +207,10 @@ def _ends_in_flat_grey(image: np.ndarray, factor: int) -> bool:
     and columns of the missing part.
     """
     corner = image[-1, -max(1, 4 // factor) :]
-    return bool((corner == corner.flat[0]).all())
+    value = int(corner.flat[0])
+    # Pure black and white are what product shots end in, and never libjpeg's fill (mid-grey, or darker for
+    # CMYK): skipping them keeps the second decode off the common catalog image.
+    return value not in (0, 255) and bool((corner == value).all())
 
 
 def _scan_is_short(data: bytes, image: np.ndarray, flag: int) -> bool:

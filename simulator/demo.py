@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import socket
 import sys
 import threading
@@ -106,9 +107,21 @@ def ensure_index(sample: SampleData, model: Path, out: Path) -> Path:
         current = json.loads(manifest.read_text())
         if current.get("model_id") == model_id and current.get("count") == count:
             return out
+    # One work dir per model: after the default model changes, the demo re-indexes instead of refusing the
+    # old journal, and an interrupted run of the same model still resumes. Other models' leftovers go.
+    work_dir = out.with_name(f"{out.name}.{model_id}.work")
+    for stale in [out.with_name(out.name + ".work"), *out.parent.glob(f"{out.name}.*.work")]:
+        if stale != work_dir and stale.is_dir():
+            shutil.rmtree(stale)
     run_index(
         IndexOptions(
-            source=str(sample.images_dir), out=out, model=model, metadata=sample.items_file, workers=1, progress=True
+            source=str(sample.images_dir),
+            out=out,
+            model=model,
+            metadata=sample.items_file,
+            workers=1,
+            progress=True,
+            work_dir=work_dir,
         )
     )
     return out

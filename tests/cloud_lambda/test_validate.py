@@ -155,3 +155,19 @@ def test_jpeg_whose_scan_data_does_not_fill_the_frame_is_truncated(data: bytes, 
 def test_complete_jpeg_ending_in_flat_grey_is_accepted(data: bytes, min_side: int | None):
     image, info = decode(data, min_side=min_side)
     assert image.ndim == 3 and info.format == "jpeg"
+
+
+def test_white_background_jpeg_is_not_decoded_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Product shots end in white: the short-scan probe (a second decode) must stay off them.
+    from model import image_rules
+
+    image = np.full((200, 300, 3), 255, dtype=np.uint8)
+    cv2.circle(image, (150, 100), 60, (30, 90, 200), -1)
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+    def no_second_decode(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("white-cornered JPEG was decoded a second time")
+
+    monkeypatch.setattr(image_rules, "_scan_is_short", no_second_decode)
+    decoded, _ = decode(data)
+    assert decoded.shape[:2] == (200, 300)
