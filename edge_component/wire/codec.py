@@ -96,7 +96,7 @@ def decode_vector(text: str, dtype: str, dim: int) -> np.ndarray:
     vector = np.frombuffer(raw, dtype=DTYPES[dtype]).astype(np.float32)
     if not np.all(np.isfinite(vector)):
         raise WireError("not_finite", "'vector' contains NaN or infinity")
-    norm = float(np.linalg.norm(vector))
+    norm = float(np.linalg.norm(vector.astype(np.float64)))  # float64: huge float32 values must not overflow
     if abs(norm - 1.0) > NORM_TOLERANCE:
         raise WireError("not_normalized", f"'vector' must be L2-normalized, its norm is {norm:.4f}")
     return vector
