@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import cv2
 import numpy as np
 
-from edge_component.sources.base import FrameReader, SourceError
-from edge_component.sources.opencv_capture import open_capture, read_frame
+from edge_component.sources.base import SourceError
+from edge_component.sources.opencv_capture import CaptureReader, open_capture
 
 
-class CameraReader(FrameReader):
+class CameraReader(CaptureReader):
     kind = "camera"
 
     def __init__(self, index: int, width: int | None = None, height: int | None = None) -> None:
         self.index = index
         self.width = width
         self.height = height
-        self._capture: Any = None
 
     def open(self) -> None:
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
@@ -32,17 +30,10 @@ class CameraReader(FrameReader):
         self._capture = capture
 
     def read(self) -> np.ndarray:
-        if self._capture is None:
-            raise SourceError("camera is not open")
-        frame = read_frame(self._capture, self.describe())
+        frame = self._grab()
         if frame is None:
             raise SourceError("camera returned no frame (unplugged or in use?)")
         return frame
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
     def describe(self) -> str:
         return f"camera:/dev/video{self.index}"

@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_component.sources.base import SourceError
+from edge_component.sources.base import FrameReader, SourceError
 
 
 def open_capture(target: int | str, api: int = cv2.CAP_ANY, params: list[int] | None = None) -> Any:
@@ -28,3 +28,20 @@ def read_frame(capture: Any, what: str) -> np.ndarray | None:
     if not ok or frame is None or frame.size == 0:
         return None
     return np.asarray(frame)
+
+
+class CaptureReader(FrameReader):
+    """Base of the readers over one ``cv2.VideoCapture`` (camera, stream, video): holds, reads, releases it."""
+
+    _capture: Any = None
+
+    def _grab(self) -> np.ndarray | None:
+        """The next frame, or None when the capture has none; subclasses decide what a missing frame means."""
+        if self._capture is None:
+            raise SourceError(f"{self.kind} is not open")
+        return read_frame(self._capture, self.describe())
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import cv2
 import numpy as np
 
-from edge_component.sources.base import FrameReader, SourceError
-from edge_component.sources.opencv_capture import open_capture, read_frame
+from edge_component.sources.base import SourceError
+from edge_component.sources.opencv_capture import CaptureReader, open_capture
 
 
-class StreamReader(FrameReader):
+class StreamReader(CaptureReader):
     kind = "stream"
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._capture: Any = None
 
     def open(self) -> None:
         # Open and read timeouts make a stalled stream return instead of blocking the grabber forever.
@@ -28,18 +26,11 @@ class StreamReader(FrameReader):
         self._capture = open_capture(self.url, api, params)
 
     def read(self) -> np.ndarray:
-        if self._capture is None:
-            raise SourceError("stream is not open")
-        frame = read_frame(self._capture, self.describe())
+        frame = self._grab()
         if frame is None:
             # A live stream has no end: a missing frame means the link dropped, so reconnect.
             raise SourceError("stream returned no frame (dropped or ended)")
         return frame
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
     def describe(self) -> str:
         # Never log stream credentials (rtsp://user:password@host/...).

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from edge_component.sources.base import EndOfStream, FrameReader, SourceError
-from edge_component.sources.opencv_capture import open_capture, read_frame
+from edge_component.sources.base import EndOfStream, SourceError
+from edge_component.sources.opencv_capture import CaptureReader, open_capture, read_frame
 
 
-class VideoFileReader(FrameReader):
+class VideoFileReader(CaptureReader):
     kind = "video"
 
     def __init__(self, path: str, loop: bool = False, realtime: bool = True, fps: float | None = None) -> None:
@@ -22,7 +21,6 @@ class VideoFileReader(FrameReader):
         self.realtime = realtime
         self.fps_override = fps
         self.fps: float = fps or 0.0
-        self._capture: Any = None
         self._next_at = 0.0
 
     @property
@@ -38,9 +36,7 @@ class VideoFileReader(FrameReader):
         self._next_at = time.monotonic()
 
     def read(self) -> np.ndarray:
-        if self._capture is None:
-            raise SourceError("video is not open")
-        frame = read_frame(self._capture, self.describe())
+        frame = self._grab()
         if frame is None:
             if not self.loop:
                 raise EndOfStream()
@@ -57,11 +53,6 @@ class VideoFileReader(FrameReader):
             elif delay < -1.0:
                 self._next_at = time.monotonic()
         return frame
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
     def describe(self) -> str:
         return f"video:{self.path}"
