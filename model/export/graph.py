@@ -58,14 +58,18 @@ class FeaturizerGraph(nn.Module):
         self.register_buffer("norm_std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.swap_rb = spec.color_order == "RGB"
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, image: torch.Tensor) -> torch.Tensor:
+        """The front and the backbone, before pooling: ``[N, C, H, W]`` (pooling experiments reuse it)."""
         x = image.to(torch.float32).permute(0, 3, 1, 2)
         if self.swap_rb:
             x = torch.flip(x, dims=[1])
         x = (x - self.norm_mean) / self.norm_std
         if self.use_half:
             x = x.half()
-        pooled = global_pool(self.backbone(x), self.pooling).float()
+        return self.backbone(x)  # type: ignore[no-any-return]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        pooled = global_pool(self.feature_map(image), self.pooling).float()
         return F.normalize(pooled, p=2.0, dim=1, eps=1e-12)
 
 

@@ -83,11 +83,11 @@ class FeatureMaps:
 
     def __init__(self, backbone: str = "efficientnet-lite0", batch: int = 16) -> None:
         from model.backbones.base import get_backbone
-        from model.heldup.pooling import PooledGraph
+        from model.export.graph import FeaturizerGraph
 
         chosen = get_backbone(backbone)
         self.spec = chosen.spec
-        self.graph = PooledGraph(chosen.build(None), chosen.spec, "avg").eval()
+        self.graph = FeaturizerGraph(chosen.build(None), chosen.spec, "avg").eval()
         self._cache: dict[bytes, np.ndarray] = {}
         self._batch = batch
 

@@ -13,9 +13,8 @@ All are fixed slices and reductions, so they trace to plain ONNX ops (ReduceMean
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import warnings
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.backbones.base import get_backbone
-from model.export.graph import GEM_P, OPSET, FeaturizerGraph, export_onnx
-from model.sidecar import Normalization, Sidecar, file_sha256, make_model_id, write_sidecar
+from model.contract import sidecar_path_for
+from model.export.graph import GEM_P
+from model.heldup.proposals import NO_REGIONS, QueryRegions
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +70,6 @@ def pool_map(feature_map: torch.Tensor, pooling: str) -> torch.Tensor:
     raise ValueError(f"unknown pooling '{pooling}' (known: {', '.join(POOLINGS)})")
 
 
-class PooledGraph(FeaturizerGraph):
-    """The exporter's graph (same front: uint8 BGR NHWC in, normalization inside) with any of :data:`POOLINGS`."""
-
-    def __init__(self, backbone: torch.nn.Module, spec: Any, pooling: str = "avg") -> None:
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling '{pooling}' (known: {', '.join(POOLINGS)})")
-        super().__init__(backbone, spec, pooling="avg")
-        self.pooling = pooling
-
-    def feature_map(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.to(torch.float32).permute(0, 3, 1, 2)
-        if self.swap_rb:
-            x = torch.flip(x, dims=[1])
-        return self.backbone((x - self.norm_mean) / self.norm_std)  # type: ignore[no-any-return]
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return F.normalize(pool_map(self.feature_map(image), self.pooling), p=2.0, dim=1, eps=1e-12)
-
-
 RETRIEVAL_METADATA_KEY = "visualsearch.retrieval"
 
 
@@ -118,74 +98,27 @@ def export_pooled(
     out_dir: Path,
     backbone: str = "efficientnet-lite0",
     variants: Sequence[str] = ("int8",),
-    calibration_images: int = 48,
-    retrieval: dict[str, Any] | None = None,
+    query_regions: QueryRegions = NO_REGIONS,
     progress: bool = False,
 ) -> dict[str, Path]:
     """Export ``backbone`` with ``pooling`` to ``<backbone>-<pooling>-<variant>.onnx`` + sidecars in ``out_dir``.
 
-    The sidecar records ``pooling`` and, under ``extra.retrieval``, the retrieval settings (query regions)
-    the device must apply; fp32 is checked against torch like the main exporter does.
+    The one exporter (:func:`model.export.api.export_model`: parity checks, int8, stamps, sidecars) writes into
+    a scratch folder; the files are then renamed so every pooling under evaluation has its own name and none
+    overwrites the deployed default.
     """
-    from model.export.api import FP32_MIN_COSINE, PARITY_IMAGES, PARITY_SEED, _run_onnx, _run_torch
-    from model.export.calibration import prepared_views
-    from model.export.parity import measure
+    from model.export.api import export_model
 
-    chosen = get_backbone(backbone)
-    spec = chosen.spec
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    graph = PooledGraph(chosen.build(None), spec, pooling).eval()
-    parity_frames = prepared_views(spec.input_size, PARITY_IMAGES // 2, PARITY_SEED)
-    reference = _run_torch(graph, parity_frames)
-    fp32 = out_dir / f"{spec.name}-{pooling}-fp32.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(graph, fp32, spec.input_size)
-    stamp_retrieval(fp32, {"pooling": pooling, **(retrieval or {})})
-    fp32_out = _run_onnx(fp32, parity_frames)
-    parity = measure("torch fp32", reference, fp32_out)
-    if parity.cosine_min < FP32_MIN_COSINE:
-        raise RuntimeError(f"{fp32}: ONNX differs from torch (min cosine {parity.cosine_min:.6f})")
     paths: dict[str, Path] = {}
-
-    def sidecar(path: Path, variant: str, parities: list[Any]) -> None:
-        sha = file_sha256(path)
-        write_sidecar(
-            path,
-            Sidecar(
-                model_id=make_model_id(spec.name, variant, sha),
-                backbone=spec.name,
-                variant=variant,  # type: ignore[arg-type]
-                dim=spec.dim,
-                input_size=spec.input_size,
-                opset=OPSET,
-                normalization=Normalization(
-                    color_order=spec.color_order,  # type: ignore[arg-type]
-                    mean=list(spec.mean),
-                    std=list(spec.std),
-                ),
-                pooling=pooling,
-                weights_source=spec.weights_source,
-                weights_license=spec.weights_license,
-                sha256=sha,
-                parity=parities,
-                exported_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                extra={"retrieval": retrieval or {}, "exporter": "model.heldup.pooling.export_pooled"},
-            ),
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as scratch:
+        made = export_model(
+            backbone, Path(scratch), variants, pooling=pooling, progress=progress, query_regions=query_regions
         )
-
-    sidecar(fp32, "fp32", [parity])
-    paths["fp32"] = fp32
-    if "int8" in variants:
-        from model.export.quantize import quantize_int8
-
-        int8 = out_dir / f"{spec.name}-{pooling}-int8.onnx"
-        frames = prepared_views(spec.input_size, calibration_images, 0)
-        quantize_int8(fp32, int8, frames, progress=progress)
-        stamp_retrieval(int8, {"pooling": pooling, **(retrieval or {})})
-        sidecar(int8, "int8", [measure("onnx fp32", fp32_out, _run_onnx(int8, parity_frames))])
-        paths["int8"] = int8
-    if "fp32" not in variants:
-        paths.pop("fp32")
+        for variant, path in made.items():
+            target = out_dir / f"{backbone}-{pooling}-{variant}.onnx"
+            path.replace(target)
+            Path(sidecar_path_for(str(path))).replace(sidecar_path_for(str(target)))
+            paths[variant] = target
     return paths

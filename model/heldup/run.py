@@ -92,9 +92,7 @@ def ensure_pooling_models(models: Path, poolings: Sequence[str], progress: bool 
         if not valid:
             log.info("exporting %s with %s pooling into %s", BACKBONE, pooling, models)
             regions = CHOSEN_REGIONS if pooling == CHOSEN_POOLING else NO_REGIONS
-            export_pooled(
-                pooling, models, BACKBONE, ("int8",), retrieval={"query_regions": regions.model_dump(mode="json")}
-            )
+            export_pooled(pooling, models, BACKBONE, ("int8",), query_regions=regions)
         out[pooling] = path
     return out
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from model.backbones.base import BackboneSpec
-from model.export.graph import export_onnx
+from model.export.graph import FeaturizerGraph, export_onnx
 from model.heldup.multiview import CatalogViews, aggregate_max, catalog_views, item_scores, oversample, view_rois
-from model.heldup.pooling import POOLINGS, PooledGraph, pool_map, region_boxes, stamp_retrieval
+from model.heldup.pooling import POOLINGS, pool_map, region_boxes, stamp_retrieval
 from model.heldup.proposals import QueryRegions, combine, prepare_regions, propose, saliency_roi
 from model.heldup.settings import (
     SettingsMismatch,
@@ -85,7 +85,7 @@ class _TinyBackbone(torch.nn.Module):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_every_pooling_exports_to_onnx_with_torch_parity(tmp_path: Path, pooling: str) -> None:
-    graph = PooledGraph(_TinyBackbone(), SPEC, pooling).eval()
+    graph = FeaturizerGraph(_TinyBackbone(), SPEC, pooling).eval()
     path = export_onnx(graph, tmp_path / f"{pooling}.onnx", SPEC.input_size)
     frames = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_pooling_and_retrieval_settings_change_the_model_id(tmp_path: Path) -> N
     """Device and index can only agree by model id: a different pooling or region setting must change it."""
     ids = set()
     for pooling in ("avg", "rgem"):
-        path = export_onnx(PooledGraph(_TinyBackbone(), SPEC, pooling).eval(), tmp_path / f"{pooling}.onnx", 32)
+        path = export_onnx(FeaturizerGraph(_TinyBackbone(), SPEC, pooling).eval(), tmp_path / f"{pooling}.onnx", 32)
         ids.add(make_model_id(SPEC.name, "fp32", file_sha256(path)))
     path = tmp_path / "rgem.onnx"
     stamp_retrieval(path, {"pooling": "rgem", "query_regions": QueryRegions().model_dump(mode="json")})
