@@ -24,7 +24,8 @@ from bench.table import print_table
 from edge_component.config import build_config
 from edge_component.loop import EdgeLoop
 from edge_component.publishers import create_publisher
-from edge_component.sources import EndOfStream, FrameReader, FrameSource, create_source
+from edge_component.sources import FrameReader, FrameSource, create_source
+from edge_component.sources.memory import MemoryReader
 from edge_component.wire.codec import FeatureMessage, encode
 from model.featurizer import Featurizer
 
@@ -63,32 +64,6 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
     for frame in frames:
         writer.write(frame)
     writer.release()
-
-
-class _MemoryReader(FrameReader):
-    """Frames already decoded (what a V4L2 camera's buffer gives): isolates the loop's own overhead."""
-
-    kind = "memory"
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.frames = frames
-        self._pos = 0
-
-    @property
-    def live(self) -> bool:
-        return False
-
-    def open(self) -> None:
-        self._pos = 0
-
-    def read(self) -> np.ndarray:
-        if self._pos >= len(self.frames):
-            raise EndOfStream()
-        self._pos += 1
-        return self.frames[self._pos - 1]
-
-    def close(self) -> None:
-        pass
 
 
 def _run_loop(
@@ -208,7 +183,7 @@ def run(quick: bool) -> None:
             loop_fps = loop.processed / loop_s
             sent = loop.publisher.stats()["sent"]
             memory, memory_s = _run_loop(
-                {**common, "source": {"kind": "video", "path": str(video)}}, model, featurizer, _MemoryReader(decoded)
+                {**common, "source": {"kind": "video", "path": str(video)}}, model, featurizer, MemoryReader(decoded)
             )
             memory_fps = memory.processed / memory_s
             # reference: decode and featurize one after the other, no grabber thread

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_component.sources import EndOfStream, FrameReader, FrameSource
+from edge_component.sources import FrameSource
+from edge_component.sources.memory import MemoryReader
 from edge_component.wire.codec import decode
 from model.featurizer import Featurizer
 from tests.edge_component.helpers import Running, config
@@ -18,30 +19,8 @@ from tests.edge_component.helpers import Running, config
 STAGES = {"queued", "prepare", "featurize", "encode", "publish"}
 
 
-class ListReader(FrameReader):
+class ListReader(MemoryReader):
     """Frames from memory, each handed over (not live): runs are exact."""
-
-    kind = "list"
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.frames = frames
-        self._pos = 0
-
-    @property
-    def live(self) -> bool:
-        return False
-
-    def open(self) -> None:
-        self._pos = 0
-
-    def read(self) -> np.ndarray:
-        if self._pos >= len(self.frames):
-            raise EndOfStream()
-        self._pos += 1
-        return self.frames[self._pos - 1]
-
-    def close(self) -> None:
-        pass
 
 
 def _frames(count: int) -> list[np.ndarray]:
