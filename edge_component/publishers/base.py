@@ -184,7 +184,9 @@ class Publisher(ABC):
         return False
 
     def stop(self, flush_timeout: float = 5.0) -> None:
-        if self._thread is not None and self.connected:
+        # Flush also while (re)connecting: a short run can end before the first connect completes, and its
+        # queued messages must still go out (bounded by flush_timeout when the broker stays away).
+        if self._thread is not None:
             self.flush(flush_timeout)
         self._stop.set()
         self._wake.set()

@@ -132,3 +132,24 @@ def test_watchdog_reports_a_stalled_source() -> None:
         assert source.get(timeout=5) is not None
     finally:
         source.stop()
+
+
+def test_stop_delivers_what_was_queued_before_the_first_connect(tmp_path: Path) -> None:
+    from edge_component.publishers import create_publisher
+    from simulator.stack.processes import free_port
+
+    # A short run (a folder of 4 images) can end before the broker connection is up: stopping must still
+    # drain the queue, not discard it because "not connected yet".
+    port = free_port()
+    cfg = config("cam-early", publish={"kind": "mqtt", "mqtt": {"port": port, "reconnect_min_s": 1.0}})
+    publisher = create_publisher(cfg).start()
+    for seq in range(3):
+        publisher.publish("visualsearch/cam-early/features", b"{}", seq=seq)
+    broker = MosquittoProcess(workdir=tmp_path / "mosquitto", port=port).start()
+    try:
+        assert not publisher.connected  # the publisher is still waiting to retry its first connect
+        publisher.stop(flush_timeout=10.0)
+        stats = publisher.stats()
+        assert stats["sent"] == 3 and stats["queue_depth"] == 0 and stats["dropped"] == 0
+    finally:
+        broker.stop()
