@@ -42,7 +42,7 @@ def _roi(cfg: RoiConfig | None) -> Roi | None:
 def _frame_roi(featurizer: Featurizer, cfg: RoiConfig | None) -> Roi | None:
     # The model's sidecar may ask for a centre crop (held-up objects, docs/match-quality.md); it applies
     # inside the configured ROI so device and index use the settings the model was evaluated with.
-    from model.heldup.settings import effective_roi
+    from model.retrieval.settings import effective_roi
 
     return effective_roi(getattr(featurizer, "sidecar", None), _roi(cfg))
 

@@ -97,7 +97,7 @@ def run_export(args: argparse.Namespace) -> int:
 
         return mxnet_cli.run_export(args)
     from model.export.api import ensure_exported, export_model
-    from model.heldup.proposals import NO_REGIONS, QueryRegions
+    from model.retrieval.query_regions import NO_REGIONS, QueryRegions
 
     try:
         if args.query_crop >= 1.0:
@@ -160,7 +160,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     if args.heldup:
-        from model.heldup.run import print_heldup, run_heldup
+        from model.eval.heldup.run import print_heldup, run_heldup
 
         print(f"# model eval --heldup — {args.models} on {args.backend}")
         rows = run_heldup(

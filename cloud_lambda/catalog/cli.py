@@ -77,7 +77,7 @@ def _fail(message: str) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from cloud_lambda.catalog.indexer import IndexingError, IndexOptions, Shard, run_index
-    from model.heldup.multiview import parse_views
+    from model.retrieval.catalog_views import parse_views
 
     try:
         views = parse_views(args.catalog_views)

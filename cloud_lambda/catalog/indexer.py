@@ -31,7 +31,7 @@ from cloud_lambda.catalog.validate import ImageRejected
 from cloud_lambda.catalog.validate import decode as decode_image
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.metadata.base import RESERVED, ItemRecord
-from model.heldup.multiview import SINGLE_VIEW, CatalogViews
+from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 
 JOURNAL = "journal.jsonl"
 WORKER_NICE = 10
@@ -116,8 +116,8 @@ def _worker_init(
 
 def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
     """→ (key, sha256, kind, payload); kind: done | ok (prepared views ``[V, S, S, 3]``) | reject ((reason, message))."""
-    from model.heldup.multiview import catalog_views
     from model.prepare import prepare_frame
+    from model.retrieval.catalog_views import catalog_views
 
     try:
         data = _W["source"].read(key)
@@ -256,7 +256,7 @@ def run_index(
         from model.sidecar import read_sidecar
 
         sidecar = read_sidecar(options.model)
-    from model.heldup.settings import manifest_section
+    from model.retrieval.settings import manifest_section
 
     # Raises for a sidecar whose retrieval settings do not parse: better now than after featurizing.
     retrieval = manifest_section(sidecar, views)

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cloud_lambda.index import VectorIndex, create_index, load_index
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.metadata.sqlite_store import SqliteStore
-from model.heldup.multiview import CatalogViews
-from model.heldup.settings import catalog_views_of
+from model.retrieval.catalog_views import CatalogViews
+from model.retrieval.settings import catalog_views_of
 
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
@@ -63,7 +63,7 @@ class Manifest(BaseModel):
     retrieval: dict[str, Any] | None = Field(
         default=None,
         description="Pooling, query regions and catalog views the index was built for"
-        " (model.heldup.settings.manifest_section); None: an index from before issue 8 (one view per item).",
+        " (model.retrieval.settings.manifest_section); None: an index written before the section existed (one view per item).",
     )
 
 

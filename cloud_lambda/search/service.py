@@ -28,7 +28,7 @@ from edge_component.wire.codec import (
     decode,
     matches_topic,
 )
-from model.heldup.multiview import aggregate_max, oversample
+from model.retrieval.catalog_views import aggregate_max, oversample
 
 MAX_STATUS_BYTES = 16 * 1024
 METADATA_CACHE_ITEMS = 200_000
@@ -296,7 +296,7 @@ class SearchService:
                     raise PhotoModelUnavailable("photo search needs VS_PHOTO_MODEL (the catalog's ONNX model)")
                 from cloud_lambda.catalog.sources import local_model
                 from model.featurizer import Featurizer
-                from model.heldup.settings import SettingsMismatch, check_compatible, effective_roi
+                from model.retrieval.settings import SettingsMismatch, check_compatible, effective_roi
 
                 featurizer = Featurizer(local_model(self.settings.photo_model))
                 try:

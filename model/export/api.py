@@ -23,9 +23,9 @@ from model.contract import VARIANTS
 from model.export.calibration import prepared_views
 from model.export.graph import OPSET, FeaturizerGraph, export_onnx
 from model.export.parity import measure
-from model.heldup.pooling import stamp_retrieval
-from model.heldup.proposals import NO_REGIONS, QueryRegions
-from model.heldup.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, SettingsMismatch, query_regions_of
+from model.retrieval.pooling import stamp_retrieval
+from model.retrieval.query_regions import NO_REGIONS, QueryRegions
+from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, SettingsMismatch, query_regions_of
 from model.sidecar import (
     Normalization,
     Parity,
@@ -136,7 +136,7 @@ def export_model(
 
     ``pooling`` and ``query_regions`` (what the device featurizes of each frame) are the retrieval settings:
     both are stamped into every file's ONNX metadata (so into its hash and model id) and recorded in the
-    sidecar (``pooling``, ``extra.retrieval.query_regions``); see :mod:`model.heldup.settings`.
+    sidecar (``pooling``, ``extra.retrieval.query_regions``); see :mod:`model.retrieval.settings`.
     """
     wanted = _check_variants(variants)
     spec_backbone = get_backbone(backbone)

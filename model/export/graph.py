@@ -14,7 +14,7 @@ from model.backbones.base import BackboneSpec
 from model.contract import INPUT_NAME, OUTPUT_NAME
 
 POOLINGS = ("avg", "gem", "max", "rmac", "rgem")
-"""avg/gem here; max, rmac and rgem (regional) from :mod:`model.heldup.pooling` (held-up-object matching)."""
+"""avg/gem here; max, rmac and rgem (regional) from :mod:`model.retrieval.pooling` (held-up-object matching)."""
 OPSET = 17
 """Stable with the TorchScript exporter, onnxruntime 1.31 quantization and OpenVINO 2026."""
 
@@ -28,7 +28,7 @@ def global_pool(feature_map: torch.Tensor, pooling: str) -> torch.Tensor:
     if pooling == "gem":
         return feature_map.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
     if pooling in POOLINGS:
-        from model.heldup.pooling import pool_map
+        from model.retrieval.pooling import pool_map
 
         return pool_map(feature_map, pooling)
     raise ValueError(f"unknown pooling '{pooling}' (known: {', '.join(POOLINGS)})")

@@ -19,19 +19,19 @@ from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from edge_component.wire.codec import FeatureMessage, encode
 from model.data.photos import load_photos
+from model.eval.heldup.views import held_up_view, load_backgrounds
 from model.export.api import is_valid_export
 from model.featurizer import Featurizer
-from model.heldup.multiview import CatalogViews
-from model.heldup.pooling import RETRIEVAL_METADATA_KEY
-from model.heldup.proposals import NO_REGIONS
-from model.heldup.settings import (
+from model.retrieval.catalog_views import CatalogViews
+from model.retrieval.pooling import RETRIEVAL_METADATA_KEY
+from model.retrieval.query_regions import NO_REGIONS
+from model.retrieval.settings import (
     DEFAULT_POOLING,
     DEFAULT_QUERY_REGIONS,
     effective_roi,
     manifest_section,
     query_regions_of,
 )
-from model.heldup.views import held_up_view, load_backgrounds
 from model.sidecar import read_sidecar
 from simulator.stack.processes import RedisProcess
 

@@ -22,10 +22,10 @@ from cloud_lambda.settings import CloudSettings
 from edge_component.wire.codec import FeatureMessage, encode
 from model.data.photos import load_photos
 from model.featurizer import Featurizer
-from model.heldup.multiview import SINGLE_VIEW, CatalogViews, parse_views
-from model.heldup.pooling import stamp_retrieval
-from model.heldup.proposals import QueryRegions
-from model.heldup.settings import effective_roi, manifest_section
+from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews, parse_views
+from model.retrieval.pooling import stamp_retrieval
+from model.retrieval.query_regions import QueryRegions
+from model.retrieval.settings import effective_roi, manifest_section
 from model.sidecar import file_sha256, make_model_id, read_sidecar, write_sidecar
 from model.testing import build_tiny_model
 from simulator.stack.processes import RedisProcess

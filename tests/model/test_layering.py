@@ -1,11 +1,13 @@
-"""design.md's layering: ``model`` imports nothing of the other packages (directly or via importlib)."""
+"""design.md's layering: ``model`` imports nothing of the other packages (directly or via importlib), and the
+product path imports no evaluation code (``model.eval`` is only reached from the ``model eval`` command)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-MODEL = Path(__file__).resolve().parents[2] / "model"
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "model"
 OTHERS = ("cloud_lambda", "edge_component", "simulator", "bench", "tests")
 
 
@@ -32,6 +34,24 @@ def test_model_imports_nothing_of_the_other_packages() -> None:
         for name in imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if name.split(".")[0] in OTHERS:
                 offenders.append(f"{path.relative_to(MODEL.parent)}: {name}")
+    assert not offenders, offenders
+
+
+PRODUCT = ("cloud_lambda", "edge_component", "model")
+EVAL_ENTRY = {"model/cli.py"}
+"""The one product file that may reach the evaluation: the ``model eval`` sub-command (imported lazily)."""
+
+
+def test_product_code_imports_no_evaluation_code() -> None:
+    offenders = []
+    for package in PRODUCT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("model/eval/") or rel in EVAL_ENTRY:
+                continue
+            for name in imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                if name == "model.eval" or name.startswith("model.eval."):
+                    offenders.append(f"{rel}: {name}")
     assert not offenders, offenders
 
 

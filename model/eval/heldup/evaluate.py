@@ -20,10 +20,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from model.heldup.multiview import SINGLE_VIEW, CatalogViews, aggregate_max, catalog_views, item_scores, oversample
-from model.heldup.proposals import NO_REGIONS, QueryRegions, combine, prepare_regions
-from model.heldup.views import HeldUpSet
+from model.eval.heldup.views import HeldUpSet
 from model.prepare import prepare_frame
+from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews, aggregate_max, catalog_views, oversample
+from model.retrieval.query_regions import NO_REGIONS, QueryRegions, combine, prepare_regions
 
 DEVICE_FRAME = (1280, 720)
 
@@ -106,7 +106,7 @@ class FeatureMaps:
 
 
 class TorchPooling:
-    """fp32 torch backbone + one of :data:`model.heldup.pooling.POOLINGS` (for choosing before exporting)."""
+    """fp32 torch backbone + one of :data:`model.retrieval.pooling.POOLINGS` (for choosing before exporting)."""
 
     def __init__(self, maps: FeatureMaps, pooling: str) -> None:
         self.name = f"{maps.spec.name} {pooling} torch-fp32"
@@ -119,7 +119,7 @@ class TorchPooling:
         import torch
         import torch.nn.functional as F
 
-        from model.heldup.pooling import pool_map
+        from model.retrieval.pooling import pool_map
 
         if len(batch) == 0:
             return np.zeros((0, self.dim), np.float32)
@@ -165,6 +165,14 @@ def embed_queries(embedder: PreparedEmbedder, frames: Sequence[np.ndarray], regi
         out.append(combine(flat[start : start + size], regions))
         start += size
     return np.stack(out)
+
+
+def item_scores(similarity: np.ndarray, owners: Sequence[int] | np.ndarray, items: int) -> np.ndarray:
+    """Dense version for evaluation: ``[Q, rows]`` similarities → ``[Q, items]`` best score per item."""
+    owner_arr = np.asarray(owners, dtype=np.int64)
+    out = np.full((similarity.shape[0], items), -np.inf, dtype=np.float32)
+    np.maximum.at(out.T, owner_arr, similarity.T.astype(np.float32))
+    return out
 
 
 def recall_at(scores: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1, 5)) -> dict[int, float]:

@@ -1,8 +1,8 @@
 """``visual-search model eval --heldup``: the held-up table — baseline vs each technique vs the chosen default.
 
 Rows use the exported int8 models on the real runtime (what the device runs): one export per pooling under
-test (``efficientnet-lite0-<pooling>-int8.onnx``, made by :func:`model.heldup.pooling.export_pooled` when
-missing; ``avg`` is the pre-issue-8 baseline, ``rgem`` carries the chosen query crop like the default export).
+test (``efficientnet-lite0-<pooling>-int8.onnx``, made by :func:`model.eval.heldup.exports.export_pooled` when
+missing; ``avg`` is the earlier whole-frame baseline, ``rgem`` carries the chosen query crop like the default export).
 ``--torch-pooling`` adds fp32 torch rows for every pooling (cheap: one backbone pass, then reductions).
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.heldup.evaluate import (
+from model.eval.heldup.evaluate import (
     SEARCH_ITEMS,
     FeatureMaps,
     OnnxEmbedder,
@@ -27,10 +27,10 @@ from model.heldup.evaluate import (
     score_option,
     search_ms,
 )
-from model.heldup.multiview import SINGLE_VIEW, CatalogViews
-from model.heldup.proposals import NO_REGIONS, QueryRegions
-from model.heldup.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS
-from model.heldup.views import build_heldup_set
+from model.eval.heldup.views import build_heldup_set
+from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
+from model.retrieval.query_regions import NO_REGIONS, QueryRegions
+from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("baseline (avg, the pre-issue-8 default)", "avg"),
+    Option("baseline (avg, whole frame)", "avg"),
     Option("pooling: GeM p=3", "gem"),
     Option("pooling: R-MAC", "rmac"),
     Option("pooling: regional GeM", "rgem"),
@@ -79,7 +79,7 @@ def model_file(models: Path, pooling: str) -> Path:
 
 def ensure_pooling_models(models: Path, poolings: Sequence[str], progress: bool = True) -> dict[str, Path]:
     """Pooling → int8 model path, exporting what is missing (avg: the standard export)."""
-    from model.heldup.pooling import export_pooled
+    from model.eval.heldup.exports import export_pooled
     from model.sidecar import SidecarError, read_sidecar
 
     out: dict[str, Path] = {}

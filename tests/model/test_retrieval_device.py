@@ -9,10 +9,10 @@ import pytest
 from edge_component.config import RoiConfig
 from edge_component.loop import _frame_roi
 from model.featurizer import Featurizer
-from model.heldup.proposals import QueryRegions
-from model.heldup.settings import effective_roi
 from model.prepare import Roi
-from tests.model.test_heldup import _with_regions
+from model.retrieval.query_regions import QueryRegions
+from model.retrieval.settings import effective_roi
+from tests.model.test_retrieval import _with_regions
 
 
 def test_effective_roi_composes_the_model_crop_inside_the_user_roi() -> None:

@@ -1,4 +1,4 @@
-"""Held-up-object matching (issue 8): views, pooling in the graph, multi-view aggregation, query regions,
+"""Held-up-object matching: views, pooling in the graph, multi-view aggregation, query regions,
 settings recorded in sidecar/manifest and refused when they differ."""
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ import pytest
 import torch
 
 from model.backbones.base import BackboneSpec
+from model.eval.heldup.evaluate import item_scores
+from model.eval.heldup.views import HeldUpParams, held_up_view, load_backgrounds
 from model.export.graph import FeaturizerGraph, export_onnx
-from model.heldup.multiview import CatalogViews, aggregate_max, catalog_views, item_scores, oversample, view_rois
-from model.heldup.pooling import POOLINGS, pool_map, region_boxes, stamp_retrieval
-from model.heldup.proposals import QueryRegions, combine, prepare_regions, propose, saliency_roi
-from model.heldup.settings import (
+from model.prepare import prepare_frame
+from model.retrieval.catalog_views import CatalogViews, aggregate_max, catalog_views, oversample, view_rois
+from model.retrieval.pooling import POOLINGS, pool_map, region_boxes, stamp_retrieval
+from model.retrieval.query_regions import QueryRegions, combine, prepare_regions, propose, saliency_roi
+from model.retrieval.settings import (
     SettingsMismatch,
     check_compatible,
     device_roi,
     manifest_section,
     query_regions_of,
 )
-from model.heldup.views import HeldUpParams, held_up_view, load_backgrounds
-from model.prepare import prepare_frame
 from model.sidecar import file_sha256, make_model_id, read_sidecar, write_sidecar
 from model.testing import build_tiny_model
 from simulator.stack.processes import RedisProcess

@@ -153,11 +153,3 @@ def aggregate_max(
 def oversample(k: int, views: CatalogViews, rows: int) -> int:
     """How many view rows to fetch so that ``k`` distinct items survive the fold (all views of k items)."""
     return min(rows, k * views.count)
-
-
-def item_scores(similarity: np.ndarray, owners: Sequence[int] | np.ndarray, items: int) -> np.ndarray:
-    """Dense version for evaluation: ``[Q, rows]`` similarities → ``[Q, items]`` best score per item."""
-    owner_arr = np.asarray(owners, dtype=np.int64)
-    out = np.full((similarity.shape[0], items), -np.inf, dtype=np.float32)
-    np.maximum.at(out.T, owner_arr, similarity.T.astype(np.float32))
-    return out

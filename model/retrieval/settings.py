@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model.heldup.multiview import SINGLE_VIEW, CatalogViews
-from model.heldup.proposals import NO_REGIONS, QueryRegions
 from model.prepare import Roi
+from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
+from model.retrieval.query_regions import NO_REGIONS, QueryRegions
 from model.sidecar import Sidecar
 
 DEFAULT_POOLING = "rgem"
@@ -44,7 +44,7 @@ class RetrievalSettings(BaseModel):
 
 
 def query_regions_of(sidecar: Sidecar) -> QueryRegions:
-    """The sidecar's query regions (none recorded: the whole frame, as every model before issue 8)."""
+    """The sidecar's query regions (none recorded: the whole frame, as models exported before the setting existed)."""
     raw = (sidecar.extra or {}).get("retrieval", {}).get("query_regions")
     if raw is None:
         return NO_REGIONS
@@ -68,7 +68,7 @@ def manifest_section(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> dic
 
 
 def catalog_views_of(manifest_retrieval: Mapping[str, Any] | None) -> CatalogViews:
-    """The manifest's catalog views (an index written before issue 8 holds one view per item)."""
+    """The manifest's catalog views (an index written before the setting existed holds one view per item)."""
     if not manifest_retrieval:
         return SINGLE_VIEW
     return CatalogViews.model_validate(manifest_retrieval.get("catalog_views") or {})
