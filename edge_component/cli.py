@@ -144,6 +144,7 @@ def run_command(args: argparse.Namespace) -> int:
             device=cfg.model.device,
             threads=cfg.model.threads,
             spinning=cfg.model.spinning,
+            choice_cache=cfg.model.backend_cache,
         )
         source = create_source(cfg.source)
         publisher = create_publisher(cfg)

@@ -94,6 +94,12 @@ class ModelConfig(_Model):
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto", description="Inference runtime.")
     device: str = Field(default="auto", description="auto, or cpu/cuda/tensorrt (onnxruntime), CPU/GPU/NPU (OpenVINO).")
     threads: int | None = Field(default=None, gt=0, description="Inference threads (default: the runtime's choice).")
+    backend_cache: str | None = Field(
+        default=None,
+        description="File where backend 'auto' keeps the backend it measured fastest for this model and machine "
+        "(measured again when the CPU, runtime versions, providers or threads change). Default: "
+        "backend-choice.json in the component's work folder on Greengrass, else ~/.cache/edge-visual-search/.",
+    )
     spinning: bool = Field(
         default=False,
         description="Let idle onnxruntime threads busy-wait for the next frame. Off by default: the grabber "

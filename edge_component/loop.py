@@ -64,6 +64,7 @@ class EdgeLoop:
         """Per published frame, the parts its age is made of (ms): queued, prepare, featurize, encode, publish."""
         self._fps = RateMeter()
         self._roi = _frame_roi(featurizer, config.live.roi)
+        self._choice = featurizer.backend_choice.as_dict()
         self._lock = threading.Lock()
         # Seq must not repeat across restarts: the cloud's idempotency marker is keyed by (device, seq)
         # for 24 h. Starting from the epoch in milliseconds keeps it increasing across restarts.
@@ -113,6 +114,7 @@ class EdgeLoop:
                 "device_id": self.config.device_id,
                 "model_id": self.featurizer.model_id,
                 "backend": self.featurizer.backend_info.describe(),
+                "backend_choice": self.featurizer.backend_choice.reason,
                 "source": self.source.reader.describe(),
                 "publisher": self.publisher.kind,
             },
@@ -255,7 +257,8 @@ class EdgeLoop:
             last_error=errors[0] if errors else None,
             # What the runtime really computes in (OpenVINO CPU runs fp32 models in bf16) and with how many
             # threads: operators compare devices by these before blaming the model.
-            extra={"precision": info.precision, "threads": info.threads},
+            # and why auto chose this backend (measured ms per candidate, or cached, or the only one present).
+            extra={"precision": info.precision, "threads": info.threads, "backend_choice": self._choice},
         )
 
     def _maybe_status(self) -> None:

@@ -62,6 +62,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     info.add_argument("file", type=Path, help="an exported .onnx file")
     info.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     info.add_argument("--device", default="auto", help="backend device (cpu, cuda, tensorrt; CPU, GPU, NPU)")
+    info.add_argument("--threads", type=int, default=None, help="inference threads (as the device would run)")
+    info.add_argument(
+        "--backend-cache",
+        type=Path,
+        default=None,
+        help="auto's measured-choice cache (default: the device's; see docs/edge.md) — shows what auto would run",
+    )
+    info.add_argument("--remeasure", action="store_true", help="auto: time every backend now and cache the result")
     info.set_defaults(handler=run_info)
 
     evaluate = sub.add_parser("eval", help="retrieval-quality tables for every variant vs a raw-pixel baseline")
@@ -150,11 +158,29 @@ def run_info(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"model file {args.file} does not exist")
         sidecar = read_sidecar(args.file)
         print(json.dumps(sidecar.model_dump(mode="json"), indent=2))
-        fz = Featurizer(args.file, backend=args.backend, device=args.device, warmup=0)
+        if args.remeasure:
+            from model.runtime.choice_cache import ChoiceCache
+
+            ChoiceCache(args.backend_cache).forget(sidecar.model_id)
+        fz = Featurizer(
+            args.file,
+            backend=args.backend,
+            device=args.device,
+            threads=args.threads,
+            warmup=0,
+            choice_cache=args.backend_cache,
+        )
     except (FileNotFoundError, SidecarError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    choice = fz.backend_choice
     print(f"backend: {fz.backend_info.describe()}")
+    print(f"chosen: {choice.how} — {choice.reason}")
+    for label, ms in sorted(choice.measured_ms.items(), key=lambda item: item[1]):
+        mark = "  <- runs" if label == f"{choice.backend}/{choice.device}" else ""
+        print(f"  {label:<28} {ms:8.2f} ms{mark}")
+    for label, error in sorted(choice.skipped.items()):
+        print(f"  {label:<28} skipped: {error}")
     return 0
 
 

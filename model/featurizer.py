@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from model.prepare import Roi, prepare_frame
-from model.runtime.base import (
-    BackendInfo,
-    InferenceBackend,
-    create_backend,
-)
+from model.runtime.base import BackendInfo, InferenceBackend
+from model.runtime.choice_cache import ChoiceCache
+from model.runtime.selection import BackendChoice, select_backend
+from model.runtime.trial import TrialSettings
 from model.sidecar import Sidecar, SidecarError, read_sidecar
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,10 @@ class Featurizer:
     """Loads ``model_path`` (checked against its sidecar) and turns prepared frames into vectors.
 
     ``backend``: ``auto`` | ``onnxruntime`` | ``openvino``; ``device``: ``auto`` or a backend-specific device
-    (``cpu``, ``cuda``, ``tensorrt`` for onnxruntime; ``CPU``, ``GPU``, ``NPU`` for OpenVINO).
+    (``cpu``, ``cuda``, ``tensorrt`` for onnxruntime; ``CPU``, ``GPU``, ``NPU`` for OpenVINO). ``auto`` times
+    every candidate present on this model and keeps the fastest (:mod:`model.runtime.selection`), cached in
+    ``choice_cache`` (a path; default: :func:`model.runtime.choice_cache.default_cache_path`; ``False``: none);
+    :attr:`backend_choice` says what was chosen and why.
     ``spinning``: ``False`` stops idle inference threads from busy-waiting (onnxruntime's
     ``session.intra_op.allow_spinning``) when other work shares the cores; ``None`` keeps the runtime's default.
     Backends without such a switch (OpenVINO) ignore it.
@@ -41,6 +44,8 @@ class Featurizer:
         threads: int | None = None,
         warmup: int = 2,
         spinning: bool | None = None,
+        choice_cache: str | os.PathLike[str] | Literal[False] | None = None,
+        trial: TrialSettings | None = None,
     ) -> None:
         path = Path(model_path)
         if not path.exists():
@@ -48,11 +53,30 @@ class Featurizer:
         self.model_path = str(path)
         self.sidecar: Sidecar = read_sidecar(path)
         self.spinning = spinning
-        self._backend: InferenceBackend = create_backend(self.model_path, backend, device, threads, spinning=spinning)
+        selected = select_backend(
+            self.model_path,
+            backend,
+            device,
+            threads,
+            model_id=self.sidecar.model_id,
+            input_size=self.sidecar.input_size,
+            cache=False if choice_cache is False else ChoiceCache(choice_cache),
+            trial=trial,
+            spinning=spinning,
+        )
+        self._backend: InferenceBackend = selected.backend
+        self.backend_choice: BackendChoice = selected.choice
         self._check_contract()
         for _ in range(max(0, warmup)):
             self.featurize(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
-        log.info("featurizer %s loaded on %s", self.model_id, self.backend_info.describe())
+        log.info(
+            "featurizer loaded",
+            extra={
+                "model_id": self.model_id,
+                "backend": self.backend_info.describe(),
+                "why": self.backend_choice.reason,
+            },
+        )
 
     # --- what callers read -------------------------------------------------------------------------
     @property

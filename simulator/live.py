@@ -128,7 +128,11 @@ def run_live(
     if stats_out is None and show_stats:
         stats_out = sys.stderr
     featurizer = Featurizer(
-        config.model.path, backend=config.model.backend, device=config.model.device, threads=config.model.threads
+        config.model.path,
+        backend=config.model.backend,
+        device=config.model.device,
+        threads=config.model.threads,
+        choice_cache=config.model.backend_cache,
     )
     loop = EdgeLoop(config, create_source(config.source), featurizer, create_publisher(config))
     if on_loop is not None:

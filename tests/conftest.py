@@ -17,6 +17,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _backend_choice_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """auto's measured-backend cache goes to a session folder, never to the user's ~/.cache."""
+    from model.runtime.choice_cache import CACHE_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("backend-choice") / "backend-choice.json"))
+        yield
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     server = RedisProcess(workdir=tmp_path / "redis").start()

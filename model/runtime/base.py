@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,14 +38,28 @@ class InferenceBackend(ABC):
 
     name: ClassVar[str]
     priority: ClassVar[int] = 100
+    """Order of the candidates in ``auto``'s trial and in listings (the trial, not this, picks the winner)."""
     options: ClassVar[frozenset[str]] = frozenset()
     """Backend-specific keyword options its constructor takes (e.g. ``spinning``, ``precision``)."""
-    """Lower runs first when the backend is chosen automatically."""
+    fallback: str | None = None
+    """Set when the runtime silently runs on something other than the device asked for (onnxruntime drops a
+    provider whose libraries are missing): ``auto``'s trial skips such a candidate instead of timing the CPU
+    twice under a GPU's name."""
 
     @classmethod
     @abstractmethod
     def is_available(cls) -> bool:
         """True when the runtime imports here (cheap; no model is loaded)."""
+
+    @classmethod
+    def candidate_devices(cls) -> list[str]:
+        """The devices of this runtime present here that ``auto`` should time (e.g. ``cuda``, ``cpu``)."""
+        return ["auto"]
+
+    @classmethod
+    def fingerprint(cls) -> dict[str, str]:
+        """What a cached ``auto`` choice depends on: runtime version, providers or devices and their names."""
+        return {}
 
     @abstractmethod
     def __init__(self, model_path: str, device: str = "auto", threads: int | None = None) -> None: ...
@@ -79,34 +94,57 @@ def available_backends() -> list[str]:
     return [c.name for c in ordered if c.is_available()]
 
 
+def registry() -> dict[str, type[InferenceBackend]]:
+    """Every registered backend (installed or not), plugins loaded."""
+    _load_plugins()
+    return BACKENDS
+
+
+def check_options(options: dict[str, Any], backends: Mapping[str, type[InferenceBackend]]) -> None:
+    unknown = set(options) - set().union(*(c.options for c in backends.values()))
+    if unknown:
+        raise TypeError(f"no backend takes the option(s) {', '.join(sorted(unknown))}")
+
+
+def open_backend(
+    cls: type[InferenceBackend], model_path: str, device: str, threads: int | None, options: dict[str, Any]
+) -> InferenceBackend:
+    """``cls`` on ``device`` with the options it declares (the others are ignored, so one call fits all)."""
+    own = {key: value for key, value in options.items() if key in cls.options and value is not None}
+    return cls(model_path, device=device, threads=threads, **own)
+
+
+def explicit_backend(
+    model_path: str,
+    backend: str,
+    device: str = "auto",
+    threads: int | None = None,
+    backends: Mapping[str, type[InferenceBackend]] | None = None,
+    **options: Any,
+) -> InferenceBackend:
+    """The named backend, or a clear error when it is unknown or not installed."""
+    backends = registry() if backends is None else backends
+    check_options(options, backends)
+    if backend not in backends:
+        raise BackendUnavailable(f"unknown backend '{backend}'; known: {', '.join(sorted(backends))}")
+    cls = backends[backend]
+    if not cls.is_available():
+        raise BackendUnavailable(f"backend '{backend}' is not installed here (pip extra missing?)")
+    return open_backend(cls, model_path, device, threads, options)
+
+
 def create_backend(
     model_path: str, backend: str = "auto", device: str = "auto", threads: int | None = None, **options: Any
 ) -> InferenceBackend:
-    """Open ``model_path`` on ``backend`` (or the best available one when ``auto``).
+    """Open ``model_path`` on ``backend``, or on the fastest one measured here when ``auto``.
 
     ``options`` go to the backends that declare them in :attr:`InferenceBackend.options` and are ignored by
     the others, so one call works whichever backend ``auto`` picks (e.g. ``spinning`` is onnxruntime's).
+    ``auto`` runs :func:`model.runtime.selection.select_backend` with its default cache; callers that report
+    the choice (``Featurizer``) call that directly.
     """
-    _load_plugins()
-
-    def open_with(cls: type[InferenceBackend]) -> InferenceBackend:
-        own = {key: value for key, value in options.items() if key in cls.options and value is not None}
-        return cls(model_path, device=device, threads=threads, **own)
-
-    unknown = set(options) - set().union(*(c.options for c in BACKENDS.values()))
-    if unknown:
-        raise TypeError(f"no backend takes the option(s) {', '.join(sorted(unknown))}")
     if backend != "auto":
-        if backend not in BACKENDS:
-            raise BackendUnavailable(f"unknown backend '{backend}'; known: {', '.join(sorted(BACKENDS))}")
-        cls = BACKENDS[backend]
-        if not cls.is_available():
-            raise BackendUnavailable(f"backend '{backend}' is not installed here (pip extra missing?)")
-        return open_with(cls)
-    errors: list[str] = []
-    for name in available_backends():
-        try:
-            return open_with(BACKENDS[name])
-        except BackendUnavailable as exc:
-            errors.append(f"{name}: {exc}")
-    raise BackendUnavailable("no inference backend could open the model: " + "; ".join(errors or ["none installed"]))
+        return explicit_backend(model_path, backend, device, threads, **options)
+    from model.runtime.selection import select_backend
+
+    return select_backend(model_path, backend, device, threads, **options).backend

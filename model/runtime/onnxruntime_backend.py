@@ -18,6 +18,12 @@ PROVIDER_ORDER = (
     "OpenVINOExecutionProvider",
     "CPUExecutionProvider",
 )
+_CANDIDATES = (
+    ("tensorrt", "TensorrtExecutionProvider"),
+    ("cuda", "CUDAExecutionProvider"),
+    ("openvino", "OpenVINOExecutionProvider"),
+    ("cpu", "CPUExecutionProvider"),
+)
 DEVICE_TO_PROVIDER = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -48,6 +54,21 @@ class OnnxRuntimeBackend(InferenceBackend):
         except ImportError:
             return False
         return True
+
+    @classmethod
+    def candidate_devices(cls) -> list[str]:
+        """One device per execution provider this build has; a provider listed without its libraries (CUDA
+        in ``onnxruntime-gpu`` on a machine without a driver) is caught when the trial opens it."""
+        import onnxruntime as ort
+
+        available = set(ort.get_available_providers())
+        return [device for device, provider in _CANDIDATES if provider in available]
+
+    @classmethod
+    def fingerprint(cls) -> dict[str, str]:
+        import onnxruntime as ort
+
+        return {"onnxruntime": ort.__version__, "onnxruntime.providers": ",".join(ort.get_available_providers())}
 
     def __init__(
         self, model_path: str, device: str = "auto", threads: int | None = None, spinning: bool | None = None
@@ -90,7 +111,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         in_use = tuple(self._session.get_providers())
         # onnxruntime silently drops a provider whose libraries are missing; say so instead.
         if wanted and in_use and in_use[0] != wanted[0]:
-            log.warning("onnxruntime fell back from %s to %s", wanted[0], in_use[0])
+            self.fallback = f"onnxruntime fell back from {wanted[0]} to {in_use[0]}"
+            log.warning("onnxruntime fell back", extra={"wanted": wanted[0], "running": in_use[0]})
         device_name = {
             "TensorrtExecutionProvider": "GPU (TensorRT)",
             "CUDAExecutionProvider": "GPU (CUDA)",

@@ -8,6 +8,8 @@ import numpy as np
 
 from model.runtime.base import BackendInfo, BackendUnavailable, InferenceBackend, register
 
+_META_DEVICES = frozenset({"AUTO", "MULTI", "HETERO", "BATCH"})
+
 
 @register
 class OpenVinoBackend(InferenceBackend):
@@ -22,6 +24,27 @@ class OpenVinoBackend(InferenceBackend):
         except ImportError:
             return False
         return True
+
+    @classmethod
+    def candidate_devices(cls) -> list[str]:
+        """Every physical device OpenVINO sees (``CPU``, ``GPU.0``, ``NPU``); the AUTO meta-device would only
+        repeat one of them."""
+        import openvino as ov
+
+        return [d for d in ov.Core().available_devices if d.split(".")[0] not in _META_DEVICES]
+
+    @classmethod
+    def fingerprint(cls) -> dict[str, str]:
+        import openvino as ov
+
+        core = ov.Core()
+        found = {"openvino": ov.get_version()}
+        for device in core.available_devices:
+            try:
+                found[f"openvino.{device}"] = str(core.get_property(device, "FULL_DEVICE_NAME"))
+            except Exception:  # a device plugin that cannot answer still counts as present
+                found[f"openvino.{device}"] = "present"
+        return found
 
     def __init__(
         self, model_path: str, device: str = "auto", threads: int | None = None, precision: str | None = None

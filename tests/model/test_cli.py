@@ -18,6 +18,21 @@ def test_info_prints_sidecar_and_backend(exported_models: dict[str, Path], capsy
     assert "onnxruntime on CPU" in backend_line
 
 
+def test_info_says_what_auto_runs_and_why(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("openvino")
+    cache = tmp_path / "choice.json"
+    args = ["model", "info", str(tiny_model), "--threads", "1", "--backend-cache", str(cache)]
+    assert main(args) == 0
+    out = capsys.readouterr().out.split("backend:", 1)[1]
+    assert "chosen: measured — measured: " in out
+    runs = [line for line in out.splitlines() if line.endswith("<- runs")]
+    assert len(runs) == 1 and ("onnxruntime/cpu" in out and "openvino/CPU" in out)
+    assert main(args) == 0
+    assert "chosen: cached — cached from " in capsys.readouterr().out
+    assert main([*args, "--remeasure"]) == 0
+    assert "chosen: measured — " in capsys.readouterr().out
+
+
 def test_info_on_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["model", "info", str(tmp_path / "none.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
