@@ -61,7 +61,7 @@ audit: setup
 	-$(VENV)/bin/pip-audit -r requirements/constraints.txt --no-deps --progress-spinner off
 
 component: setup
-	$(PY) -m edge_component.packaging.build
+	$(PY) -m edge_component.packaging.build $(if $(VERSION),--version $(VERSION)) $(if $(MODEL),--model $(MODEL))
 
 clean:
 	rm -rf greengrass-build $(STATE) .pytest_cache .mypy_cache .ruff_cache test-artifacts

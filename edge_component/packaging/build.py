@@ -4,6 +4,11 @@ Does what ``gdk component build`` does for a custom build, so it runs without th
 it as its ``custom_build_command``): validates gdk-config.json and the recipe, zips the device code with a
 pinned requirements file, copies the model and its sidecar, and renders the recipe with the component
 name, version, publisher and the artifact URIs filled in.
+
+The zip's code is the import closure of the device entry point ``edge_component.__main__``
+(:mod:`edge_component.packaging.closure`), at the zip's root: the nucleus extracts ``NAME.zip`` into
+``{artifacts:decompressedPath}/NAME/``, so ``python -m edge_component`` runs from that folder. The build
+refuses a closure that imports a third-party module the device does not install (torch, faiss, ...).
 """
 
 from __future__ import annotations
@@ -19,23 +24,27 @@ from typing import Any
 
 import yaml
 
-from edge_component.packaging.validate import check_gdk_config, check_recipe
+from edge_component.packaging.closure import ClosureError, import_closure
+from edge_component.packaging.validate import SEMVER_RE, check_gdk_config, check_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 ZIP_STEM = "EdgeVisualSearch"
-# What the device needs: the loop and the model runtime, not export/finetune/cloud code (no torch).
-CODE = [
-    "edge_component/**/*.py",
-    "model/__init__.py",
-    "model/contract.py",
-    "model/sidecar.py",
-    "model/prepare.py",
-    "model/featurizer.py",
-    "model/runtime/*.py",
-    "simulator/__init__.py",
-    "simulator/cli.py",
-]
+ENTRY_MODULES = ["edge_component.__main__"]
 DEVICE_PACKAGES = ["numpy", "pydantic", "pyyaml", "opencv-python-headless", "onnxruntime", "paho-mqtt", "awsiotsdk"]
+# Third-party modules the device code may import: top-level import name → where the device gets it.
+DEVICE_IMPORTS = {
+    "numpy": "numpy",
+    "pydantic": "pydantic",
+    "yaml": "pyyaml",
+    "cv2": "opencv-python-headless",
+    "onnxruntime": "onnxruntime",
+    "paho": "paho-mqtt",
+    "awsiot": "awsiotsdk",
+    "awscrt": "awsiotsdk",
+    "openvino": "openvino (installed when the device's runtime is OpenVINO; probed before import)",
+    "greengrasssdk": "the Greengrass v1 core (probed before import)",
+    "awscam": "the DeepLens image (probed before import)",
+}
 DEFAULT_MODELS = [
     ROOT / "artifacts/models/efficientnet-lite0-int8.onnx",
     ROOT / ".cache/models/efficientnet-lite0-int8.onnx",
@@ -67,6 +76,25 @@ def pinned_requirements(constraints: Path) -> list[str]:
     return out
 
 
+def device_code(root: Path) -> list[str]:
+    """The files the device imports (relative paths), checked against what the device installs."""
+    try:
+        closure = import_closure(root, ENTRY_MODULES)
+    except ClosureError as exc:
+        raise BuildError(f"the device code has a broken import: {exc}") from exc
+    foreign = {name: sorted(users) for name, users in closure.third_party.items() if name not in DEVICE_IMPORTS}
+    if foreign:
+        listed = "; ".join(f"{name} (imported by {', '.join(users)})" for name, users in sorted(foreign.items()))
+        raise BuildError(f"the device code imports modules the device does not install: {listed}")
+    return closure.relative_files()
+
+
+def check_version(version: str) -> str:
+    if not SEMVER_RE.match(version):
+        raise BuildError(f"component version {version!r} is not semver: use MAJOR.MINOR.PATCH, e.g. 1.0.0")
+    return version
+
+
 def render_recipe(recipe: dict[str, Any], name: str, version: str, author: str, bucket: str | None) -> dict[str, Any]:
     rendered = json.loads(json.dumps(recipe))  # deep copy, aliases expanded
     rendered["ComponentName"], rendered["ComponentVersion"], rendered["ComponentPublisher"] = name, version, author
@@ -94,6 +122,7 @@ def build(root: Path, model: Path | None, out: Path, version: str | None = None)
             project = (root / "pyproject.toml").read_text()
             found = re.search(r'^version\s*=\s*"([^"]+)"', project, re.M)
             version = found.group(1) if found else "1.0.0"
+    version = check_version(version)
     model = model or next((m for m in DEFAULT_MODELS if m.exists()), None)
     if model is None or not model.exists():
         raise BuildError(
@@ -109,12 +138,13 @@ def build(root: Path, model: Path | None, out: Path, version: str | None = None)
     recipes.mkdir(parents=True)
 
     zip_path = artifacts / f"{ZIP_STEM}.zip"
+    code = device_code(root)
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        files = sorted({p for pattern in CODE for p in root.glob(pattern) if "__pycache__" not in p.parts})
-        for path in files:
-            archive.write(path, f"{ZIP_STEM}/{path.relative_to(root)}")
+        # Entries at the root: the nucleus unzips into {artifacts:decompressedPath}/EdgeVisualSearch/ itself.
+        for relative in code:
+            archive.write(root / relative, relative)
         archive.writestr(
-            f"{ZIP_STEM}/requirements.txt", "\n".join(pinned_requirements(root / "requirements/constraints.txt")) + "\n"
+            "requirements.txt", "\n".join(pinned_requirements(root / "requirements/constraints.txt")) + "\n"
         )
     # The recipe names the model artifact by its conventional file name; copy under that name.
     shutil.copy2(model, artifacts / "efficientnet-lite0-int8.onnx")
@@ -131,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_component.packaging.build", description=__doc__)
     parser.add_argument("--model", type=Path, help="ONNX featurizer to ship (default: artifacts/models/…-int8.onnx)")
     parser.add_argument("--out", type=Path, default=ROOT / "greengrass-build")
-    parser.add_argument("--version", help="component version (default: gdk-config.json, NEXT_PATCH → pyproject)")
+    parser.add_argument(
+        "--version",
+        help="component version, semver MAJOR.MINOR.PATCH (default: gdk-config.json, NEXT_PATCH → pyproject)",
+    )
     args = parser.parse_args(argv)
     try:
         paths = build(ROOT, args.model, args.out, args.version)

@@ -112,8 +112,8 @@ def check_recipe(recipe: Any, component_name: str | None = None) -> list[str]:
                 errors.append(f"{where}.Lifecycle.{phase}: required script")
         run = lifecycle.get("Run")
         run_script = run.get("Script", "") if isinstance(run, dict) else str(run or "")
-        if "edge run" not in run_script:
-            errors.append(f"{where}.Lifecycle.Run: must call `visual-search edge run`")
+        if "-m edge_component run" not in run_script:
+            errors.append(f"{where}.Lifecycle.Run: must call the device entry point `python -m edge_component run`")
         if isinstance(lifecycle.get("Install"), dict) and "requirements" not in lifecycle["Install"].get("Script", ""):
             errors.append(f"{where}.Lifecycle.Install: must install the component's requirements")
         artifacts = manifest.get("Artifacts")

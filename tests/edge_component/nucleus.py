@@ -143,12 +143,19 @@ class TestNucleus:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, component: str, config: dict[str, Any], svcuid: str = "test-svcuid-0123456789") -> None:
+    def __init__(
+        self,
+        component: str,
+        config: dict[str, Any],
+        svcuid: str = "test-svcuid-0123456789",
+        socket_path: str | None = None,
+    ) -> None:
         self.component = component
         self.config = config
         self.svcuid = svcuid
-        self.folder = tempfile.mkdtemp(prefix="gg-")  # AF_UNIX paths are limited to ~108 bytes
-        self.socket_path = os.path.join(self.folder, "ipc.socket")
+        # AF_UNIX paths are limited to ~108 bytes: a short temporary folder unless the caller chose the path
+        self.folder = os.path.dirname(socket_path) if socket_path else tempfile.mkdtemp(prefix="gg-")
+        self.socket_path = socket_path or os.path.join(self.folder, "ipc.socket")
         self.published: list[Published] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.rejected_connects = 0
@@ -165,6 +172,7 @@ class TestNucleus:
     def start(self) -> TestNucleus:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(self.socket_path)
+        os.chmod(self.socket_path, 0o666)  # util/Permissions.setIpcSocketPermission: any local user may connect
         server.listen(8)
         server.settimeout(0.2)
         self._server = server

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -13,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_component.packaging.build import ROOT, build
+from edge_component.packaging.build import ROOT, BuildError, build, device_code
+from edge_component.packaging.build import main as build_main
+from edge_component.packaging.closure import import_closure
 from edge_component.packaging.validate import check_gdk_config, check_recipe
-from edge_component.wire.codec import decode
-from tests.edge_component.nucleus import TestNucleus
 
 COMPONENT = "com.example.EdgeVisualSearch"
 
@@ -77,8 +76,49 @@ def test_recipe_rule_violations_are_named(mutate, expected: str) -> None:
     assert any(expected in e for e in errors), errors
 
 
-def test_built_component_runs_its_recipe_against_a_nucleus(tmp_path: Path, tiny_model: Path, video_file: Path) -> None:
-    """Build, unzip like the nucleus does, and run the rendered Run script: it publishes over IPC."""
+def test_device_code_is_the_import_closure_of_the_device_entry_point() -> None:
+    files = set(device_code(ROOT))
+    # reached by a plain import, a lazy import inside a function, and a plugin registry's module-name string
+    assert {"edge_component/__main__.py", "model/logs.py", "model/heldup/settings.py"} <= files
+    assert {"model/runtime/onnxruntime_backend.py", "model/runtime/openvino_backend.py"} <= files
+    assert {"model/__init__.py", "model/runtime/__init__.py", "edge_component/wire/__init__.py"} <= files
+    assert not any(f.startswith(("simulator/", "cloud_lambda/", "model/export/", "model/finetune/")) for f in files)
+
+
+def test_closure_follows_relative_imports_and_skips_type_checking_blocks(tmp_path: Path) -> None:
+    _write(tmp_path / "edge_component/__init__.py", "")
+    _write(tmp_path / "edge_component/__main__.py", "from . import a\n")
+    _write(
+        tmp_path / "edge_component/a.py",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import simulator.x\n"
+        "def f():\n    from .sub import b\n",
+    )
+    _write(tmp_path / "edge_component/sub/__init__.py", "")
+    _write(tmp_path / "edge_component/sub/b.py", "import numpy\n")
+    closure = import_closure(tmp_path, ["edge_component.__main__"])
+    assert closure.relative_files() == [
+        "edge_component/__init__.py",
+        "edge_component/__main__.py",
+        "edge_component/a.py",
+        "edge_component/sub/__init__.py",
+        "edge_component/sub/b.py",
+    ]
+    assert closure.third_party == {"numpy": {"edge_component.sub.b"}}
+
+
+def test_build_refuses_device_code_that_imports_what_the_device_does_not_install(tmp_path: Path) -> None:
+    _write(tmp_path / "edge_component/__init__.py", "")
+    _write(tmp_path / "edge_component/__main__.py", "def main():\n    from model import export\n")
+    _write(tmp_path / "model/__init__.py", "")
+    _write(tmp_path / "model/export.py", "import torch\n")
+    with pytest.raises(BuildError, match=r"torch \(imported by model\.export\)"):
+        device_code(tmp_path)
+    _write(tmp_path / "edge_component/__main__.py", "import model.missing\n")
+    with pytest.raises(BuildError, match=r"edge_component\.__main__ imports model\.missing"):
+        device_code(tmp_path)
+
+
+def test_zip_holds_the_device_code_at_its_root(tmp_path: Path, tiny_model: Path) -> None:
     paths = build(ROOT, tiny_model, tmp_path / "greengrass-build", version="1.2.3")
     rendered = yaml.safe_load(paths["recipe"].read_text())
     assert rendered["ComponentVersion"] == "1.2.3"
@@ -87,52 +127,32 @@ def test_built_component_runs_its_recipe_against_a_nucleus(tmp_path: Path, tiny_
     for uri in uris:
         assert (paths["artifacts"] / uri.rsplit("/", 1)[1]).exists()
     assert check_recipe(rendered, COMPONENT) == []
-
-    decompressed = tmp_path / "decompressed"
     with zipfile.ZipFile(paths["zip"]) as archive:
         names = archive.namelist()
-        archive.extractall(decompressed)
-    assert not any("export" in n or "cloud_lambda" in n or "finetune" in n for n in names)
-    requirements = (decompressed / "EdgeVisualSearch/requirements.txt").read_text()
+        requirements = archive.read("requirements.txt").decode()
+    # the nucleus unzips into {artifacts:decompressedPath}/EdgeVisualSearch/: no folder of the same name inside
+    assert sorted(n for n in names if n.endswith(".py")) == device_code(ROOT)
     assert "awsiotsdk==" in requirements and "torch" not in requirements
 
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "venv").symlink_to(Path(sys.executable).parent.parent)  # stands in for the Install step's venv
-    script = rendered["Manifests"][0]["Lifecycle"]["Run"]["Script"]
-    for var, value in {
-        "{artifacts:decompressedPath}": decompressed,
-        "{artifacts:path}": paths["artifacts"],
-        "{work:path}": work,
-    }.items():
-        script = script.replace(var, str(value))
 
-    config = rendered["ComponentConfiguration"]["DefaultConfiguration"]
-    config.update(device_id="cam-pkg")
-    config["source"] = {"kind": "video", "path": str(video_file), "realtime": False}
-    config["live"].update(max_rate_hz=0, change_threshold=None)
-    nucleus = TestNucleus(COMPONENT, config).start()
-    try:
-        env = {**os.environ, **nucleus.env(), "AWS_IOT_THING_NAME": "cam-pkg"}
-        env.pop("PYTHONPATH", None)
-        # cwd elsewhere: the code must come from the unzipped artifact, not from the work tree
-        result = subprocess.run(
-            ["bash", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        features = [p for p in nucleus.published if p.topic == "visualsearch/cam-pkg/features"]
-    finally:
-        nucleus.stop()
-    assert len(features) == 12
-    assert all(decode(p.payload).device_id == "cam-pkg" for p in features)
-    # JSON-lines logs on stderr
-    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert any(line["msg"] == "edge loop started" for line in lines)
+@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0.0", "latest"])
+def test_build_refuses_a_version_that_is_not_semver(version: str, tmp_path: Path, tiny_model: Path, capsys) -> None:
+    code = build_main(["--model", str(tiny_model), "--out", str(tmp_path / "out"), "--version", version])
+    assert code == 2
+    assert f"component version {version!r} is not semver" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
-def test_bad_configuration_stops_start_up_naming_the_key(tmp_path: Path) -> None:
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("entry", [["-m", "edge_component"], ["-m", "simulator.cli", "edge"]])
+def test_bad_configuration_stops_start_up_naming_the_key(entry: list[str]) -> None:
+    """The device entry point and the laptop's ``visual-search edge`` parse the same options."""
     result = subprocess.run(
-        [sys.executable, "-m", "simulator.cli", "edge", "run", "--no-greengrass", "--set", "live.max_rate_hz=-1"],
+        [sys.executable, *entry, "run", "--no-greengrass", "--set", "live.max_rate_hz=-1"],
         capture_output=True,
         text=True,
         timeout=60,
