@@ -79,7 +79,7 @@ def test_recipe_rule_violations_are_named(mutate, expected: str) -> None:
 def test_device_code_is_the_import_closure_of_the_device_entry_point() -> None:
     files = set(device_code(ROOT))
     # reached by a plain import, a lazy import inside a function, and a plugin registry's module-name string
-    assert {"edge_component/__main__.py", "model/logs.py", "model/heldup/settings.py"} <= files
+    assert {"edge_component/__main__.py", "model/logs.py", "model/retrieval/settings.py"} <= files
     assert {"model/runtime/onnxruntime_backend.py", "model/runtime/openvino_backend.py"} <= files
     assert {"model/__init__.py", "model/runtime/__init__.py", "edge_component/wire/__init__.py"} <= files
     assert not any(f.startswith(("simulator/", "cloud_lambda/", "model/export/", "model/finetune/")) for f in files)
