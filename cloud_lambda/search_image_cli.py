@@ -12,11 +12,16 @@ from pathlib import Path
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photo", type=Path, help="a JPEG or PNG file (same rules as catalog images)")
     parser.add_argument("--index", required=True, help="catalog index folder (or s3://bucket/prefix)")
+    from_env = os.environ.get("VS_PHOTO_MODEL")
+    # Required in the usage line too, unless the environment already names it (as in the Lambda image).
     parser.add_argument(
-        "--model", default=os.environ.get("VS_PHOTO_MODEL"), help="the ONNX featurizer the catalog was indexed with"
+        "--model",
+        required=not from_env,
+        default=from_env,
+        help="the ONNX featurizer the catalog was indexed with (default: $VS_PHOTO_MODEL)",
     )
     parser.add_argument("-k", "--top-k", type=int, default=5, help="matches to show")
-    parser.add_argument("--min-score", type=float, default=0.0)
+    parser.add_argument("--min-score", type=float, default=0.0, help="hide matches below this cosine score")
     parser.add_argument("--json", action="store_true", help="print the JSON result instead of a table")
     parser.set_defaults(handler=run)
 

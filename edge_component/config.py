@@ -8,6 +8,7 @@ may change while running (:class:`LiveSettings`); everything else needs a restar
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -197,13 +198,36 @@ class EdgeConfig(_Model):
 
 
 # --- loading -------------------------------------------------------------------------------------------
-def _explain(exc: ValidationError) -> ConfigError:
+def _explain(exc: ValidationError, root: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()) -> ConfigError:
+    """One ``config key 'a.b': reason`` per problem; ``prefix`` places a section's errors (``live``) in the tree."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join([*prefix, *loc]) or "(top level)"
         reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key" + _suggestion(root or EdgeConfig, loc, prefix)
         lines.append(f"config key '{key}': {reason}")
     return ConfigError("; ".join(lines))
+
+
+def _suggestion(root: type[BaseModel], loc: list[str], prefix: tuple[str, ...]) -> str:
+    """ "; did you mean 'live.max_rate_hz'?" for a misspelt key (else the keys of its section)."""
+    model: Any = root
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return ""
+        # Optional sections (``RoiConfig | None``): the model is the one BaseModel among the union's members.
+        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    if model is None:
+        return ""
+    names = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{'.'.join([*prefix, *loc[:-1], close[0]])}'?"
+    return f" (keys here: {', '.join(names)})"
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -282,4 +306,4 @@ def live_from_mapping(data: dict[str, Any], current: LiveSettings) -> LiveSettin
     try:
         return LiveSettings.model_validate(merge(current.model_dump(), section))
     except ValidationError as exc:
-        raise ConfigError(str(_explain(exc)).replace("config key '", "config key 'live.")) from None
+        raise _explain(exc, LiveSettings, prefix=("live",)) from None

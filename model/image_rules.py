@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.stderr_filter import LIBJPEG_WARNINGS, filtered_stderr
+
 MAX_BYTES = 4 * 1024 * 1024
 MIN_SIDE = 64
 MAX_SIDE = 4096
@@ -175,7 +177,8 @@ def decode(data: bytes, min_side: int | None = None) -> tuple[np.ndarray, ImageI
     info = validate(data)
     factor = jpeg_reduction(info, min_side)
     flag = getattr(cv2, _REDUCED_FLAGS[factor]) if factor > 1 else cv2.IMREAD_COLOR
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    with filtered_stderr(LIBJPEG_WARNINGS):
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     if image is None:
         raise ImageRejected("undecodable", f"{info.format.upper()} header is valid but the pixels do not decode")
     expected = sorted((-(-info.width // factor), -(-info.height // factor)))
@@ -229,7 +232,9 @@ def _scan_is_short(data: bytes, image: np.ndarray, flag: int) -> bool:
         pieces += [data[start:end], _PROBE]
         start = end
     pieces.append(data[start:])
-    probed = cv2.imdecode(np.frombuffer(b"".join(pieces), dtype=np.uint8), flag)
+    # libjpeg warns about the probe bytes after every complete scan ("extraneous bytes"): expected here.
+    with filtered_stderr(LIBJPEG_WARNINGS):
+        probed = cv2.imdecode(np.frombuffer(b"".join(pieces), dtype=np.uint8), flag)
     return probed is None or probed.shape != image.shape or not np.array_equal(probed, image)
 
 

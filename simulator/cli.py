@@ -7,9 +7,12 @@ device without torch or faiss can still run ``visual-search edge run``.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 # subcommand → (module with register()/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,18 +27,94 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search-image": ("cloud_lambda.search_image_cli", "search the catalog with a photo file"),
 }
 
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<given>[^']*)' \(choose from (?P<choices>.*)\)")
 
-def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visual-search", description=__doc__.splitlines()[0] if __doc__ else None)
+
+class Parser(argparse.ArgumentParser):
+    """argparse that answers a typo with the closest match: ``--modle`` → "did you mean --model?".
+
+    Plain argparse reports a mistyped option only as a consequence ("the following arguments are required:
+    --model"), or at the top level where the subcommand's options are unknown; this parser looks at what
+    was typed, finds the innermost subcommand, and names the unknown option with its nearest known one.
+    """
+
+    _typed: list[str]
+
+    def parse_known_args(  # type: ignore[override]  # one signature for argparse's three overloads
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> Any:
+        self._typed = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        parser = self._innermost(getattr(self, "_typed", []))
+        hints = parser._unknown_options(getattr(self, "_typed", []))
+        if hints:
+            parser.print_usage(sys.stderr)
+            parser.exit(2, f"{parser.prog}: error: {'; '.join(hints)}\n")
+        choice = _INVALID_CHOICE.search(message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group("choices"))
+            close = difflib.get_close_matches(choice.group("given"), options, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
+
+    def _innermost(self, typed: list[str]) -> Parser:
+        """The subcommand parser the typed words lead to (self when there is none)."""
+        parser: Parser = self
+        for word in typed:
+            if word.startswith("-"):
+                continue
+            nested = next(
+                (
+                    a.choices[word]
+                    for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction) and word in a.choices
+                ),
+                None,
+            )
+            if nested is not None:
+                parser = nested
+        return parser
+
+    def _unknown_options(self, typed: list[str]) -> list[str]:
+        known = [option for action in self._actions for option in action.option_strings]
+        hints = []
+        for word in typed:
+            if word == "--":
+                break
+            name = word.split("=", 1)[0]
+            if not name.startswith("--") or name in known or any(k.startswith(name) for k in known):
+                continue  # values, short options, and argparse's accepted abbreviations
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hints.append(f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else ""))
+        return hints
+
+
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's --help starts with what it does: its one-line help when it has no description."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: str(choice.help or "") for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            text = helps.get(name, "")
+            if not child.description and text:
+                child.description = text[:1].upper() + text[1:] + "."
+            _describe_subcommands(child)
+
+
+def build_parser(argv: Sequence[str]) -> Parser:
+    parser = Parser(prog="visual-search", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
         if name == wanted:
-            module = importlib.import_module(module_name)
-            module.register(sub.add_parser(name, help=help_text, description=help_text))
-        else:
-            sub.add_parser(name, help=help_text)
+            importlib.import_module(module_name).register(child)
+    _describe_subcommands(parser)
     return parser
 
 

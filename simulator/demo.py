@@ -13,13 +13,12 @@ import argparse
 import json
 import logging
 import shutil
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -127,13 +126,39 @@ def ensure_index(sample: SampleData, model: Path, out: Path) -> Path:
     return out
 
 
-def _port_or_free(host: str, port: int) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return 0  # in use: let the stack pick a free one
-    return port
+DEMO_PORTS = {"mqtt_port": "MQTT", "redis_port": "Redis", "http_port": "web app"}
+
+
+def choose_ports(
+    host: str, asked: dict[str, int], own: set[int] | frozenset[int] = frozenset(), out: TextIO = sys.stderr
+) -> dict[str, int]:
+    """The asked ports, or 0 (any free one) for each that another program holds — said loudly, never silently.
+
+    README and the printed ``watch:`` line name 8080 and 1883; a demo that quietly moved elsewhere would make
+    them fail with no hint why. Probed the way the servers bind (``port_in_use``), so a port left in
+    TIME_WAIT by the previous run is free. Ports in ``own`` belong to the demo's running stack: not taken.
+    """
+    from simulator.stack.processes import port_holder, port_in_use
+
+    chosen = dict(asked)
+    for key, port in asked.items():
+        if port and port not in own and port_in_use(host, port) is not None:
+            holder = port_holder(port)
+            print(
+                f"   !! port {port} ({DEMO_PORTS.get(key, key)}) is taken{f' by {holder}' if holder else ''}:"
+                " this run uses a free port instead, so README's addresses do not apply;"
+                " use the ones printed below (or free the port and run again)",
+                file=out,
+                flush=True,
+            )
+            chosen[key] = 0
+    return chosen
+
+
+def activate_hint() -> str:
+    """How this shell gets ``visual-search`` on PATH: the venv the demo runs from, relative when it can be."""
+    venv = Path(sys.prefix)
+    return f"source {venv.relative_to(Path.cwd()) if venv.is_relative_to(Path.cwd()) else venv}/bin/activate"
 
 
 def summarize(records: list[dict[str, Any]], truth: dict[str, Any], first_seq: int, superseded: int) -> dict[str, Any]:
@@ -170,6 +195,35 @@ def summarize(records: list[dict[str, Any]], truth: dict[str, Any], first_seq: i
     return summary
 
 
+def start_stack(args: argparse.Namespace, sample: SampleData, model: Path, index_dir: Path) -> tuple[Any, bool, Any]:
+    """``stack up`` for the demo: its own running stack is reused, or restarted when its settings differ."""
+    from simulator.stack.config import StackConfig
+    from simulator.stack.manager import SettingsDiffer, find_running, stack_up
+
+    host = "127.0.0.1"
+    state_dir = args.state / "stack"
+    ports = {"mqtt_port": args.mqtt_port, "redis_port": args.redis_port, "http_port": args.http_port}
+    running = find_running(state_dir.resolve())
+    ports = choose_ports(host, ports, own={s.port for s in running.services} if running else frozenset())
+    config = StackConfig(
+        state_dir=state_dir,
+        host=host,
+        mqtt_port=ports["mqtt_port"],
+        redis_port=ports["redis_port"],
+        http_port=ports["http_port"],
+        index_dir=index_dir,
+        catalog_dir=sample.catalog_dir,
+        photo_model=model,
+        min_score=DEMO_MIN_SCORE,
+    )
+    try:
+        state, started = stack_up(config)
+    except SettingsDiffer as exc:
+        print(f"   the running stack has other settings ({'; '.join(exc.differences)}): restarting it", flush=True)
+        state, started = stack_up(config, restart=True)
+    return state, started, config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.demo", description=__doc__)
     parser.add_argument("--once", action="store_true", help="play the video once, print a summary, stop everything")
@@ -193,6 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     args.state.mkdir(parents=True, exist_ok=True)
     setup_json_logging(logging.INFO, open(args.state / "demo.log", "a"))  # noqa: SIM115 - lives as long as the process
 
+    if args.webcam is not None:
+        from simulator.live import SourceUnavailable, check_camera
+
+        try:
+            check_camera(args.webcam)
+        except SourceUnavailable as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
     print("1/5 model: EfficientNet-Lite0", args.variant, flush=True)
     from model.export.api import ensure_exported
 
@@ -203,30 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     index_dir = ensure_index(sample, model, args.state / "demo-index")
 
     print("4/5 local stack", flush=True)
-    from simulator.stack.config import StackConfig
-    from simulator.stack.manager import StackError, stack_down, stack_up
+    from simulator.stack.manager import StackError, stack_down
 
-    host = "127.0.0.1"
-    config = StackConfig(
-        state_dir=args.state / "stack",
-        host=host,
-        mqtt_port=_port_or_free(host, args.mqtt_port),
-        redis_port=_port_or_free(host, args.redis_port),
-        http_port=_port_or_free(host, args.http_port),
-        index_dir=index_dir,
-        catalog_dir=sample.catalog_dir,
-        photo_model=model,
-        min_score=DEMO_MIN_SCORE,
-    )
     try:
-        state, started_stack = stack_up(config)
+        state, started_stack, config = start_stack(args, sample, model, index_dir)
     except StackError as exc:
         print(f"stack up failed: {exc}", file=sys.stderr)
         return 1
+    host = state.host
     mqtt_port = next(s.port for s in state.services if s.name == "mosquitto")
     print(f"   web app:   {state.urls['web']}")
     print(f"   watch:     mosquitto_sub -h {host} -p {mqtt_port} -t 'visualsearch/+/matches' -v")
     print(f"   stop:      Ctrl-C{'' if started_stack else ' (the stack was already running: it stays up)'}")
+    print(f"   by hand:   {activate_hint()}, then `visual-search --help` (README: The pieces by hand)")
 
     print("5/5 simulator on", f"/dev/video{args.webcam}" if args.webcam is not None else sample.video, flush=True)
     from simulator.live import build_live_config, run_live

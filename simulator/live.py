@@ -21,6 +21,41 @@ from edge_component.sources import create_source
 from model.featurizer import Featurizer
 
 
+class SourceUnavailable(RuntimeError):
+    """The chosen input cannot be opened now; the message names it and says what to do."""
+
+
+CAMERA_FIX = (
+    "fix: connect one (`ls /dev/video*` lists cameras), pick another index (`--webcam 1`, `make demo WEBCAM=1`), "
+    "or run without a camera: `make demo` plays the sample video"
+)
+
+
+def check_camera(index: int) -> None:
+    """Open ``/dev/video<index>`` once and read a frame, or raise :class:`SourceUnavailable` with the fix.
+
+    On a device the watchdog retries a missing camera forever, which is right for a camera that comes back;
+    on a laptop a camera that is not there at start is a mistake to report once, not an outage to wait out.
+    OpenCV's own warnings about the failed open are silenced: the one line the user needs is ours.
+    """
+    import cv2
+
+    from edge_component.sources.base import SourceError
+    from edge_component.sources.camera import CameraReader
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    reader = CameraReader(index)
+    try:
+        reader.open()
+        reader.read()
+    except SourceError as exc:
+        raise SourceUnavailable(f"{exc}; {CAMERA_FIX}") from None
+    finally:
+        reader.close()
+        cv2.utils.logging.setLogLevel(level)
+
+
 def broker_layer(
     broker: str | None, iot_endpoint: str | None, cert: str | None, key: str | None, ca: str | None
 ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ Examples::
     visual-search simulate --webcam 0 --device-id my-laptop
     visual-search simulate --folder photos/ --iot-endpoint xxxx-ats.iot.eu-west-1.amazonaws.com \\
         --cert device.pem.crt --key private.pem.key --ca AmazonRootCA1.pem --device-id my-thing
-    visual-search simulate --replay --devices 20 --rate 500 --count 5000 --index-dir .state/demo/index
+    visual-search simulate --replay --devices 20 --rate 500 --count 5000 --index-dir .state/demo-index
 """
 
 from __future__ import annotations
@@ -66,10 +66,11 @@ def _stop_on_signals() -> threading.Event:
 
 def run(args: argparse.Namespace) -> int:
     from edge_component.config import ConfigError
+    from simulator.live import SourceUnavailable
 
     try:
         summary = _run_replay(args) if args.replay else _run_live(args)
-    except (ConfigError, ValidationError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValidationError, ValueError, FileNotFoundError, SourceUnavailable) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(summary, indent=2, default=str)
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_live(args: argparse.Namespace) -> dict[str, Any]:
     from edge_component.config import load_yaml, parse_overrides
     from model.logs import setup_logging as setup_json_logging
-    from simulator.live import broker_layer, build_live_config, live_layer, run_live, source_layer
+    from simulator.live import broker_layer, build_live_config, check_camera, live_layer, run_live, source_layer
 
     setup_json_logging()
     layers: list[dict[str, Any] | None] = [
@@ -96,6 +97,8 @@ def _run_live(args: argparse.Namespace) -> dict[str, Any]:
         parse_overrides(args.set),
     ]
     config = build_live_config(*layers)
+    if config.source.kind == "camera":
+        check_camera(config.source.camera_index)
     return run_live(config, _stop_on_signals()).summary()
 
 

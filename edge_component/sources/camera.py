@@ -21,7 +21,13 @@ class CameraReader(CaptureReader):
 
     def open(self) -> None:
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        capture = open_capture(self.index, api)
+        try:
+            capture = open_capture(self.index, api)
+        except SourceError:
+            raise SourceError(
+                f"cannot open camera /dev/video{self.index} (not connected, in use by another program, or no"
+                " permission: the user needs the 'video' group)"
+            ) from None
         if self.width and self.height:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -32,7 +38,7 @@ class CameraReader(CaptureReader):
     def read(self) -> np.ndarray:
         frame = self._grab()
         if frame is None:
-            raise SourceError("camera returned no frame (unplugged or in use?)")
+            raise SourceError(f"camera /dev/video{self.index} returned no frame (unplugged or in use?)")
         return frame
 
     def describe(self) -> str:

@@ -6,9 +6,11 @@ One pydantic model, validated before anything starts, so a bad port or a missing
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 DEFAULT_STATE_DIR = Path(".state/stack")
 
@@ -58,10 +60,32 @@ class StackConfig(BaseModel):
             raise ValueError(f"{value} does not exist")
         return value.resolve() if value is not None else None
 
+    @field_validator("photo_model")
+    @classmethod
+    def _photo_model_matches_index(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Refused here, not at the first photo search: a stack whose photo search can only answer 503 is
+        # not "up", and the user who passed --photo-model should hear about it from the command they ran.
+        index_dir = info.data.get("index_dir")
+        if value is None or index_dir is None:
+            return value
+        from model.retrieval.settings import SettingsMismatch, check_compatible
+        from model.sidecar import SidecarError, read_sidecar
+
+        manifest = json.loads((index_dir / "manifest.json").read_text())
+        try:
+            check_compatible(read_sidecar(value), manifest["model_id"], manifest.get("retrieval"))
+        except (SidecarError, SettingsMismatch) as exc:
+            raise ValueError(f"{value} cannot search the index in {index_dir}: {exc}") from None
+        return value
+
     @field_validator("state_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.resolve()
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """What the running stack is compared on by a second ``up`` (JSON types; ports as asked, 0 = any)."""
+        return self.model_dump(mode="json", exclude={"state_dir", "ready_timeout_s"})
 
     def cloud_env(self, mqtt_port: int, redis_port: int) -> dict[str, str]:
         """The ``VS_*`` variables the search and API handlers read (CloudSettings), as the Lambdas get them."""

@@ -3,15 +3,16 @@
 ``up`` starts each service detached (its own session, so it outlives the command and a Ctrl-C in the
 terminal), waits until each one is ready, and records it in ``stack.json`` as soon as it runs, so a
 failure half-way leaves nothing that ``down`` cannot find. A second ``up`` finds a running stack and
-returns it instead of starting another.
+returns it instead of starting another; when it was asked for other settings it says which ones differ
+(:class:`SettingsDiffer`) instead of silently keeping the old ones, and ``restart=True`` applies them.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from simulator.stack.config import StackConfig
 from simulator.stack.processes import (
@@ -21,6 +22,8 @@ from simulator.stack.processes import (
     RedisProcess,
     ServiceError,
     free_port,
+    port_holder,
+    port_in_use,
 )
 from simulator.stack.state import (
     ServiceRecord,
@@ -40,6 +43,18 @@ class StackError(RuntimeError):
     """The stack could not start (a port in use, a service that never became ready)."""
 
 
+class SettingsDiffer(StackError):
+    """A stack is running in this state folder with other settings than the ones asked for."""
+
+    def __init__(self, differences: list[str]) -> None:
+        self.differences = differences
+        super().__init__(
+            "a stack is already running here with other settings: "
+            + "; ".join(differences)
+            + ". Apply them with `visual-search stack up --restart ...` (or `visual-search stack down` first)"
+        )
+
+
 def find_running(state_dir: Path) -> StackState | None:
     """The stack recorded in ``state_dir`` if every one of its services is still the process ``up`` started."""
     state = read_state(state_dir)
@@ -51,13 +66,32 @@ def find_running(state_dir: Path) -> StackState | None:
 def _check_port_free(host: str, port: int, key: str) -> None:
     if port == 0:
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise StackError(
-                f"{key}: {host}:{port} is already in use ({exc.strerror}); choose another port or 0"
-            ) from exc
+    error = port_in_use(host, port)
+    if error is not None:
+        holder = port_holder(port)
+        raise StackError(
+            f"{key}: {host}:{port} is already in use{f' by {holder}' if holder else ''} ({error.strerror});"
+            f" stop that process, or pass --{key.replace('_', '-')} with another port (0: any free port)"
+        )
+
+
+PORT_SERVICES = {"mqtt_port": "mosquitto", "redis_port": "redis", "http_port": "http"}
+
+
+def settings_differences(state: StackState, config: StackConfig) -> list[str]:
+    """What ``config`` asks for that the running ``state`` does not have, as ``--flag running → asked``."""
+    running: dict[str, Any] = state.settings or {}
+    asked = config.recorded_settings()
+    out = []
+    for key, value in asked.items():
+        if key.endswith("_port"):
+            service = state.service(PORT_SERVICES[key])
+            have = service.port if service is not None else None
+            if value and value != have:
+                out.append(f"--{key.replace('_', '-')} {have} running, {value} asked")
+        elif key in running and running[key] != value:
+            out.append(f"--{key.replace('_', '-')} {running[key]} running, {value} asked")
+    return out
 
 
 def _record(proc: ManagedProcess) -> ServiceRecord:
@@ -68,11 +102,20 @@ def _record(proc: ManagedProcess) -> ServiceRecord:
     return ServiceRecord(name=proc.name, pid=proc.process.pid, port=proc.port, argv=argv, log=str(proc.log_path))
 
 
-def stack_up(config: StackConfig) -> tuple[StackState, bool]:
-    """Start the stack (or find the running one). Returns ``(state, started_now)``."""
+def stack_up(config: StackConfig, restart: bool = False) -> tuple[StackState, bool]:
+    """Start the stack (or find the running one). Returns ``(state, started_now)``.
+
+    A running stack with other settings raises :class:`SettingsDiffer` naming them; ``restart`` stops it and
+    starts one with the new settings.
+    """
     running = find_running(config.state_dir)
     if running is not None:
-        return running, False
+        differences = settings_differences(running, config)
+        if not differences:
+            return running, False
+        if not restart:
+            raise SettingsDiffer(differences)
+        log.info("restarting the stack with new settings", extra={"differences": differences})
     leftover = read_state(config.state_dir)
     if leftover is not None:
         # Part of an earlier stack died: stop the rest of it so ports and pids are clean.
@@ -83,7 +126,7 @@ def stack_up(config: StackConfig) -> tuple[StackState, bool]:
     state_dir = config.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     host = config.host
-    state = StackState(host=host, started_at=time.time())
+    state = StackState(host=host, started_at=time.time(), settings=config.recorded_settings())
     started: list[ManagedProcess] = []
 
     def launch(proc: ManagedProcess) -> ManagedProcess:

@@ -34,6 +34,50 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(host: str, port: int) -> OSError | None:
+    """Would a server fail to listen on ``host:port``? Returns the bind error, or None when the port is free.
+
+    Probes the way the servers bind: mosquitto (``net__socket_listen``: ``SO_REUSEADDR``), redis-server
+    (``anetSetReuseAddr``), uvicorn and ``socketserver.TCPServer`` (``allow_reuse_address``) all set
+    ``SO_REUSEADDR``, so connections of a stopped server left in TIME_WAIT do not keep them from starting.
+    A probe without it reports such a port as taken for a minute after every restart with live clients.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def port_holder(port: int) -> str | None:
+    """``"pid 123 (mosquitto)"`` for the process listening on TCP ``port``, when /proc lets us see it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the socket inode.
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                name = (proc / "comm").read_text().strip()
+                return f"pid {proc.name} ({name})"
+        except OSError:
+            continue
+    return None
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -35,6 +35,11 @@ class StackState(BaseModel):
     started_at: float
     services: list[ServiceRecord] = Field(default_factory=list)
     urls: dict[str, str] = Field(default_factory=dict, description="web, api, mqtt, redis.")
+    settings: dict[str, Any] | None = Field(
+        default=None,
+        description="The StackConfig it was started with (StackConfig.recorded_settings), so a second `up` with "
+        "other settings can say what differs. None in files written before it was recorded.",
+    )
 
     def service(self, name: str) -> ServiceRecord | None:
         return next((s for s in self.services if s.name == name), None)
