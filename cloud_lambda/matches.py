@@ -105,22 +105,41 @@ class MatchStore:
                 continue  # a foreign value in our key must not break the reader
         return out
 
-    def devices(self, limit: int = 1000) -> list[dict[str, Any]]:
+    def devices(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        """Devices by last seen, newest first: ``{device_id, last_seen, status}`` from ``offset``."""
+        return self.page(offset, limit, with_records=False)[0]
+
+    def page(self, offset: int, limit: int, with_records: bool = True) -> tuple[list[dict[str, Any]], int]:
+        """One page of devices (newest first) with their status and, with ``with_records``, their latest
+        match record; and the number of devices in all. Three round trips whatever the page size."""
         try:
+            total = int(self.client.zcard(DEVICES_KEY))
             seen: list[tuple[Any, float]] = list(
-                self.client.zrevrange(DEVICES_KEY, 0, limit - 1, withscores=True)  # type: ignore[arg-type]
+                self.client.zrevrange(DEVICES_KEY, offset, offset + limit - 1, withscores=True)  # type: ignore[arg-type]
             )
             ids = [d.decode() if isinstance(d, bytes) else str(d) for d, _ in seen]
             statuses = self.client.mget([status_key(d) for d in ids]) if ids else []
+            latest: list[Any] = [None] * len(ids)
+            if with_records and ids:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for device_id in ids:
+                        pipe.lindex(matches_key(device_id), 0)
+                    latest = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise MatchStoreUnavailable(f"redis read failed: {exc}") from exc
         out = []
-        for (_, score), device_id, status in zip(seen, ids, statuses, strict=True):
-            parsed = None
-            if status is not None:
-                try:
-                    parsed = json.loads(status)
-                except ValueError:
-                    parsed = None
-            out.append({"device_id": device_id, "last_seen": float(score), "status": parsed})
-        return out
+        for (_, score), device_id, status, record in zip(seen, ids, statuses, latest, strict=True):
+            entry: dict[str, Any] = {"device_id": device_id, "last_seen": float(score), "status": _parsed(status)}
+            if with_records:
+                entry["record"] = _parsed(record)
+            out.append(entry)
+        return out, total
+
+
+def _parsed(raw: bytes | str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError):
+        return None  # a foreign value in our key must not break the reader

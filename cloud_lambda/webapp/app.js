@@ -2,6 +2,8 @@
 "use strict";
 
 const POLL_MS = 1500;
+const PAGE_SIZE = 200; // devices per /api/latest call
+const MAX_PAGES = 25; // at most 5,000 cameras per poll
 const API_BASE = (document.querySelector('meta[name="api-base"]')?.content || "").replace(/\/$/, "");
 const cards = new Map(); // device_id -> {root, key}
 
@@ -15,10 +17,14 @@ function el(tag, className, text) {
 function safeImageUrl(url) {
   // Only same-origin paths, http(s) and data:image URLs reach an <img>; anything else is dropped.
   if (typeof url !== "string" || url === "") return null;
-  if (url.startsWith("/") || url.startsWith("data:image/")) return url;
+  if (url.startsWith("data:image/")) return url;
+  // "//host/x" and "/\\host/x" look like paths but load from another host: only a single leading slash is ours.
+  if (url.startsWith("/")) return /^\/[\/\\]/.test(url) ? null : url;
   try {
     const parsed = new URL(url, window.location.href);
-    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return null;
+    // A relative URL must stay on this origin ("\\\\host/x" resolves to another); an absolute one may be a CDN.
+    return /^https?:\/\//i.test(url) || parsed.origin === window.location.origin ? parsed.href : null;
   } catch (_) {
     return null;
   }
@@ -117,23 +123,36 @@ function renderRecord(card, record) {
   }
   const latencyMs = (record.searched_at - record.ts) * 1000;
   const age = Date.now() / 1000 - record.searched_at;
-  const latency = Number.isFinite(latencyMs) ? `frame-to-match ${Math.round(latencyMs)} ms` : "";
+  // A device clock far off gives a negative or absurd figure: show none rather than a wrong one.
+  const plausible = Number.isFinite(latencyMs) && latencyMs >= 0 && latencyMs < 3_600_000;
+  const latency = plausible ? `frame-to-match ${Math.round(latencyMs)} ms` : "";
   line.textContent = `frame #${record.seq} · matched ${formatAge(age)} · ${latency}`;
+}
+
+async function latestOfEveryDevice() {
+  // One call per page of devices (status + newest record each), not one call per camera.
+  const devices = [];
+  let cursor = null;
+  for (let page = 0; page < MAX_PAGES; page += 1) {
+    const query = `limit=${PAGE_SIZE}` + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
+    const body = await api(`/api/latest?${query}`);
+    devices.push(...body.devices);
+    if (!body.next) break;
+    cursor = body.next;
+  }
+  return devices;
 }
 
 async function refresh() {
   const apiState = document.getElementById("api-state");
   try {
-    const { devices } = await api("/api/devices");
+    const devices = await latestOfEveryDevice();
     document.getElementById("no-devices").hidden = devices.length > 0;
-    await Promise.all(
-      devices.map(async (device) => {
-        const card = deviceCard(device.device_id);
-        renderStatus(card, device);
-        const { record } = await api(`/api/devices/${encodeURIComponent(device.device_id)}/matches/latest`);
-        renderRecord(card, record);
-      }),
-    );
+    for (const device of devices) {
+      const card = deviceCard(device.device_id);
+      renderStatus(card, device);
+      renderRecord(card, device.record);
+    }
     apiState.textContent = "live";
     apiState.className = "pill ok";
   } catch (error) {

@@ -190,3 +190,78 @@ def test_json_responses_escape_html_characters(app: SearchService):
     assert "\\u003cscript\\u003e" in raw
     # Still the same JSON once parsed.
     assert json.loads(raw)["error"]["message"] == "no route for /api/<script>alert('x&y')</script>"
+
+
+# The example event of "Working with AWS Lambda proxy integrations for HTTP APIs" (payload format 2.0) in the
+# API Gateway developer guide, with our route in place of /my/path: every field a real invocation carries.
+DOC_EVENT: dict[str, Any] = {
+    "version": "2.0",
+    "routeKey": "$default",
+    "rawPath": "/api/devices/cam-01/matches",
+    "rawQueryString": "n=2&parameter2=value",
+    "cookies": ["cookie1", "cookie2"],
+    "headers": {"header1": "value1", "header2": "value1,value2"},
+    "queryStringParameters": {"n": "2", "parameter2": "value"},
+    "requestContext": {
+        "accountId": "123456789012",
+        "apiId": "api-id",
+        "authentication": {
+            "clientCert": {
+                "clientCertPem": "CERT_CONTENT",
+                "subjectDN": "www.example.com",
+                "issuerDN": "Example issuer",
+                "serialNumber": "a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1",
+                "validity": {"notBefore": "May 28 12:30:02 2019 GMT", "notAfter": "Aug  5 09:36:04 2021 GMT"},
+            }
+        },
+        "authorizer": {"jwt": {"claims": {"claim1": "value1", "claim2": "value2"}, "scopes": ["scope1", "scope2"]}},
+        "domainName": "id.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "id",
+        "http": {
+            "method": "GET",
+            "path": "/api/devices/cam-01/matches",
+            "protocol": "HTTP/1.1",
+            "sourceIp": "192.0.2.1",
+            "userAgent": "agent",
+        },
+        "requestId": "id",
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "12/Mar/2020:19:03:58 +0000",
+        "timeEpoch": 1583348638390,
+    },
+    "body": "",
+    "pathParameters": {"parameter1": "value1"},
+    "isBase64Encoded": False,
+    "stageVariables": {"stageVariable1": "value1", "stageVariable2": "value2"},
+}
+
+
+def test_a_documented_http_api_v2_event_reaches_the_route(app: SearchService, tiny_catalog: TinyCatalog):
+    for seq in (1, 2, 3):
+        app.handle_feature_event(feature_event(tiny_catalog.vectors[seq], tiny_catalog.model_id, seq=seq))
+    status, body, headers = call(json.loads(json.dumps(DOC_EVENT)))
+    assert status == 200 and [r["seq"] for r in body["records"]] == [3, 2], body
+    assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
+
+
+def test_latest_of_every_device_is_one_paged_call(app: SearchService, tiny_catalog: TinyCatalog):
+    for n, device in enumerate(["cam-a", "cam-b", "cam-c"]):
+        app.handle_feature_event(feature_event(tiny_catalog.vectors[n], tiny_catalog.model_id, device_id=device, seq=7))
+    app.handle_status_event({"v": 1, "device_id": "cam-idle", "state": "online", "topic_device": "cam-idle"})
+    seen: dict[str, Any] = {}
+    cursor = ""
+    for _ in range(10):
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, body, _ = call(http_event("GET", "/api/latest", query))
+        assert status == 200 and len(body["devices"]) <= 2 and body["total"] == 4
+        seen.update({d["device_id"]: d for d in body["devices"]})
+        if body["next"] is None:
+            break
+        cursor = body["next"]
+    assert set(seen) == {"cam-a", "cam-b", "cam-c", "cam-idle"}
+    assert seen["cam-a"]["record"]["seq"] == 7 and seen["cam-a"]["record"]["matches"][0]["id"] == "item-000"
+    assert seen["cam-idle"]["record"] is None and seen["cam-idle"]["status"]["state"] == "online"
+    for bad in ({"limit": "0"}, {"limit": "501"}, {"cursor": "-1"}, {"cursor": "x"}):
+        status, body, _ = call(http_event("GET", "/api/latest", bad))
+        assert (status, body["error"]["code"]) == (400, "bad_parameter"), bad

@@ -93,7 +93,13 @@ def test_page_shows_matches_hostile_titles_literally_and_searches_by_photo(
                 dialog.dismiss()
 
             page.on("dialog", on_dialog)
+            api_calls: list[str] = []
+            page.on("request", lambda request: api_calls.append(request.url.split("/api/", 1)[-1]))
             page.goto(stack.urls["web"])
+            # Image URLs that look like paths but load from another host are refused (issue 13, item 10).
+            hostile = ["//evil.example/x.png", "/\\evil.example/x.png", "\\\\evil.example/x.png", "javascript:alert(1)"]
+            assert page.evaluate("(urls) => urls.map(safeImageUrl)", hostile) == [None] * len(hostile)
+            assert page.evaluate("() => safeImageUrl('/catalog/a.png')") == "/catalog/a.png"
             card = page.locator('article[data-device="web-cam"]')
             idle_card = page.locator('article[data-device="idle-cam"]')
             # A device with a status but no matches: "no matches yet", not an error.
@@ -125,6 +131,9 @@ def test_page_shows_matches_hostile_titles_literally_and_searches_by_photo(
             expect(results.first).to_have_text("Chelsea's cat bed", timeout=15_000)
             expect(page.locator('[data-testid="photo-message"]')).to_contain_text("matches")
             page.screenshot(path=str(ARTIFACTS / "webapp.png"), full_page=True)
+            # Polling is one paged call for every camera, never one call per camera.
+            assert any(call.startswith("latest?") for call in api_calls), api_calls
+            assert not [call for call in api_calls if call.startswith("devices")], api_calls
         finally:
             browser.close()
             client.loop_stop()
