@@ -23,6 +23,7 @@ from model.contract import VARIANTS
 from model.export.calibration import prepared_views
 from model.export.graph import OPSET, FeaturizerGraph, export_onnx
 from model.export.parity import measure
+from model.export.quantize import QUANTIZATION
 from model.retrieval.pooling import stamp_retrieval
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
 from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, SettingsMismatch, query_regions_of
@@ -191,7 +192,7 @@ def export_model(
         int8_out = _run_onnx(int8, parity_frames)
         extra: dict[str, object] = {
             "calibration": f"{calibration_images} camera-like views of real photos (seed {CALIBRATION_SEED})",
-            "quantization": "onnxruntime quantize_static QDQ, per-channel, U8S8, MinMax",
+            "quantization": QUANTIZATION,
             "retrieval": retrieval,
         }
         _write_sidecar(
@@ -254,7 +255,12 @@ def is_valid_export(
         and sidecar.variant == variant
         and sidecar.pooling == pooling
         and regions == query_regions
+        and (variant != "int8" or _quantization_of(sidecar) == QUANTIZATION)
     )
+
+
+def _quantization_of(sidecar: Sidecar) -> object:
+    return sidecar.extra.get("quantization")
 
 
 @contextlib.contextmanager
