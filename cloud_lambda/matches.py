@@ -14,7 +14,11 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
+from edge_component.wire import bounded_json
+
 PREFIX = "visualsearch"
+MAX_STORED_BYTES = 2 * 1024 * 1024
+"""Largest stored record or status read back (ours are far smaller; older versions wrote up to ~1 MB)."""
 DEVICES_KEY = f"{PREFIX}:devices"
 
 
@@ -97,13 +101,7 @@ class MatchStore:
             raw = self.client.lrange(matches_key(device_id), 0, max(0, n - 1))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise MatchStoreUnavailable(f"redis read failed: {exc}") from exc
-        out = []
-        for item in raw:
-            try:
-                out.append(json.loads(item))
-            except (ValueError, TypeError):
-                continue  # a foreign value in our key must not break the reader
-        return out
+        return [record for record in map(_parsed, raw) if record is not None]
 
     def devices(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Devices by last seen, newest first: ``{device_id, last_seen, status}`` from ``offset``."""
@@ -137,9 +135,11 @@ class MatchStore:
 
 
 def _parsed(raw: bytes | str | None) -> Any:
+    """A stored document through the one bounded reader: a foreign value in our key, or one written before a
+    rule existed (980 levels deep, NaN), reads as absent instead of breaking every later response."""
     if raw is None:
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, TypeError):
-        return None  # a foreign value in our key must not break the reader
+        return bounded_json.loads(raw, max_bytes=MAX_STORED_BYTES, what="stored document")
+    except bounded_json.JsonRejected:
+        return None

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge_component.wire.codec import DEVICE_ID_RE
+from edge_component.wire.thing_name import check_thing_name
 
 DEFAULT_DEVICE_ID = "edge-device"
 
@@ -192,9 +192,7 @@ class EdgeConfig(_Model):
     @field_validator("device_id")
     @classmethod
     def _device_id(cls, value: str) -> str:
-        if not DEVICE_ID_RE.match(value):
-            raise ValueError(f"must be a thing name matching {DEVICE_ID_RE.pattern}")
-        return value
+        return check_thing_name(value, "device_id")
 
 
 # --- loading -------------------------------------------------------------------------------------------

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge_component.config import EdgeConfig, MqttConfig, PublishConfig
 from edge_component.publishers import Publisher, create_publisher
 from edge_component.wire.codec import FeatureMessage, encode, features_topic
+from edge_component.wire.thing_name import check_thing_name
 
 log = logging.getLogger("simulator.replay")
 
@@ -34,9 +35,7 @@ class ReplayConfig(BaseModel):
     rate: float = Field(default=10.0, gt=0, le=100_000, description="Messages per second, all devices together.")
     count: int | None = Field(default=None, ge=1, description="Stop after this many messages in total.")
     duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds.")
-    device_prefix: str = Field(
-        default="sim", pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="Device ids: <prefix>-NNN."
-    )
+    device_prefix: str = Field(default="sim", description="Device ids: <prefix>-NNN (each a thing name).")
     index_dir: Path | None = Field(default=None, description="Replay noisy copies of this catalog index's vectors.")
     vectors_file: Path | None = Field(default=None, description="A .npy [N, D] of pre-computed vectors.")
     model_id: str | None = Field(
@@ -53,6 +52,12 @@ class ReplayConfig(BaseModel):
         description="First sequence number of each device (default: epoch milliseconds, as the edge loop does,"
         " so a re-run is not taken for redeliveries of the last one).",
     )
+
+    @field_validator("device_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        check_thing_name(f"{value}-9999", "device_prefix + '-NNN'")  # the longest id it makes
+        return value
 
     @model_validator(mode="after")
     def _source(self) -> ReplayConfig:

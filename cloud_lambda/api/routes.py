@@ -23,7 +23,7 @@ from cloud_lambda.catalog.validate import ImageRejected
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
-from edge_component.wire.codec import DEVICE_ID_RE
+from edge_component.wire.thing_name import is_thing_name
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
 PAGE_DEFAULT, PAGE_MAX = 100, 500
@@ -71,7 +71,7 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
 
 def device_param(request: Request) -> str:
     raw = str(request.path_params["device_id"])
-    if not DEVICE_ID_RE.match(raw):
+    if not is_thing_name(raw):
         raise HttpError(400, "bad_device_id", f"device id {raw[:80]!r} is not a valid thing name")
     return raw
 

@@ -10,11 +10,13 @@ final folder is written to a temp dir and swapped in, never half-written (see ``
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
 import time
+import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,12 +36,58 @@ from cloud_lambda.metadata.base import RESERVED, ItemRecord
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 
 JOURNAL = "journal.jsonl"
+LOCK = "lock"
 WORKER_NICE = 10
 PARTS = "parts"
 
 
 class IndexingError(RuntimeError):
     """The run cannot proceed (bad options, a work dir of another model, an unreadable source)."""
+
+
+def unusable(work_dir: Path, why: str) -> IndexingError:
+    return IndexingError(
+        f"work dir {work_dir} is unusable: {why}. Delete it to start over (rm -r '{work_dir}'; finished parts are"
+        " re-featurized) or pass another --work-dir"
+    )
+
+
+class WorkDirLock:
+    """An exclusive ``flock`` on ``<work dir>/lock`` for the whole run: a second indexer on the same ``--out``
+    (or ``--work-dir``) is refused, naming the first. The kernel drops the lock when its holder dies, so a
+    killed run never leaves a stale lock behind."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self._fd: int | None = None
+
+    def __enter__(self) -> WorkDirLock:
+        path = self.work_dir / LOCK
+        if self.work_dir.exists() and not self.work_dir.is_dir():
+            raise unusable(self.work_dir, "it is a file, not a folder")
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise unusable(self.work_dir, f"{exc.strerror or exc}: {exc.filename or path}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise IndexingError(
+                f"another indexing run (pid {holder}) is using work dir {self.work_dir}: wait for it to finish,"
+                " or index into another --out or --work-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
 
 
 @dataclass(frozen=True)
@@ -150,15 +198,19 @@ class Journal:
     def __init__(self, work_dir: Path, model_id: str, views: CatalogViews = SINGLE_VIEW) -> None:
         self.dir = work_dir
         self.path = work_dir / JOURNAL
-        (work_dir / PARTS).mkdir(parents=True, exist_ok=True)
+        self.views_count = views.count
         self.parts: list[str] = []
         self.done: set[str] = set()
         self.rejects: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            self._load(model_id, views)
-        else:
-            views_json = views.model_dump(mode="json")
-            self._append({"model_id": model_id, "catalog_views": views_json, "created_at": time.time()})
+        try:
+            (work_dir / PARTS).mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                self._load(model_id, views)
+            else:
+                views_json = views.model_dump(mode="json")
+                self._append({"model_id": model_id, "catalog_views": views_json, "created_at": time.time()})
+        except OSError as exc:
+            raise unusable(work_dir, f"{exc.strerror or exc}: {exc.filename or work_dir}") from exc
 
     def _load(self, model_id: str, views: CatalogViews) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -168,7 +220,7 @@ class Journal:
             except json.JSONDecodeError:
                 if number == len(lines) - 1:
                     continue
-                raise IndexingError(f"{self.path}:{number + 1} is corrupt; delete the work dir to start over") from None
+                raise unusable(self.dir, f"{self.path.name} line {number + 1} is corrupt") from None
             if "model_id" in entry and entry["model_id"] != model_id:
                 raise IndexingError(
                     f"work dir {self.dir} holds vectors of model {entry['model_id']}, not {model_id}:"
@@ -214,12 +266,22 @@ class Journal:
         self.rejects[sha] = entry
 
     def vectors(self) -> dict[str, np.ndarray]:
-        """Content hash → its view rows ``[V, D]``, in view order."""
+        """Content hash → its view rows ``[V, D]``, in view order.
+
+        An image is featurized once per content hash; the first ``V`` rows journaled for a hash are its rows.
+        (Work dirs written before byte-identical images were recognized hold some hashes twice.)
+        """
         grouped: dict[str, list[np.ndarray]] = {}
         for name in self.parts:
-            with np.load(self.dir / PARTS / name, allow_pickle=False) as part:
-                for sha, vector in zip(part["hashes"].tolist(), part["vectors"], strict=True):
-                    grouped.setdefault(sha, []).append(vector)
+            try:
+                with np.load(self.dir / PARTS / name, allow_pickle=False) as part:
+                    rows = list(zip(part["hashes"].tolist(), part["vectors"], strict=True))
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+                raise unusable(self.dir, f"part {name} cannot be read ({type(exc).__name__}: {exc})") from exc
+            for sha, vector in rows:
+                kept = grouped.setdefault(sha, [])
+                if len(kept) < self.views_count:
+                    kept.append(vector)
         return {sha: np.stack(rows) for sha, rows in grouped.items()}
 
 
@@ -237,7 +299,6 @@ def run_index(
     on_batch: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Index ``options.source`` into ``options.out``. ``on_batch`` is called after each journaled batch."""
-    log = get_logger("visualsearch.catalog")
     started = time.perf_counter()
     if featurizer is None:
         from model.featurizer import Featurizer
@@ -249,7 +310,6 @@ def run_index(
     listed = source.list()
     keys = [item.key for item in listed if options.shard is None or options.shard.owns(item.key)]
     rows = items_mod.read_item_rows(options.metadata) if options.metadata else []
-    by_file, by_id = items_mod.match_rows(rows)
     views = options.views
     sidecar = getattr(featurizer, "sidecar", None)
     if sidecar is None:
@@ -260,6 +320,24 @@ def run_index(
 
     # Raises for a sidecar whose retrieval settings do not parse: better now than after featurizing.
     retrieval = manifest_section(sidecar, views)
+    with WorkDirLock(options.resolved_work_dir()):
+        return _index_locked(options, featurizer, source, keys, rows, retrieval, on_batch, started)
+
+
+def _index_locked(
+    options: IndexOptions,
+    featurizer: Any,
+    source: CatalogSource,
+    keys: list[str],
+    rows: list[dict[str, Any]],
+    retrieval: dict[str, Any],
+    on_batch: Callable[[int], None] | None,
+    started: float,
+) -> RunResult:
+    """The run proper, while this process holds the work dir's lock."""
+    log = get_logger("visualsearch.catalog")
+    views = options.views
+    by_file, by_id = items_mod.match_rows(rows)
     journal = Journal(options.resolved_work_dir(), featurizer.model_id, views)
     reused = len(journal.done)
     hashes: dict[str, str] = {}
@@ -294,6 +372,8 @@ def run_index(
             continue
         hashes[key] = sha
         if kind == "ok":
+            if sha in journal.done or any(hashes[k] == sha for k in pending_keys):
+                continue  # byte-identical to an image already featurized: the same rows serve both ids
             pending_keys.append(key)
             pending.append(payload)
             if sum(len(p) for p in pending) >= options.batch_size:

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 # Metadata and docs that may sit beside the images; anything else is a candidate (and is validated).
 SKIP_SUFFIXES = frozenset({".jsonl", ".csv", ".json", ".md"})
@@ -74,7 +75,9 @@ class LocalFolderSource(CatalogSource):
             raise SourceError(f"cannot read {path}: {exc}") from exc
 
     def url_for(self, key: str) -> str:
-        return (self.root / key).as_uri()
+        # Where `stack up --catalog-dir` serves the folder; a file:// URL would show the server's paths to every
+        # browser (and no browser loads it from an http page anyway).
+        return "/catalog/" + quote(key)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

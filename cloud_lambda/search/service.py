@@ -20,22 +20,37 @@ from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
 from cloud_lambda.metadata import MetadataStore, open_metadata_store
 from cloud_lambda.publish import Publisher, PublishError, create_publisher
 from cloud_lambda.settings import CloudSettings
+from edge_component.wire import bounded_json
 from edge_component.wire.codec import (
-    DEVICE_ID_RE,
     MAX_PAYLOAD_BYTES,
     TOPIC_PREFIX,
     WireError,
     decode,
     matches_topic,
 )
+from edge_component.wire.thing_name import is_thing_name
 from model.retrieval.catalog_views import aggregate_max, oversample
 
 MAX_STATUS_BYTES = 16 * 1024
 METADATA_CACHE_ITEMS = 200_000
 COUNTERS_EVERY = 1000
 RECORD_VERSION = 1
+MAX_RECORD_BYTES = MAX_PAYLOAD_BYTES
+"""A match record is published on ``visualsearch/{device}/matches``: IoT Core's payload limit bounds it."""
 # Keys the IoT rule adds to the device's payload (SELECT *, topic(2) AS topic_device ...).
 RULE_KEYS = ("topic_device", "topic_kind")
+
+
+def _size(record: dict[str, Any]) -> int:
+    return len(json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8"))
+
+
+def _bounded(body: dict[str, Any], what: str) -> dict[str, Any]:
+    """``body`` checked by the one bounded JSON reader's rules (depth, finite numbers, encodable text)."""
+    try:
+        return bounded_json.check(body, what=what)  # type: ignore[no-any-return]
+    except bounded_json.JsonRejected as exc:
+        raise Rejected(exc.reason, str(exc)) from None
 
 
 class Rejected(ValueError):
@@ -122,14 +137,28 @@ class SearchService:
         for item_id, score in hits:
             match: dict[str, Any] = {"id": item_id, "score": round(score, 5)}
             record = records.get(item_id)
-            if record is not None and record.model_id == self.catalog.model_id:
-                match = {**record.as_match_fields(), **match}
+            fields = self._match_fields(record) if record is not None else None
+            if fields is not None:
+                match = {**fields, **match}
             else:
                 # A store that disagrees with the index is a deployment error; show the id, not wrong facts.
                 self.counters.inc("metadata_missing")
                 match.update(title="", image_url="")
             matches.append(match)
         return matches
+
+    def _match_fields(self, record: Any) -> dict[str, Any] | None:
+        """The record's fields for a match, or None when it cannot be joined (another model, or values JSON
+        cannot carry: a store written by anything but our indexer may hold NaN)."""
+        if record.model_id != self.catalog.model_id:
+            return None
+        fields: dict[str, Any] = record.as_match_fields()
+        try:
+            return bounded_json.check(fields, what=f"metadata of {record.id[:80]!r}")  # type: ignore[no-any-return]
+        except bounded_json.JsonRejected as exc:
+            self.counters.inc("metadata_invalid")
+            log_event(self.log, "metadata_invalid", logging.WARNING, item_id=record.id[:200], error=str(exc))
+            return None
 
     def _metadata_for(self, ids: list[str]) -> dict[str, Any]:
         # A catalog version's metadata does not change while it is loaded, so hits are cached per container
@@ -151,10 +180,10 @@ class SearchService:
             if not isinstance(event, dict):
                 raise Rejected("not_object", f"event must be a JSON object, got {type(event).__name__}")
             topic_device = event.get("topic_device")
-            if not isinstance(topic_device, str) or not DEVICE_ID_RE.match(topic_device):
+            if not is_thing_name(topic_device):
                 raise Rejected("bad_topic", "event lacks a valid 'topic_device' (the IoT rule must select topic(2))")
-            body = {key: value for key, value in event.items() if key not in RULE_KEYS}
-            size = len(json.dumps(body, separators=(",", ":"), default=str))
+            body = _bounded({key: value for key, value in event.items() if key not in RULE_KEYS}, "event")
+            size = len(json.dumps(body, separators=(",", ":")))
             if size > MAX_PAYLOAD_BYTES:
                 raise Rejected("oversize", f"event is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit")
             return self._handle(body, topic_device)
@@ -166,12 +195,7 @@ class SearchService:
         self._tick()
         try:
             parts = topic.split("/")
-            if (
-                len(parts) != 3
-                or parts[0] != TOPIC_PREFIX
-                or parts[2] != "features"
-                or not DEVICE_ID_RE.match(parts[1])
-            ):
+            if len(parts) != 3 or parts[0] != TOPIC_PREFIX or parts[2] != "features" or not is_thing_name(parts[1]):
                 raise Rejected("bad_topic", f"topic {topic[:200]!r} is not {TOPIC_PREFIX}/<device>/features")
             return self._handle(payload, parts[1])
         except (Rejected, WireError) as exc:
@@ -208,6 +232,7 @@ class SearchService:
         timing = dict(message.timing_ms)
         timing["search"] = round((time.perf_counter() - started) * 1000, 3)
         record["timing_ms"] = timing
+        record = self._fit(record)
         try:
             stored = self.matches.push(record)
         except MatchStoreUnavailable as exc:
@@ -229,6 +254,35 @@ class SearchService:
             "matches": len(matches),
             "top": matches[0]["id"] if matches else None,
         }
+
+    def _fit(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` within :data:`MAX_RECORD_BYTES` (it is published on MQTT, where IoT Core's 128 KB limit
+        holds): over it, matches keep only id, score, a short title and the image URL, and the last matches go
+        until it fits. ``trimmed`` says so; the catalog indexer's row budget makes this rare."""
+        if _size(record) <= MAX_RECORD_BYTES:
+            return record
+        slim = [
+            {
+                "id": match["id"],
+                "score": match["score"],
+                "title": str(match.get("title") or "")[:200],
+                "image_url": url if isinstance(url := match.get("image_url"), str) and len(url) <= 2048 else "",
+            }
+            for match in record["matches"]
+        ]
+        fitted = {**record, "matches": slim, "trimmed": True}
+        while slim and _size(fitted) > MAX_RECORD_BYTES:
+            slim.pop()
+        self.counters.inc("record_trimmed")
+        log_event(
+            self.log,
+            "record_trimmed",
+            logging.WARNING,
+            device_id=record["device_id"],
+            seq=record["seq"],
+            kept=len(slim),
+        )
+        return fitted
 
     def _tick(self) -> None:
         # One counters line every COUNTERS_EVERY events: accepted/rejected/failed trends without a log per event.
@@ -269,14 +323,14 @@ class SearchService:
             if not isinstance(event, dict):
                 raise Rejected("not_object", f"status must be a JSON object, got {type(event).__name__}")
             topic_device = event.get("topic_device")
-            if not isinstance(topic_device, str) or not DEVICE_ID_RE.match(topic_device):
+            if not is_thing_name(topic_device):
                 raise Rejected("bad_topic", "status event lacks a valid 'topic_device'")
-            body = {key: value for key, value in event.items() if key not in RULE_KEYS}
+            body = _bounded({key: value for key, value in event.items() if key not in RULE_KEYS}, "status")
             if body.get("device_id") != topic_device:
                 raise Rejected(
                     "device_mismatch", f"status device_id {str(body.get('device_id'))[:80]!r} differs from the topic's"
                 )
-            text = json.dumps(body, separators=(",", ":"), allow_nan=False, default=str)
+            text = json.dumps(body, separators=(",", ":"), allow_nan=False)
             if len(text) > MAX_STATUS_BYTES:
                 raise Rejected("oversize", f"status is {len(text)} bytes, over {MAX_STATUS_BYTES}")
         except (Rejected, ValueError) as exc:

@@ -17,15 +17,20 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edge_component.wire import bounded_json
+from edge_component.wire.thing_name import RULE as THING_NAME_RULE
+from edge_component.wire.thing_name import THING_NAME_RE, is_thing_name
+
 WIRE_VERSION = 1
 MAX_PAYLOAD_BYTES = 128 * 1024
 """AWS IoT Core's MQTT payload limit."""
 MAX_DIM = 8192
 NORM_TOLERANCE = 1e-2
 DTYPES: dict[str, np.dtype[Any]] = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-"""AWS IoT thing names: letters, digits, ``_ - : .``, at most 128 characters (no ``/``, ``+``, ``#``)."""
-MODEL_ID_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
+DEVICE_ID_RE = THING_NAME_RE
+"""Device ids are AWS IoT thing names (:mod:`edge_component.wire.thing_name`, the one rule)."""
+MODEL_ID_RE = re.compile(r"[A-Za-z0-9_.:+-]{1,128}")
+"""Used with ``fullmatch``: ``$`` would let a trailing newline through."""
 TOPIC_PREFIX = "visualsearch"
 
 Dtype = Literal["float16", "float32"]
@@ -129,9 +134,9 @@ def encode(message: FeatureMessage) -> bytes:
 
 
 def _check_identity(device_id: Any, model_id: Any) -> None:
-    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
-        raise WireError("bad_device_id", f"'device_id' must match {DEVICE_ID_RE.pattern}, got {str(device_id)[:80]!r}")
-    if not isinstance(model_id, str) or not MODEL_ID_RE.match(model_id):
+    if not is_thing_name(device_id):
+        raise WireError("bad_device_id", f"'device_id' must be {THING_NAME_RULE}, got {str(device_id)[:80]!r}")
+    if not isinstance(model_id, str) or not MODEL_ID_RE.fullmatch(model_id):
         raise WireError("bad_model_id", f"'model_id' must match {MODEL_ID_RE.pattern}, got {str(model_id)[:80]!r}")
 
 
@@ -148,7 +153,7 @@ def _require(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str)
 def decode(payload: bytes | str | dict[str, Any]) -> FeatureMessage:
     """Validate and decode a v1 message (raw bytes, text, or an already-parsed dict such as a Lambda event)."""
     if isinstance(payload, dict):
-        body = payload
+        body = _bounded(bounded_json.check, payload)
     else:
         if isinstance(payload, str):
             payload = payload.encode("utf-8", errors="surrogatepass")
@@ -158,13 +163,7 @@ def decode(payload: bytes | str | dict[str, Any]) -> FeatureMessage:
             raise WireError("oversize", f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit")
         if len(payload) == 0:
             raise WireError("empty", "payload is empty")
-        try:
-            body = json.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant)
-        except WireError:
-            raise
-        except (ValueError, RecursionError) as exc:
-            # ValueError also covers integer literals over Python's 4,300-digit conversion limit.
-            raise WireError("not_json", f"payload is not UTF-8 JSON: {str(exc)[:120]}") from exc
+        body = _bounded(bounded_json.loads, payload, max_bytes=MAX_PAYLOAD_BYTES)
     if not isinstance(body, dict):
         raise WireError("not_object", f"payload must be a JSON object, got {type(body).__name__}")
     version = body.get("v")
@@ -235,5 +234,10 @@ def _finite(value: float) -> bool:
         return False
 
 
-def _reject_constant(name: str) -> Any:
-    raise WireError("not_finite", f"payload contains the non-JSON constant {name}")
+def _bounded(read: Any, payload: Any, **limits: Any) -> Any:
+    """The one bounded JSON reader's verdict as a WireError (same reason codes: oversize, not_json,
+    too_deep, not_finite, bad_text)."""
+    try:
+        return read(payload, what="payload", **limits)
+    except bounded_json.JsonRejected as exc:
+        raise WireError(exc.reason, str(exc)) from None

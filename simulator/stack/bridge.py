@@ -26,7 +26,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_component.wire.codec import TOPIC_PREFIX
+from edge_component.wire import bounded_json
+from edge_component.wire.codec import MAX_PAYLOAD_BYTES, TOPIC_PREFIX
+from edge_component.wire.thing_name import is_thing_name
 
 log = logging.getLogger("simulator.stack.bridge")
 
@@ -46,15 +48,20 @@ class BadMessage(ValueError):
 def rule_event(topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
     """(kind, event) as the IoT rule would deliver it: the JSON object plus ``topic_device``."""
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != TOPIC_PREFIX or parts[2] not in ("features", "status") or not parts[1]:
+    if (
+        len(parts) != 3
+        or parts[0] != TOPIC_PREFIX
+        or parts[2] not in ("features", "status")
+        or not is_thing_name(parts[1])
+    ):
         raise BadMessage("bad_topic", f"topic {topic[:200]!r} is not {TOPIC_PREFIX}/<device>/features|status")
     kind = parts[2]
-    if kind == "status" and len(payload) > MAX_STATUS_BYTES:
-        raise BadMessage("oversize", f"status message is {len(payload)} bytes, over {MAX_STATUS_BYTES}")
+    # IoT Core refuses a publish over 128 KB before any rule sees it: the limit is on the raw bytes.
+    limit = MAX_PAYLOAD_BYTES if kind == "features" else MAX_STATUS_BYTES
     try:
-        body = json.loads(payload.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # ValueError also: integer literals over 4,300 digits
-        raise BadMessage("not_json", f"payload is not UTF-8 JSON: {str(exc)[:120]}") from exc
+        body = bounded_json.loads(payload, max_bytes=limit, what=f"{kind} message")
+    except bounded_json.JsonRejected as exc:
+        raise BadMessage(exc.reason, str(exc)) from None
     if not isinstance(body, dict):
         raise BadMessage("not_object", f"payload must be a JSON object, got {type(body).__name__}")
     return kind, {**body, "topic_device": parts[1]}

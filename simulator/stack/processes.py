@@ -223,6 +223,9 @@ class MosquittoProcess(ManagedProcess):
             "log_type warning",
             "log_type notice",
             "max_queued_messages 100000",
+            # IoT Core refuses a payload over 128 KB; mosquitto drops one too (max_packet_size would count the
+            # topic and header as well, which IoT Core does not).
+            "message_size_limit 131072",
             f"listener {self.port} {self.host}",
         ]
         if self.tls is not None:

@@ -37,6 +37,8 @@ REASONS = {
     "bad_ts",
     "bad_frame",
     "bad_timing",
+    "too_deep",
+    "bad_text",
 }
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -168,7 +170,8 @@ def test_oversize_and_deep_nesting_are_rejected_before_work() -> None:
     for payload, reason in [
         (b"{" + b" " * (128 * 1024) + b"}", "oversize"),
         (b"[" * 70_000 + b"]" * 70_000, "oversize"),
-        (b"[" * 20_000 + b"]" * 20_000, "not_json"),
+        (b"[" * 20_000 + b"]" * 20_000, "too_deep"),
+        (b"[" * 17 + b"]" * 17, "too_deep"),
     ]:
         count_case("wire: oversize/deep nesting")
         try:
