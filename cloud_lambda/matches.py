@@ -1,4 +1,4 @@
-"""Redis match lists (design.md "Match record"): newest first, capped, idempotent on (device, seq).
+"""Redis match lists (docs/architecture.md "Match record", "Redis keys"): newest first, capped, idempotent on (device, seq).
 
 Keys: ``visualsearch:matches:{device}`` (list, LPUSH + LTRIM 0 N-1), ``visualsearch:seen:{device}:{seq}``
 (SET NX EX, atomically with the push: one Lua script), ``visualsearch:status:{device}``, ``visualsearch:devices``

@@ -1,4 +1,4 @@
-"""The model file contract shared by export, device and cloud (design.md, "Featurizer model file")."""
+"""The model file contract shared by export, device and cloud (docs/architecture.md, "Featurizer model file and sidecar")."""
 
 from __future__ import annotations
 

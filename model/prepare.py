@@ -1,4 +1,4 @@
-"""The one way a frame or a catalog image reaches the model (design.md: frame preparation).
+"""The one way a frame or a catalog image reaches the model (docs/architecture.md: frame preparation).
 
 Centre crop to a square (or a caller-given ROI), anti-aliased downscale to the model's input size,
 BGR uint8 kept. Device frames and catalog images both come through :func:`prepare_frame`, so query and

@@ -261,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     model = ensure_exported(MODEL_DIR, (args.variant,), progress=True)[args.variant]
     print("2/5 sample catalog and camera video", flush=True)
     sample = ensure_sample_data(args.state / "sample")
+    truth = sample.truth()
+    print(f"   {sample.root}: {truth.get('size', 'full')} sample, {len(truth['frames'])} video frames", flush=True)
     print("3/5 catalog index", flush=True)
     index_dir = ensure_index(sample, model, args.state / "demo-index")
 

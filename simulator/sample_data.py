@@ -88,6 +88,32 @@ SHOWN = (
 DISTRACTORS = ("opencv:aero1", "opencv:leuvenA", "opencv:licenseplate_motion", "opencv:left")
 
 
+@dataclass(frozen=True)
+class SampleSize:
+    """How much sample to build: the full demo, or a few seconds of it for tests and slow machines."""
+
+    name: str
+    catalog: tuple[str, ...] | None
+    """Photo names of the catalog items (None: every photo of CATALOG_TITLES that is installed)."""
+    shown: tuple[str, ...]
+    distractors: tuple[str, ...]
+    segment_frames: int
+    gap_frames: int
+
+
+FULL = SampleSize("full", None, SHOWN, DISTRACTORS, SEGMENT_FRAMES, GAP_FRAMES)
+SMALL = SampleSize(
+    "small",
+    ("skimage:chelsea", "skimage:coffee", "opencv:apple", "skimage:clock"),
+    ("skimage:chelsea", "skimage:coffee"),
+    ("opencv:aero1",),
+    segment_frames=10,
+    gap_frames=2,
+)
+"""4 catalog items, 36 frames (3.6 s): the same pipeline in seconds (the README command test uses it)."""
+SIZES = {size.name: size for size in (FULL, SMALL)}
+
+
 def item_id(photo_name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", photo_name.lower()).strip("-")
 
@@ -120,10 +146,12 @@ def paths(root: Path) -> SampleData:
 
 
 # --- catalog ---------------------------------------------------------------------------------------------
-def build_catalog(data: SampleData, photos: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+def build_catalog(data: SampleData, photos: dict[str, np.ndarray], size: SampleSize = FULL) -> list[dict[str, Any]]:
     data.images_dir.mkdir(parents=True, exist_ok=True)
     items = []
     for name, title in CATALOG_TITLES.items():
+        if size.catalog is not None and name not in size.catalog:
+            continue
         if name not in photos:
             log.warning("photo %s not installed here: left out of the sample catalog", name)
             continue
@@ -223,10 +251,12 @@ def _render_segment(
     return out
 
 
-def render_video(data: SampleData, photos: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, Any]:
+def render_video(
+    data: SampleData, photos: dict[str, np.ndarray], rng: np.random.Generator, size: SampleSize = FULL
+) -> dict[str, Any]:
     background = _background(rng)
-    shown = [n for n in SHOWN if n in photos]
-    distractors = [n for n in DISTRACTORS if n in photos]
+    shown = [n for n in size.shown if n in photos]
+    distractors = [n for n in size.distractors if n in photos]
     # Interleave: catalog objects with a not-in-catalog photo after every few, empty gaps between all.
     plan: list[str] = []
     every = max(1, len(shown) // max(1, len(distractors)))
@@ -244,8 +274,8 @@ def render_video(data: SampleData, photos: dict[str, np.ndarray], rng: np.random
     try:
         for name in tqdm(plan, desc="rendering sample video", unit="segment", leave=False):
             for segment, count, kind in (
-                (None, GAP_FRAMES, "empty"),
-                (name, SEGMENT_FRAMES, "catalog" if name in CATALOG_TITLES else "distractor"),
+                (None, size.gap_frames, "empty"),
+                (name, size.segment_frames, "catalog" if name in CATALOG_TITLES else "distractor"),
             ):
                 for frame in _render_segment(photos[segment] if segment else None, background, count, rng):
                     writer.write(frame)
@@ -262,6 +292,7 @@ def render_video(data: SampleData, photos: dict[str, np.ndarray], rng: np.random
     return {
         "version": SAMPLE_VERSION,
         "seed": SEED,
+        "size": size.name,
         "fps": FPS,
         "width": FRAME_W,
         "height": FRAME_H,
@@ -286,18 +317,22 @@ def _is_current(data: SampleData) -> bool:
     )
 
 
-def ensure_sample_data(root: Path, force: bool = False) -> SampleData:
-    """Build the sample catalog, video and truth under ``root`` unless a current copy is there (idempotent)."""
+def ensure_sample_data(root: Path, force: bool = False, size: SampleSize = FULL) -> SampleData:
+    """Build the sample catalog, video and truth under ``root`` unless a current copy is there (idempotent).
+
+    A current copy of either size is kept (``make demo`` plays whichever is there); ``force`` rebuilds it at
+    ``size``.
+    """
     data = paths(root)
     if not force and _is_current(data):
         return data
     if data.root.exists():
         shutil.rmtree(data.catalog_dir, ignore_errors=True)
     data.root.mkdir(parents=True, exist_ok=True)
-    wanted = set(CATALOG_TITLES) | set(DISTRACTORS)
+    wanted = set(CATALOG_TITLES) | set(size.distractors)
     photos = {name: image for name, image in load_photos() if name in wanted}
-    items = build_catalog(data, photos)
-    truth = render_video(data, photos, np.random.default_rng(SEED))
+    items = build_catalog(data, photos, size)
+    truth = render_video(data, photos, np.random.default_rng(SEED), size)
     truth["catalog_count"] = len(items)
     tmp = data.truth_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(truth, indent=1))
@@ -310,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.sample_data", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path(".state/sample"))
     parser.add_argument("--force", action="store_true", help="rebuild even when a current copy exists")
+    parser.add_argument(
+        "--size", choices=list(SIZES), default="full", help="full: the demo's; small: 4 items, 3.6 s of video"
+    )
     args = parser.parse_args(argv)
-    data = ensure_sample_data(args.out, args.force)
+    data = ensure_sample_data(args.out, args.force, SIZES[args.size])
     truth = data.truth()
     print(f"catalog: {data.items_file} ({truth['catalog_count']} items)")
     print(f"video:   {data.video} ({len(truth['frames'])} frames at {truth['fps']:g} fps)")

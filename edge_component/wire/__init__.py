@@ -1,4 +1,4 @@
-"""Wire format v1 (design.md): one codec encodes on the device and decodes in the cloud."""
+"""Wire format v1 (docs/architecture.md): one codec encodes on the device and decodes in the cloud."""
 
 from edge_component.wire.codec import (
     MAX_PAYLOAD_BYTES,

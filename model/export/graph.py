@@ -1,5 +1,5 @@
 """The export wrapper: every backbone gets the same front (uint8 BGR NHWC → normalized float NCHW) and back
-(global pooling → L2 normalization), so preprocessing lives inside the graph (design.md, model file contract).
+(global pooling → L2 normalization), so preprocessing lives inside the graph (docs/architecture.md, model file contract).
 """
 
 from __future__ import annotations

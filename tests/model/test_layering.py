@@ -1,4 +1,4 @@
-"""design.md's layering: ``model`` imports nothing of the other packages (directly or via importlib), and the
+"""The layering (README: repository layout): ``model`` imports nothing of the other packages (directly or via importlib), and the
 product path imports no evaluation code (``model.eval`` is only reached from the ``model eval`` command)."""
 
 from __future__ import annotations
