@@ -34,6 +34,8 @@ SELF = ("make", "test")
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 COMMAND_WORDS = ("visual-search", "make", "python", "aws", "sam", "docker", "gdk", "git", "mosquitto_sub")
 MAKE_VARS = {"CHAOS_ARGS": "simulator.chaos", "BENCH_ARGS": "bench"}
+SERVICES = ("simulator.stack.http_server", "simulator.stack.bridge")
+"""What `stack up` runs: docs may name their options (e.g. the HTTP server's --request-timeout)."""
 DEFAULT_PORTS = (1883, 6379, 8080)
 
 
@@ -83,7 +85,7 @@ def every_option() -> frozenset[str]:
     found: set[str] = set()
     for name in COMMANDS:
         found |= _tree_options(build_parser([name]))
-    modules = set(MAKE_VARS.values())
+    modules = {*MAKE_VARS.values(), *SERVICES}
     for path in DOCS:  # wherever a doc names one: prose, tables, code and its comments
         modules |= set(re.findall(r"python -m ([A-Za-z_][\w.]*)", path.read_text()))
     for module in modules:
