@@ -96,7 +96,16 @@ def _use_greengrass(args: argparse.Namespace) -> bool:
 
 def load_config(args: argparse.Namespace, gg_document: dict[str, Any] | None) -> EdgeConfig:
     file_layer = load_yaml(args.config) if args.config else None
-    return build_config(gg_document, file_layer, _flag_overrides(args), parse_overrides(args.set))
+    cfg = build_config(gg_document, file_layer, _flag_overrides(args), parse_overrides(args.set))
+    thing = os.environ.get("AWS_IOT_THING_NAME")
+    if gg_document is not None and thing and cfg.device_id != thing:
+        # The core's IPC policy and the thing's IoT policy allow only the thing's own topics: another id would be
+        # refused locally or, worse, make AWS IoT Core drop the core's whole MQTT connection.
+        raise ConfigError(
+            f"config key 'device_id': {cfg.device_id!r} differs from this core's thing name {thing!r} "
+            "(AWS_IOT_THING_NAME); under Greengrass the topics are the thing's own: remove device_id"
+        )
+    return cfg
 
 
 def check_command(args: argparse.Namespace) -> int:
@@ -130,6 +139,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
+    from edge_component.packaging.device_install import installed_runtime
+
+    log.info("starting", extra={"device_id": cfg.device_id, "installed_runtime": installed_runtime()})
 
     # Heavy imports after the configuration is known to be good: a typo fails in milliseconds.
     from edge_component.loop import EdgeLoop

@@ -246,6 +246,7 @@ def build_config(*layers: dict[str, Any] | None) -> EdgeConfig:
         if layer:
             data = merge(data, layer)
     data.pop("accessControl", None)  # the recipe keeps IPC policy beside settings; not ours to validate
+    data.pop("runtime", None)  # read by the Install step (edge_component/packaging/device_install.py), not by Run
     try:
         return EdgeConfig.model_validate(data)
     except ValidationError as exc:

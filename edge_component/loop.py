@@ -22,6 +22,7 @@ import numpy as np
 from edge_component.config import EdgeConfig, LiveSettings, RoiConfig
 from edge_component.gate import Gate
 from edge_component.health import State, build_status, encode_status
+from edge_component.packaging.device_install import installed_runtime
 from edge_component.publishers.base import Publisher
 from edge_component.sources.base import Frame, FrameSource
 from edge_component.stats import RateMeter, Timings
@@ -65,6 +66,7 @@ class EdgeLoop:
         self._fps = RateMeter()
         self._roi = _frame_roi(featurizer, config.live.roi)
         self._choice = featurizer.backend_choice.as_dict()
+        self._installed = installed_runtime()  # what the Greengrass Install step put in the venv
         self._lock = threading.Lock()
         # Seq must not repeat across restarts: the cloud's idempotency marker is keyed by (device, seq)
         # for 24 h. Starting from the epoch in milliseconds keeps it increasing across restarts.
@@ -258,7 +260,12 @@ class EdgeLoop:
             # What the runtime really computes in (OpenVINO CPU runs fp32 models in bf16) and with how many
             # threads: operators compare devices by these before blaming the model.
             # and why auto chose this backend (measured ms per candidate, or cached, or the only one present).
-            extra={"precision": info.precision, "threads": info.threads, "backend_choice": self._choice},
+            extra={
+                "precision": info.precision,
+                "threads": info.threads,
+                "backend_choice": self._choice,
+                "installed_runtime": self._installed,
+            },
         )
 
     def _maybe_status(self) -> None:

@@ -1,21 +1,28 @@
 """``python -m edge_component.packaging.build``: the component under ``greengrass-build/`` (``make component``).
 
-Does what ``gdk component build`` does for a custom build, so it runs without the GDK CLI (and GDK calls
-it as its ``custom_build_command``): validates gdk-config.json and the recipe, zips the device code with a
-pinned requirements file, copies the model and its sidecar, and renders the recipe with the component
-name, version, publisher and the artifact URIs filled in.
+Writes what ``gdk component publish`` (GDK CLI 1.6.2) reads, and GDK calls it as the ``custom_build_command``
+through :mod:`edge_component.packaging.gdk_build`:
 
-The zip's code is the import closure of the device entry point ``edge_component.__main__``
-(:mod:`edge_component.packaging.closure`), at the zip's root: the nucleus extracts ``NAME.zip`` into
-``{artifacts:decompressedPath}/NAME/``, so ``python -m edge_component`` runs from that folder. The build
-refuses a closure that imports a third-party module the device does not install (torch, faiss, ...).
+- ``greengrass-build/recipes/recipe.yaml``: the root ``recipe.yaml`` validated, ComponentName/Publisher from
+  gdk-config.json, ComponentVersion = ``--version`` or gdk-config's version (``NEXT_PATCH`` stays literal, as
+  GDK's own build leaves it; publish computes the number), artifact URIs
+  ``s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/<file>`` (publish rewrites each one whose file it finds);
+- ``greengrass-build/artifacts/<name>/<version>/`` (the literal ``NEXT_PATCH`` folder for a NEXT_PATCH
+  build: publish uploads from there): ``EdgeVisualSearch.zip``, the model and its sidecar, and with
+  ``--wheelhouse`` one ``wheelhouse-linux-<machine>.zip`` per platform.
+
+The zip's code is the import closure of the device's entry points (``edge_component.__main__`` and the Install
+step ``edge_component.packaging.device_install``; :mod:`edge_component.packaging.closure`) plus the device pins
+``requirements/device/*.txt`` as ``requirements/``, at the zip's root: the nucleus extracts ``NAME.zip`` into
+``{artifacts:decompressedPath}/NAME/`` itself. The build refuses device code that imports a third-party
+module the device does not install (torch, faiss, ...), a version that is not semver, and a rendered recipe
+over GDK's 16,000-byte limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import zipfile
@@ -26,22 +33,27 @@ import yaml
 
 from edge_component.packaging.closure import ClosureError, import_closure
 from edge_component.packaging.validate import SEMVER_RE, check_gdk_config, check_recipe
+from edge_component.packaging.wheelhouse import MACHINES, WheelhouseError, build_wheelhouse, wheel_name
 
 ROOT = Path(__file__).resolve().parents[2]
+RECIPE = "recipe.yaml"
 ZIP_STEM = "EdgeVisualSearch"
-ENTRY_MODULES = ["edge_component.__main__"]
-DEVICE_PACKAGES = ["numpy", "pydantic", "pyyaml", "opencv-python-headless", "onnxruntime", "paho-mqtt", "awsiotsdk"]
+ENTRY_MODULES = ["edge_component.__main__", "edge_component.packaging.device_install"]
+DEVICE_REQUIREMENTS = Path("requirements/device")
+MAX_RECIPE_BYTES = 16_000
+"""GDK's MAX_RECIPE_FILE_SIZE_BYTES (gdk/common/consts.py): publish refuses a larger built recipe."""
+ARCHITECTURE_MACHINE = {"amd64": "x86_64", "aarch64": "aarch64"}
 # Third-party modules the device code may import: top-level import name → where the device gets it.
 DEVICE_IMPORTS = {
-    "numpy": "numpy",
+    "numpy": "numpy (requirements/device/base.txt; JetPack on a Jetson)",
     "pydantic": "pydantic",
-    "yaml": "pyyaml",
-    "cv2": "opencv-python-headless",
-    "onnxruntime": "onnxruntime",
+    "yaml": "PyYAML",
+    "cv2": "opencv-python-headless (JetPack's OpenCV on a Jetson)",
+    "onnxruntime": "onnxruntime / onnxruntime-gpu (the runtime's requirements file)",
     "paho": "paho-mqtt",
     "awsiot": "awsiotsdk",
-    "awscrt": "awsiotsdk",
-    "openvino": "openvino (installed when the device's runtime is OpenVINO; probed before import)",
+    "awscrt": "awscrt (awsiotsdk)",
+    "openvino": "openvino (runtime: openvino; probed before import)",
     "greengrasssdk": "the Greengrass v1 core (probed before import)",
     "awscam": "the DeepLens image (probed before import)",
 }
@@ -60,22 +72,6 @@ class _NoAliases(yaml.SafeDumper):
         return True
 
 
-def pinned_requirements(constraints: Path) -> list[str]:
-    """The device packages with the exact versions of requirements/constraints.txt."""
-    pins: dict[str, str] = {}
-    for line in constraints.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line.strip())
-        if match:
-            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = line.strip()
-    out = []
-    for name in DEVICE_PACKAGES:
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        if key not in pins:
-            raise BuildError(f"{name} has no pin in {constraints}")
-        out.append(pins[key])
-    return out
-
-
 def device_code(root: Path) -> list[str]:
     """The files the device imports (relative paths), checked against what the device installs."""
     try:
@@ -90,39 +86,49 @@ def device_code(root: Path) -> list[str]:
 
 
 def check_version(version: str) -> str:
-    if not SEMVER_RE.match(version):
+    if version != "NEXT_PATCH" and not SEMVER_RE.match(version):
         raise BuildError(f"component version {version!r} is not semver: use MAJOR.MINOR.PATCH, e.g. 1.0.0")
     return version
 
 
-def render_recipe(recipe: dict[str, Any], name: str, version: str, author: str, bucket: str | None) -> dict[str, Any]:
-    rendered = json.loads(json.dumps(recipe))  # deep copy, aliases expanded
+def render_recipe(recipe: dict[str, Any], name: str, version: str, author: str, wheelhouses: list[str]) -> dict:
+    """What GDK's build writes: identity filled in, aliases expanded, URIs left for publish to rewrite."""
+    rendered: dict[str, Any] = json.loads(json.dumps(recipe))  # deep copy, aliases expanded
     rendered["ComponentName"], rendered["ComponentVersion"], rendered["ComponentPublisher"] = name, version, author
     for manifest in rendered["Manifests"]:
-        for artifact in manifest.get("Artifacts", []):
-            uri = artifact["Uri"].replace("COMPONENT_NAME", name).replace("COMPONENT_VERSION", version)
-            if bucket:
-                uri = uri.replace("BUCKET_NAME", bucket)
-            artifact["Uri"] = uri
+        machine = ARCHITECTURE_MACHINE.get((manifest.get("Platform") or {}).get("architecture", ""))
+        if machine and wheel_name(machine) in wheelhouses:
+            uri = f"s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/{wheel_name(machine)}.zip"
+            manifest["Artifacts"].append({"Uri": uri, "Unarchive": "ZIP"})
     return rendered
 
 
-def build(root: Path, model: Path | None, out: Path, version: str | None = None) -> dict[str, Path]:
+def load_definition(root: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(component name, its gdk-config.json entry, the recipe), refusing either when it breaks a rule."""
     gdk = json.loads((root / "gdk-config.json").read_text())
-    recipe = yaml.safe_load((root / "recipes/recipe.yaml").read_text())
+    recipe = yaml.safe_load((root / RECIPE).read_text())
     errors = check_gdk_config(gdk)
     name = next(iter(gdk.get("component", {"?": {}})))
-    errors += [f"recipe {e}" for e in check_recipe(recipe, name)]
+    errors += [f"{RECIPE} {e}" for e in check_recipe(recipe, name)]
     if errors:
         raise BuildError("invalid component definition:\n  " + "\n  ".join(errors))
-    comp = gdk["component"][name]
-    if version is None:
-        version = comp["version"]
-        if version == "NEXT_PATCH":  # GDK asks the cloud for the next patch; offline, use the project version
-            project = (root / "pyproject.toml").read_text()
-            found = re.search(r'^version\s*=\s*"([^"]+)"', project, re.M)
-            version = found.group(1) if found else "1.0.0"
-    version = check_version(version)
+    return name, gdk["component"][name], recipe
+
+
+def write_zip(root: Path, zip_path: Path) -> list[str]:
+    code = device_code(root)
+    pins = sorted((root / DEVICE_REQUIREMENTS).glob("*.txt"))
+    if not pins:
+        raise BuildError(f"no device requirements in {root / DEVICE_REQUIREMENTS}")
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for relative in code:
+            archive.write(root / relative, relative)
+        for path in pins:
+            archive.write(path, f"requirements/{path.name}")
+    return code
+
+
+def find_model(model: Path | None) -> tuple[Path, Path]:
     model = model or next((m for m in DEFAULT_MODELS if m.exists()), None)
     if model is None or not model.exists():
         raise BuildError(
@@ -131,30 +137,45 @@ def build(root: Path, model: Path | None, out: Path, version: str | None = None)
     sidecar = model.with_suffix(".json")
     if not sidecar.exists():
         raise BuildError(f"the model's sidecar {sidecar} is missing")
+    return model, sidecar
+
+
+def build(
+    root: Path,
+    model: Path | None,
+    out: Path,
+    version: str | None = None,
+    wheelhouse_runtimes: list[str] | None = None,
+) -> dict[str, Path]:
+    name, comp, recipe = load_definition(root)
+    version = check_version(version or comp["version"])
+    model, sidecar = find_model(model)
     artifacts = out / "artifacts" / name / version
-    recipes = out / "recipes"
     shutil.rmtree(out, ignore_errors=True)
     artifacts.mkdir(parents=True)
-    recipes.mkdir(parents=True)
-
-    zip_path = artifacts / f"{ZIP_STEM}.zip"
-    code = device_code(root)
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        # Entries at the root: the nucleus unzips into {artifacts:decompressedPath}/EdgeVisualSearch/ itself.
-        for relative in code:
-            archive.write(root / relative, relative)
-        archive.writestr(
-            "requirements.txt", "\n".join(pinned_requirements(root / "requirements/constraints.txt")) + "\n"
-        )
+    (out / "recipes").mkdir(parents=True)
+    paths = {"zip": artifacts / f"{ZIP_STEM}.zip", "artifacts": artifacts, "recipe": out / "recipes" / RECIPE}
+    write_zip(root, paths["zip"])
     # The recipe names the model artifact by its conventional file name; copy under that name.
     shutil.copy2(model, artifacts / "efficientnet-lite0-int8.onnx")
     shutil.copy2(sidecar, artifacts / "efficientnet-lite0-int8.json")
-
-    # BUCKET_NAME stays: GDK's publish step substitutes it with {bucket}-{region}-{account}.
-    rendered = render_recipe(recipe, name, version, comp["author"], None)
-    recipe_path = recipes / "recipe.yaml"
-    recipe_path.write_text(yaml.dump(rendered, Dumper=_NoAliases, sort_keys=False, width=120))
-    return {"zip": zip_path, "recipe": recipe_path, "artifacts": artifacts}
+    wheelhouses = []
+    for machine in MACHINES if wheelhouse_runtimes else ():
+        try:
+            paths[wheel_name(machine)] = build_wheelhouse(
+                root / DEVICE_REQUIREMENTS, wheelhouse_runtimes or [], machine, artifacts
+            )
+        except WheelhouseError as exc:
+            raise BuildError(str(exc)) from exc
+        shutil.rmtree(artifacts / f"{wheel_name(machine)}.d")
+        wheelhouses.append(wheel_name(machine))
+    text = yaml.dump(
+        render_recipe(recipe, name, version, comp["author"], wheelhouses), Dumper=_NoAliases, sort_keys=False, width=120
+    )
+    if len(text.encode()) > MAX_RECIPE_BYTES:
+        raise BuildError(f"the built recipe is {len(text.encode())} bytes; GDK publishes at most {MAX_RECIPE_BYTES}")
+    paths["recipe"].write_text(text)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,12 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="ONNX featurizer to ship (default: artifacts/models/…-int8.onnx)")
     parser.add_argument("--out", type=Path, default=ROOT / "greengrass-build")
     parser.add_argument(
-        "--version",
-        help="component version, semver MAJOR.MINOR.PATCH (default: gdk-config.json, NEXT_PATCH → pyproject)",
+        "--version", help="component version, semver MAJOR.MINOR.PATCH (default: gdk-config.json's, e.g. NEXT_PATCH)"
+    )
+    parser.add_argument(
+        "--wheelhouse",
+        metavar="RUNTIMES",
+        help="also build offline wheelhouse artifacts for these runtimes, e.g. openvino (covers cpu) or openvino,cuda",
     )
     args = parser.parse_args(argv)
+    runtimes = [r.strip() for r in args.wheelhouse.split(",") if r.strip()] if args.wheelhouse else None
     try:
-        paths = build(ROOT, args.model, args.out, args.version)
+        paths = build(ROOT, args.model, args.out, args.version, runtimes)
     except (BuildError, OSError, ValueError) as exc:
         print(f"component build failed: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,10 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9\-_.]+$")
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 BUILD_SYSTEMS = {"zip", "maven", "gradle", "gradlew", "custom"}
 PUBLISH_OP = "aws.greengrass#PublishToIoTCore"
-OWN_TOPIC_RE = re.compile(rf"^{TOPIC_PREFIX}/\{{iot:thingName\}}/(features|status)$")
+OWN_TOPIC_RE = re.compile(rf"^{TOPIC_PREFIX}/\+/(features|status|thumbnail)$")
+NUCLEUS = "aws.greengrass.Nucleus"
+MIN_NUCLEUS = (2, 6, 0)
+"""MQTT wildcards in IPC authorization resources (authorization/WildcardTrie.java MQTT_STYLE) start in v2.6.0."""
 
 
 def check_gdk_config(doc: Any) -> list[str]:
@@ -89,8 +92,9 @@ def check_recipe(recipe: Any, component_name: str | None = None) -> list[str]:
     elif component_name and name != component_name:
         errors.append(f"ComponentName: {name!r} differs from gdk-config.json's {component_name!r}")
     version = recipe.get("ComponentVersion")
-    if not isinstance(version, str) or not SEMVER_RE.match(version):
-        errors.append("ComponentVersion: required, semver")
+    if not isinstance(version, str) or not (SEMVER_RE.match(version) or version == "NEXT_PATCH"):
+        errors.append("ComponentVersion: required, semver (or NEXT_PATCH in a GDK build, which publish replaces)")
+    errors += _check_nucleus_dependency(recipe.get("ComponentDependencies"))
     config = (recipe.get("ComponentConfiguration") or {}).get("DefaultConfiguration")
     if not isinstance(config, dict):
         errors.append("ComponentConfiguration.DefaultConfiguration: required")
@@ -114,8 +118,9 @@ def check_recipe(recipe: Any, component_name: str | None = None) -> list[str]:
         run_script = run.get("Script", "") if isinstance(run, dict) else str(run or "")
         if "-m edge_component run" not in run_script:
             errors.append(f"{where}.Lifecycle.Run: must call the device entry point `python -m edge_component run`")
-        if isinstance(lifecycle.get("Install"), dict) and "requirements" not in lifecycle["Install"].get("Script", ""):
-            errors.append(f"{where}.Lifecycle.Install: must install the component's requirements")
+        install = lifecycle.get("Install")
+        if isinstance(install, dict) and "edge_component.packaging.device_install" not in install.get("Script", ""):
+            errors.append(f"{where}.Lifecycle.Install: must run edge_component.packaging.device_install")
         artifacts = manifest.get("Artifacts")
         if not isinstance(artifacts, list) or not artifacts:
             errors.append(f"{where}.Artifacts: required")
@@ -156,9 +161,32 @@ def _check_access_control(acl: Any, component: str) -> list[str]:
             errors.append(f"{pwhere}.resources: required")
             continue
         for resource in resources:
-            if not isinstance(resource, str) or not OWN_TOPIC_RE.match(resource):
+            if isinstance(resource, str) and "{iot:thingName}" in resource:
                 errors.append(
-                    f"{pwhere}.resources: {resource!r} is not one of this component's own topics "
-                    f"({TOPIC_PREFIX}/{{iot:thingName}}/features|status); no wildcards"
+                    f"{pwhere}.resources: {resource!r} stays literal on a core without "
+                    "interpolateComponentConfiguration (the default), so every publish would be refused; use "
+                    f"{TOPIC_PREFIX}/+/... here and recipes/deployment-thing-scoped.json to narrow it"
                 )
+            elif not isinstance(resource, str) or not OWN_TOPIC_RE.match(resource):
+                errors.append(
+                    f"{pwhere}.resources: {resource!r} is not one of this component's topics "
+                    f"({TOPIC_PREFIX}/+/features|status|thumbnail)"
+                )
+    return errors
+
+
+def _check_nucleus_dependency(dependencies: Any) -> list[str]:
+    where = f"ComponentDependencies.{NUCLEUS}"
+    wanted = ".".join(map(str, MIN_NUCLEUS))
+    dependency = (dependencies or {}).get(NUCLEUS) if isinstance(dependencies, dict) else None
+    if not isinstance(dependency, dict):
+        return [f"{where}: required (the accessControl wildcards need nucleus >= {wanted})"]
+    errors = []
+    floor = re.search(r">=\s*(\d+)\.(\d+)\.(\d+)", str(dependency.get("VersionRequirement", "")))
+    if floor is None or tuple(int(g) for g in floor.groups()) < MIN_NUCLEUS:
+        errors.append(f"{where}.VersionRequirement: must require >= {wanted}")
+    if dependency.get("DependencyType") != "SOFT":
+        errors.append(
+            f"{where}.DependencyType: SOFT (HARD would restart this component whenever the nucleus changes state)"
+        )
     return errors

@@ -4,7 +4,10 @@ Frames are ``[total_len u32][headers_len u32][prelude_crc u32][headers][payload]
 (big-endian, CRC32); headers are ``[name_len u8][name][type u8][value]``. The nucleus checks the
 CONNECT's ``authToken`` against ``SVCUID``, answers CONNECT_ACK, and serves three operations:
 
-- ``aws.greengrass#PublishToIoTCore``: records (topic, payload, qos) and answers with TERMINATE_STREAM;
+- ``aws.greengrass#PublishToIoTCore``: checks :attr:`TestNucleus.authorizer` when set (``UnauthorizedError``
+  "Not Authorized" as ``MqttProxyIPCAgent`` answers; see :mod:`tests.edge_component.nucleus_auth`), hands the
+  message to :attr:`TestNucleus.forward` when set (a failure is a ``ServiceError`` "Publish to topic T failed:
+  ..."), records (topic, payload, qos) and answers with TERMINATE_STREAM;
 - ``aws.greengrass#GetConfiguration``: answers the value at ``keyPath`` of :attr:`TestNucleus.config`;
 - ``aws.greengrass#SubscribeToConfigurationUpdate``: keeps the stream open; :meth:`update_config`
   pushes ``aws.greengrass#ConfigurationUpdateEvents`` to every subscriber.
@@ -23,8 +26,11 @@ import struct
 import tempfile
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.edge_component.nucleus_auth import MQTT_PROXY, UNAUTHORIZED_ERROR, Authorizer
 
 # message types and flags (awscrt.eventstream.rpc)
 APPLICATION_MESSAGE, APPLICATION_ERROR, PING, PING_RESPONSE, CONNECT, CONNECT_ACK = 0, 1, 2, 3, 4, 5
@@ -161,6 +167,11 @@ class TestNucleus:
         self.rejected_connects = 0
         self.fail_publishes = 0
         """How many of the next feature publishes to answer with an error (fault injection)."""
+        self.authorizer: Authorizer | None = None
+        """IPC authorization from the component's accessControl; None serves every request."""
+        self.forward: Callable[[str, bytes, str], None] | None = None
+        """Where PublishToIoTCore goes (IoT Core on a real core); raising fails the request."""
+        self.refused: list[tuple[str, str]] = []
         self._cond = threading.Condition()
         self._connections: list[_Connection] = []
         self._server: socket.socket | None = None
@@ -214,6 +225,23 @@ class TestNucleus:
                 conn.send(
                     _app_headers(stream_id, "aws.greengrass#ConfigurationUpdateEvents"), json.dumps(event).encode()
                 )
+
+    def replace_config(self, config: dict[str, Any], notify: bool, previous: dict[str, Any] | None = None) -> None:
+        """A deployment's new configuration; with ``notify``, one ConfigurationUpdateEvents per changed top key."""
+        with self._cond:
+            self.config = config
+            connections = list(self._connections)
+        if not notify:
+            return
+        old = previous or {}
+        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        for key in changed:
+            event = {"configurationUpdateEvent": {"componentName": self.component, "keyPath": [key]}}
+            for conn in connections:
+                for stream_id in list(conn.config_streams):
+                    conn.send(
+                        _app_headers(stream_id, "aws.greengrass#ConfigurationUpdateEvents"), json.dumps(event).encode()
+                    )
 
     # --- server ------------------------------------------------------------------------------------
     def _accept(self) -> None:
@@ -272,20 +300,28 @@ class TestNucleus:
         with self._cond:
             self.requests.append((operation, request))
         if operation == "aws.greengrass#PublishToIoTCore":
-            if self.fail_publishes > 0 and request.get("topicName", "").endswith("/features"):
-                self.fail_publishes -= 1
-                error = {"message": "injected failure"}
-                conn.send(
-                    _app_headers(stream_id, "aws.greengrass#ServiceError", APPLICATION_ERROR, TERMINATE_STREAM),
-                    json.dumps(error).encode(),
-                )
+            topic = str(request.get("topicName", ""))
+            if self.authorizer is not None and not self.authorizer.is_authorized(
+                MQTT_PROXY, self.component, operation, topic
+            ):
+                self._send_error(conn, stream_id, "aws.greengrass#UnauthorizedError", UNAUTHORIZED_ERROR)
+                with self._cond:
+                    self.refused.append((operation, topic))
                 return
+            if self.fail_publishes > 0 and topic.endswith("/features"):
+                self.fail_publishes -= 1
+                self._send_error(conn, stream_id, "aws.greengrass#ServiceError", "injected failure")
+                return
+            payload_bytes = base64.b64decode(request.get("payload", ""))
+            if self.forward is not None:
+                try:
+                    self.forward(topic, payload_bytes, str(request.get("qos", "")))
+                except Exception as exc:
+                    message = f"Publish to topic {topic} failed: {exc}"
+                    self._send_error(conn, stream_id, "aws.greengrass#ServiceError", message)
+                    return
             with self._cond:
-                self.published.append(
-                    Published(
-                        request["topicName"], base64.b64decode(request.get("payload", "")), request.get("qos", "")
-                    )
-                )
+                self.published.append(Published(topic, payload_bytes, request.get("qos", "")))
                 self._cond.notify_all()
             conn.send(_app_headers(stream_id, "aws.greengrass#PublishToIoTCoreResponse", flags=TERMINATE_STREAM), b"{}")
         elif operation == "aws.greengrass#GetConfiguration":
@@ -308,6 +344,13 @@ class TestNucleus:
                 _app_headers(stream_id, "aws.greengrass#UnauthorizedError", APPLICATION_ERROR, TERMINATE_STREAM),
                 json.dumps({"message": f"{operation} is not served by the test nucleus"}).encode(),
             )
+
+    def _send_error(self, conn: _Connection, stream_id: int, model: str, message: str) -> None:
+        """``OperationContinuationHandler.sendModeledError``: ApplicationError + TerminateStream, JSON body."""
+        conn.send(
+            _app_headers(stream_id, model, APPLICATION_ERROR, TERMINATE_STREAM),
+            json.dumps({"message": message}).encode(),
+        )
 
 
 def _app_headers(stream_id: int, model: str, kind: int = APPLICATION_MESSAGE, flags: int = 0) -> dict[str, str | int]:

@@ -1,4 +1,5 @@
-"""The recipe and gdk-config.json follow the Greengrass/GDK rules; the built component runs its recipe."""
+"""The recipe and gdk-config.json follow the Greengrass/GDK rules; the build is the device's import closure
+and lays out what GDK CLI 1.6.2 publishes."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_component.packaging.build import ROOT, BuildError, build, device_code
+from edge_component.packaging.build import ROOT, BuildError, build, device_code, render_recipe
 from edge_component.packaging.build import main as build_main
 from edge_component.packaging.closure import import_closure
 from edge_component.packaging.validate import check_gdk_config, check_recipe
+from edge_component.packaging.wheelhouse import platform_tags, wheel_name
 
 COMPONENT = "com.example.EdgeVisualSearch"
 
 
 def _recipe() -> dict:
-    return yaml.safe_load((ROOT / "recipes/recipe.yaml").read_text())
+    return yaml.safe_load((ROOT / "recipe.yaml").read_text())
 
 
 def _gdk() -> dict:
@@ -60,8 +62,17 @@ def _policy(recipe: dict) -> dict:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda r: _policy(r)["resources"].append("visualsearch/#"), "own topics"),
-        (lambda r: _policy(r)["resources"].append("visualsearch/other-thing/features"), "own topics"),
+        (lambda r: _policy(r)["resources"].append("visualsearch/#"), "is not one of this component's topics"),
+        (lambda r: _policy(r)["resources"].append("*"), "is not one of this component's topics"),
+        (lambda r: _policy(r)["resources"].append("visualsearch/other-thing/features"), "component's topics"),
+        (lambda r: _policy(r)["resources"].append("visualsearch/{iot:thingName}/features"), "stays literal"),
+        (lambda r: r.pop("ComponentDependencies"), "aws.greengrass.Nucleus: required"),
+        (
+            lambda r: r["ComponentDependencies"]["aws.greengrass.Nucleus"].update(VersionRequirement=">=2.5.0"),
+            "must require >= 2.6.0",
+        ),
+        (lambda r: r["ComponentDependencies"]["aws.greengrass.Nucleus"].update(DependencyType="HARD"), "SOFT"),
+        (lambda r: r["Manifests"][0]["Lifecycle"]["Install"].update(Script="pip install x"), "device_install"),
         (lambda r: _policy(r).update(operations=["*"]), "operations"),
         (lambda r: r["ComponentConfiguration"]["DefaultConfiguration"].pop("accessControl"), "accessControl"),
         (lambda r: r["Manifests"].pop(), "aarch64"),
@@ -80,6 +91,7 @@ def test_device_code_is_the_import_closure_of_the_device_entry_point() -> None:
     files = set(device_code(ROOT))
     # reached by a plain import, a lazy import inside a function, and a plugin registry's module-name string
     assert {"edge_component/__main__.py", "model/logs.py", "model/retrieval/settings.py"} <= files
+    assert "edge_component/packaging/device_install.py" in files  # the Install step's code ships too
     assert {"model/runtime/onnxruntime_backend.py", "model/runtime/openvino_backend.py"} <= files
     assert {"model/__init__.py", "model/runtime/__init__.py", "edge_component/wire/__init__.py"} <= files
     assert not any(f.startswith(("simulator/", "cloud_lambda/", "model/export/", "model/finetune/")) for f in files)
@@ -108,6 +120,8 @@ def test_closure_follows_relative_imports_and_skips_type_checking_blocks(tmp_pat
 
 def test_build_refuses_device_code_that_imports_what_the_device_does_not_install(tmp_path: Path) -> None:
     _write(tmp_path / "edge_component/__init__.py", "")
+    _write(tmp_path / "edge_component/packaging/__init__.py", "")
+    _write(tmp_path / "edge_component/packaging/device_install.py", "import json\n")
     _write(tmp_path / "edge_component/__main__.py", "def main():\n    from model import export\n")
     _write(tmp_path / "model/__init__.py", "")
     _write(tmp_path / "model/export.py", "import torch\n")
@@ -118,21 +132,71 @@ def test_build_refuses_device_code_that_imports_what_the_device_does_not_install
         device_code(tmp_path)
 
 
-def test_zip_holds_the_device_code_at_its_root(tmp_path: Path, tiny_model: Path) -> None:
+def test_zip_holds_the_device_code_and_its_pins_at_its_root(tmp_path: Path, tiny_model: Path) -> None:
     paths = build(ROOT, tiny_model, tmp_path / "greengrass-build", version="1.2.3")
     rendered = yaml.safe_load(paths["recipe"].read_text())
-    assert rendered["ComponentVersion"] == "1.2.3"
-    uris = [a["Uri"] for a in rendered["Manifests"][0]["Artifacts"]]
-    assert uris[0] == f"s3://BUCKET_NAME/{COMPONENT}/1.2.3/EdgeVisualSearch.zip"
-    for uri in uris:
-        assert (paths["artifacts"] / uri.rsplit("/", 1)[1]).exists()
-    assert check_recipe(rendered, COMPONENT) == []
+    assert rendered["ComponentVersion"] == "1.2.3" and check_recipe(rendered, COMPONENT) == []
+    for manifest in rendered["Manifests"]:
+        for artifact in manifest["Artifacts"]:  # GDK publish rewrites each URI whose file it finds
+            file_name = artifact["Uri"].rsplit("/", 1)[1]
+            assert artifact["Uri"] == f"s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/{file_name}"
+            assert (paths["artifacts"] / file_name).is_file()
     with zipfile.ZipFile(paths["zip"]) as archive:
         names = archive.namelist()
-        requirements = archive.read("requirements.txt").decode()
+        pins = {n: archive.read(n).decode() for n in names if n.startswith("requirements/")}
     # the nucleus unzips into {artifacts:decompressedPath}/EdgeVisualSearch/: no folder of the same name inside
     assert sorted(n for n in names if n.endswith(".py")) == device_code(ROOT)
-    assert "awsiotsdk==" in requirements and "torch" not in requirements
+    assert set(pins) == {f"requirements/{p.name}" for p in (ROOT / "requirements/device").glob("*.txt")}
+    assert "awsiotsdk==" in pins["requirements/common.txt"] and not any("torch" in t for t in pins.values())
+
+
+def test_gdk_custom_build_lays_out_what_gdk_publish_reads(tmp_path: Path, tiny_model: Path) -> None:
+    """GDK CLI 1.6.2 runs custom_build_command as given, from the project root, with the first python3 on PATH
+    (commands/component/BuildCommand.py); publish then reads greengrass-build/recipes/<recipe file name> and
+    uploads greengrass-build/artifacts/<name>/<gdk-config version>/ (the literal NEXT_PATCH folder), rewriting
+    each s3:// URI whose file it finds there exactly once, and refuses a built recipe over 16,000 bytes
+    (config/ComponentPublishConfiguration.py, transformer/PublishRecipeTransformer.py, common/consts.py)."""
+    gdk = _gdk()["component"][COMPONENT]
+    command = gdk["build"]["custom_build_command"]
+    out = tmp_path / "greengrass-build"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}  # no project venv on PATH
+    result = subprocess.run(
+        [*command, "--out", str(out), "--model", str(tiny_model)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    recipe_file = out / "recipes" / "recipe.yaml"
+    built = yaml.safe_load(recipe_file.read_text())
+    assert built["ComponentName"] == COMPONENT and built["ComponentVersion"] == gdk["version"] == "NEXT_PATCH"
+    assert built["ComponentPublisher"] == gdk["author"]
+    assert len(recipe_file.read_bytes()) <= 16_000
+    folder = out / "artifacts" / COMPONENT / gdk["version"]
+    for manifest in built["Manifests"]:
+        for artifact in manifest["Artifacts"]:
+            assert len(list(folder.glob(Path(artifact["Uri"]).name))) == 1
+
+
+def test_gdk_build_without_the_project_venv_says_what_to_do(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "EVS_BUILD_PYTHON": str(tmp_path / "missing/python")}
+    result = subprocess.run(
+        ["python3", "-m", "edge_component.packaging.gdk_build"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "run `make setup`" in result.stderr
+
+
+def test_a_wheelhouse_is_an_artifact_of_its_own_platform_only() -> None:
+    rendered = render_recipe(_recipe(), COMPONENT, "1.0.0", "me", [wheel_name("x86_64"), wheel_name("aarch64")])
+    by_arch = {
+        m["Platform"]["architecture"]: [a["Uri"].rsplit("/", 1)[1] for a in m["Artifacts"]]
+        for m in rendered["Manifests"]
+    }
+    assert "wheelhouse-linux-x86_64.zip" in by_arch["amd64"] and "wheelhouse-linux-aarch64.zip" not in by_arch["amd64"]
+    assert (
+        "wheelhouse-linux-aarch64.zip" in by_arch["aarch64"] and "wheelhouse-linux-x86_64.zip" not in by_arch["aarch64"]
+    )
+    assert platform_tags("aarch64")[0] == "manylinux_2_35_aarch64" and "manylinux_2_17_aarch64" in platform_tags(
+        "aarch64"
+    )
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0.0", "latest"])

@@ -1,0 +1,72 @@
+"""Offline installs: the device pins as wheels, one ``wheelhouse-linux-<machine>.zip`` artifact per platform.
+
+A core without access to a package index installs from it (``device_install`` passes ``--no-index
+--find-links``). pip picks the wheels that match the device's Python, so one wheelhouse holds the wheels of
+every Python the device OSes ship (3.10 to 3.12) for the runtimes asked for. ``pip download`` with
+``--python-version``/``--platform`` fetches wheels for another interpreter and machine without installing;
+``--platform`` matches tags exactly, so every manylinux tag up to the oldest glibc we support is listed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+DEVICE_PYTHONS = ("3.10", "3.11", "3.12")
+MACHINES = ("x86_64", "aarch64")
+OLDEST_GLIBC_MINOR = 35
+"""glibc 2.35: Ubuntu 22.04 and JetPack 6, the oldest device OS we support."""
+RUNTIMES_BY_MACHINE = {"x86_64": ("cpu", "openvino", "cuda"), "aarch64": ("cpu", "openvino")}
+"""Which requirement files exist as PyPI wheels per machine (jetson uses JetPack; cuda wheels are x86_64)."""
+
+
+class WheelhouseError(RuntimeError):
+    pass
+
+
+def platform_tags(machine: str, glibc_minor: int = OLDEST_GLIBC_MINOR) -> list[str]:
+    """Every manylinux tag a device with glibc 2.``glibc_minor`` on ``machine`` accepts (pip takes them as given)."""
+    tags = [f"manylinux_2_{minor}_{machine}" for minor in range(glibc_minor, 16, -1)]
+    return [*tags, f"manylinux2014_{machine}"]
+
+
+def target_args(python: str, machine: str) -> list[str]:
+    args = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
+    for tag in platform_tags(machine):
+        args += ["--platform", tag]
+    return args
+
+
+def wheel_name(machine: str) -> str:
+    return f"wheelhouse-linux-{machine}"
+
+
+def build_wheelhouse(requirements_dir: Path, runtimes: list[str], machine: str, out_dir: Path) -> Path:
+    """Download the wheels of ``runtimes`` for every device Python into ``out_dir/<name>.zip``."""
+    unknown = [r for r in runtimes if r not in RUNTIMES_BY_MACHINE[machine]]
+    if unknown:
+        raise WheelhouseError(f"no {machine} wheels for runtime(s) {', '.join(unknown)}")
+    staging = out_dir / f"{wheel_name(machine)}.d"
+    staging.mkdir(parents=True, exist_ok=True)
+    for runtime in runtimes:
+        for python in DEVICE_PYTHONS:
+            command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+            command += [
+                *target_args(python, machine),
+                "-d",
+                str(staging),
+                "-r",
+                str(requirements_dir / f"{runtime}.txt"),
+            ]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise WheelhouseError(
+                    f"pip download {runtime} for Python {python} on {machine}:\n{result.stderr[-2000:]}"
+                )
+    archive = out_dir / f"{wheel_name(machine)}.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:  # wheels are zips already
+        for wheel in sorted(staging.glob("*.whl")):
+            zf.write(wheel, wheel.name)
+    return archive
