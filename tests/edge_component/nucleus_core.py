@@ -346,6 +346,7 @@ class TestCore:
             raise LifecycleError(f"{name}: no {step} script")
         with component.log.open("ab") as log:
             log.write(f"--- {step} ---\n".encode())
+            log.flush()  # before the child writes to the same file
             user: dict[str, Any] = {}
             if not self.run_with.is_current:
                 user = {"user": self.run_with.uid, "group": self.run_with.gid, "extra_groups": []}
