@@ -60,9 +60,10 @@ chaos: setup ## fault injection: kill/restart services while publishing, per-mes
 audit: setup ## pip-audit report over the pins (needs the network)
 	-$(VENV)/bin/pip-audit -r requirements/constraints.txt --no-deps --progress-spinner off
 
-component: setup ## the Greengrass component under greengrass-build/ (VERSION=1.0.1, MODEL=X.onnx, WHEELHOUSE=1)
+component: setup ## the Greengrass component under greengrass-build/ (VERSION=1.0.1, MODEL=X.onnx, WHEELHOUSE=1, WHEELHOUSE_PYTHONS=3.10)
 	$(PY) -m edge_component.packaging.build $(if $(VERSION),--version $(VERSION)) $(if $(MODEL),--model $(MODEL)) \
-	  $(if $(WHEELHOUSE),--wheelhouse $(if $(filter 1,$(WHEELHOUSE)),openvino,$(WHEELHOUSE)))
+	  $(if $(WHEELHOUSE),--wheelhouse $(if $(filter 1,$(WHEELHOUSE)),openvino,$(WHEELHOUSE))) \
+	  $(if $(WHEELHOUSE_PYTHONS),--wheelhouse-pythons $(WHEELHOUSE_PYTHONS))
 
 clean: ## remove .state, greengrass-build, caches and test artifacts
 	rm -rf greengrass-build $(STATE) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -33,7 +33,7 @@ import yaml
 
 from edge_component.packaging.closure import ClosureError, import_closure
 from edge_component.packaging.validate import SEMVER_RE, check_gdk_config, check_recipe
-from edge_component.packaging.wheelhouse import MACHINES, WheelhouseError, build_wheelhouse, wheel_name
+from edge_component.packaging.wheelhouse import DEVICE_PYTHONS, MACHINES, WheelhouseError, build_wheelhouse, wheel_name
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = "recipe.yaml"
@@ -146,6 +146,7 @@ def build(
     out: Path,
     version: str | None = None,
     wheelhouse_runtimes: list[str] | None = None,
+    wheelhouse_pythons: list[str] | None = None,
 ) -> dict[str, Path]:
     name, comp, recipe = load_definition(root)
     version = check_version(version or comp["version"])
@@ -163,7 +164,11 @@ def build(
     for machine in MACHINES if wheelhouse_runtimes else ():
         try:
             paths[wheel_name(machine)] = build_wheelhouse(
-                root / DEVICE_REQUIREMENTS, wheelhouse_runtimes or [], machine, artifacts
+                root / DEVICE_REQUIREMENTS,
+                wheelhouse_runtimes or [],
+                machine,
+                artifacts,
+                wheelhouse_pythons or DEVICE_PYTHONS,
             )
         except WheelhouseError as exc:
             raise BuildError(str(exc)) from exc
@@ -190,16 +195,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="RUNTIMES",
         help="also build offline wheelhouse artifacts for these runtimes, e.g. openvino (covers cpu) or openvino,cuda",
     )
+    parser.add_argument(
+        "--wheelhouse-pythons",
+        metavar="VERSIONS",
+        help=f"only these device Pythons in the wheelhouse, e.g. 3.10 (default: {','.join(DEVICE_PYTHONS)})",
+    )
     args = parser.parse_args(argv)
-    runtimes = [r.strip() for r in args.wheelhouse.split(",") if r.strip()] if args.wheelhouse else None
+    runtimes = _csv(args.wheelhouse)
     try:
-        paths = build(ROOT, args.model, args.out, args.version, runtimes)
+        paths = build(ROOT, args.model, args.out, args.version, runtimes, _csv(args.wheelhouse_pythons))
     except (BuildError, OSError, ValueError) as exc:
         print(f"component build failed: {exc}", file=sys.stderr)
         return 2
     for what, path in paths.items():
         print(f"{what}: {path}")
     return 0
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
 if __name__ == "__main__":

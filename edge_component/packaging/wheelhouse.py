@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.markers import Marker
@@ -84,15 +85,26 @@ def wheel_name(machine: str) -> str:
     return f"wheelhouse-linux-{machine}"
 
 
-def build_wheelhouse(requirements_dir: Path, runtimes: list[str], machine: str, out_dir: Path) -> Path:
-    """Download the wheels of ``runtimes`` for every device Python into ``out_dir/<name>.zip``."""
+def build_wheelhouse(
+    requirements_dir: Path,
+    runtimes: list[str],
+    machine: str,
+    out_dir: Path,
+    pythons: Sequence[str] = DEVICE_PYTHONS,
+) -> Path:
+    """Download the wheels of ``runtimes`` for ``pythons`` (default: every device Python) into ``out_dir/<name>.zip``."""
     unknown = [r for r in runtimes if r not in RUNTIMES_BY_MACHINE[machine]]
     if unknown:
         raise WheelhouseError(f"no {machine} wheels for runtime(s) {', '.join(unknown)}")
+    foreign = [p for p in pythons if p not in DEVICE_PYTHONS]
+    if foreign:
+        raise WheelhouseError(
+            f"--wheelhouse-pythons: {', '.join(foreign)} not among the pinned {', '.join(DEVICE_PYTHONS)}"
+        )
     staging = out_dir / f"{wheel_name(machine)}.d"
     staging.mkdir(parents=True, exist_ok=True)
     for runtime in runtimes:
-        for python in DEVICE_PYTHONS:
+        for python in pythons:
             _download(pinned(requirements_dir / f"{runtime}.txt", python, machine), python, machine, staging)
     archive = out_dir / f"{wheel_name(machine)}.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:  # wheels are zips already

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -197,6 +198,20 @@ def test_a_wheelhouse_is_an_artifact_of_its_own_platform_only() -> None:
     assert platform_tags("aarch64")[0] == "manylinux_2_35_aarch64" and "manylinux_2_17_aarch64" in platform_tags(
         "aarch64"
     )
+
+
+@pytest.mark.parametrize(
+    ("runtimes", "pythons", "message"),
+    [
+        (["openvino"], ["3.9"], "--wheelhouse-pythons: 3.9 not among the pinned 3.10, 3.11, 3.12"),
+        (["jetson"], None, "no x86_64 wheels for runtime(s) jetson"),
+    ],
+)
+def test_a_wheelhouse_the_pins_do_not_cover_is_refused(
+    tmp_path: Path, tiny_model: Path, runtimes, pythons, message
+) -> None:
+    with pytest.raises(BuildError, match=re.escape(message)):
+        build(ROOT, tiny_model, tmp_path / "out", "1.0.0", wheelhouse_runtimes=runtimes, wheelhouse_pythons=pythons)
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0.0", "latest"])
