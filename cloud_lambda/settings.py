@@ -51,6 +51,14 @@ class CloudSettings(BaseModel):
         default=None, description="IoT data-ATS endpoint host for iot-data publishing (describe-endpoint)."
     )
     seen_ttl_s: int = Field(default=86_400, ge=1, description="How long a (device, seq) idempotency marker lives.")
+    device_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="A device's status, match list and registry entry expire this long after it was last heard from.",
+    )
+    max_devices: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="Devices kept in the registry (the most recently seen)."
+    )
     redis_timeout_s: float = Field(default=2.0, gt=0, le=60, description="Redis socket timeout.")
     hnsw_ef_search: int | None = Field(default=None, ge=1, le=4096, description="Override the index's efSearch.")
     max_upload_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Photo search upload limit.")

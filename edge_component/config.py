@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     # extra="forbid": a misspelt key must stop start-up, not be silently ignored.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan=False: "gt=0" lets .inf through, and an infinite timeout turns the watchdog off.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class RoiConfig(_Model):

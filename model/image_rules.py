@@ -118,6 +118,63 @@ def _jpeg_header(data: bytes) -> ImageInfo:
     raise ImageRejected("truncated", "JPEG ends before its frame header (SOF)")
 
 
+def frame_dimensions(data: bytes) -> ImageInfo:
+    """Format and size of a camera frame file from its header: PNG, JPEG, BMP, TIFF or WebP (what a folder
+    source reads). No size rule here: the caller decides what is too big before anything is decoded."""
+    if data.startswith(PNG_SIGNATURE):
+        return _png_header(data)
+    if data.startswith(JPEG_SOI):
+        return _jpeg_header(data)
+    if data.startswith(b"BM"):
+        return _bmp_header(data)
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return _tiff_header(data)
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return _webp_header(data)
+    raise ImageRejected("not_image", "content is not PNG, JPEG, BMP, TIFF or WebP (the extension does not count)")
+
+
+def _bmp_header(data: bytes) -> ImageInfo:
+    if len(data) < 26:
+        raise ImageRejected("truncated", "BMP ends before its header")
+    (header_size,) = struct.unpack("<I", data[14:18])
+    if header_size == 12:  # BITMAPCOREHEADER: 16-bit sizes
+        width, height = struct.unpack("<HH", data[18:22])
+    else:
+        width, height = struct.unpack("<ii", data[18:26])
+    return ImageInfo("bmp", abs(int(width)), abs(int(height)))  # negative height: rows stored top-down
+
+
+def _tiff_header(data: bytes) -> ImageInfo:
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+        sizes: dict[int, int] = {}
+        for n in range(count):
+            tag, kind, _, value = struct.unpack(order + "HHII", data[ifd + 2 + 12 * n : ifd + 14 + 12 * n])
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (in the first two bytes) or LONG
+                sizes[tag] = struct.unpack(order + "H", struct.pack(order + "I", value)[:2])[0] if kind == 3 else value
+    except struct.error:
+        raise ImageRejected("truncated", "TIFF ends before its first image directory") from None
+    if 256 not in sizes or 257 not in sizes:
+        raise ImageRejected("undecodable", "TIFF directory gives no ImageWidth/ImageLength")
+    return ImageInfo("tiff", int(sizes[256]), int(sizes[257]))
+
+
+def _webp_header(data: bytes) -> ImageInfo:
+    kind = data[12:16]
+    if kind == b"VP8 " and len(data) >= 30:
+        width, height = struct.unpack("<HH", data[26:30])
+        return ImageInfo("webp", width & 0x3FFF, height & 0x3FFF)
+    if kind == b"VP8L" and len(data) >= 25:
+        b0, b1, b2, b3 = data[21:25]
+        return ImageInfo("webp", 1 + (((b1 & 0x3F) << 8) | b0), 1 + (((b3 & 0x0F) << 10) | (b2 << 2) | (b1 >> 6)))
+    if kind == b"VP8X" and len(data) >= 30:
+        return ImageInfo("webp", 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little"))
+    raise ImageRejected("truncated", "WebP ends before its frame header")
+
+
 def check_dimensions(info: ImageInfo) -> None:
     w, h = info.width, info.height
     problems = []

@@ -15,7 +15,9 @@ Afterwards every sequence number the device produced is accounted for from Redis
 - **lost** = sent − dropped − stored. Within the queue's capacity it must be 0; beyond it, lost = dropped.
 
 Two scenarios run: ``within capacity`` (a queue far larger than any outage) and ``over capacity`` (a
-small queue and a long broker outage, so drops are forced and must match the loss exactly).
+small queue and a long broker outage, so drops are forced and must match the loss exactly). Besides the
+kills, the store misbehaves twice: it refuses writes for 10 s (``maxmemory`` reached) and is down for 30 s,
+both longer than the bridge's retry budget, so what the broker delivered must wait in the bridge's spool.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ from simulator.stack.processes import ManagedProcess, MosquittoProcess, PythonSe
 
 log = logging.getLogger("simulator.chaos")
 
-FAULT_KINDS = ("mosquitto", "redis", "bridge", "camera")
+FAULT_KINDS = ("mosquitto", "redis", "bridge", "camera", "store-refuses", "store-down")
+LONG_FAULTS = {"store-refuses": 10.0, "store-down": 30.0}
+"""Faults with a fixed length, each once per run: Redis refusing writes (``maxmemory`` reached) for 10 s, and
+Redis down for 30 s, far past the bridge's 4.2 s retry budget (the spool must carry both)."""
 DEVICE_ID = "chaos-cam"
 
 
@@ -84,6 +89,7 @@ class ScenarioResult:
     records: int = 0
     duplicate_records: int = 0
     duplicate_deliveries: int = 0
+    spooled: int = 0
     lost: int = 0
     lost_seqs: list[int] = field(default_factory=list)
     source_reconnects: int = 0
@@ -95,14 +101,22 @@ class ScenarioResult:
         return " ".join(f"{k}×{n}" for k, n in counts.items() if n)
 
 
-def schedule(seed: int, duration_s: float, kinds: tuple[str, ...], count: int) -> list[Fault]:
-    """``count`` faults at random moments (fixed seed), at least 2 s apart, none in the first/last 2 s."""
+def schedule(
+    seed: int, duration_s: float, kinds: tuple[str, ...], count: int, long_s: dict[str, float] | None = None
+) -> list[Fault]:
+    """``count`` faults at random moments (fixed seed), at least 2 s apart, none in the first/last 2 s.
+
+    Every kind occurs once; the extra faults are short ones (a long fault twice would only lengthen the run).
+    """
     rng = random.Random(seed)
+    lengths = {**LONG_FAULTS, **(long_s or {})}
     start, end = 2.0, max(2.5, duration_s - 3.0)
+    short = [k for k in kinds if k not in lengths] or list(kinds)
     faults: list[Fault] = []
     for i in range(count):
-        kind = kinds[i % len(kinds)] if i < len(kinds) else rng.choice(kinds)
-        faults.append(Fault(at_s=rng.uniform(start, end), kind=kind, down_s=round(rng.uniform(0.3, 2.0), 2)))
+        kind = kinds[i % len(kinds)] if i < len(kinds) else rng.choice(short)
+        down = lengths.get(kind) or round(rng.uniform(0.3, 2.0), 2)
+        faults.append(Fault(at_s=rng.uniform(start, end), kind=kind, down_s=down))
     faults.sort(key=lambda f: f.at_s)
     for prev, nxt in itertools.pairwise(faults):  # keep them apart so each recovery is measured
         nxt.at_s = max(nxt.at_s, prev.at_s + prev.down_s + 2.0)
@@ -198,6 +212,16 @@ def inject(fault: Fault, stack: Stack, camera_dir: Path) -> None:
             camera_dir.rename(hidden)
             time.sleep(fault.down_s)
             hidden.rename(camera_dir)
+        elif fault.kind == "store-refuses":
+            # maxmemory below what is used, policy noeviction (the default): Redis answers, every write is OOM.
+            admin = redis.Redis(host=stack.redis.host, port=stack.redis.port)
+            admin.config_set("maxmemory", "1")
+            time.sleep(fault.down_s)
+            admin.config_set("maxmemory", "0")
+        elif fault.kind == "store-down":
+            stack.redis.kill()
+            time.sleep(fault.down_s)
+            stack.redis.start(timeout=60)
         else:
             proc = stack.process(fault.kind)
             proc.kill()
@@ -209,10 +233,14 @@ def inject(fault: Fault, stack: Stack, camera_dir: Path) -> None:
     fault.recovered_after_s = round(time.monotonic() - started, 2)
 
 
-def count_bridge_duplicates(log_path: Path) -> int:
+def count_bridge_lines(log_path: Path, marker: str) -> int:
     if not log_path.exists():
         return 0
-    return sum(1 for line in log_path.read_text(errors="replace").splitlines() if '"feature_duplicate"' in line)
+    return sum(1 for line in log_path.read_text(errors="replace").splitlines() if marker in line)
+
+
+def count_bridge_duplicates(log_path: Path) -> int:
+    return count_bridge_lines(log_path, '"feature_duplicate"')
 
 
 def account(result: ScenarioResult, client: redis.Redis, first_seq: int, last_seq: int) -> None:
@@ -311,6 +339,7 @@ def run_scenario(
         account(result, client, first_seq, last_seq)
         assert stack.bridge is not None
         result.duplicate_deliveries = count_bridge_duplicates(stack.bridge.log_path)
+        result.spooled = count_bridge_lines(stack.bridge.log_path, '"msg":"message spooled"')
     finally:
         stop.set()
         publisher.stop(flush_timeout=1.0)
@@ -319,8 +348,9 @@ def run_scenario(
     return result
 
 
-def _wait_settled(client: redis.Redis, first_seq: int, last_seq: int, timeout_s: float = 60.0) -> None:
-    """Until the count of idempotency markers stops changing for 2 s (the bridge has drained)."""
+def _wait_settled(client: redis.Redis, first_seq: int, last_seq: int, timeout_s: float = 90.0) -> None:
+    """Until the count of idempotency markers stops changing for 6 s (the bridge has drained; its spool retries
+    at most every 5 s)."""
     prefix = f"visualsearch:seen:{DEVICE_ID}:*"
     deadline = time.monotonic() + timeout_s
     last, since = -1, time.monotonic()
@@ -331,7 +361,7 @@ def _wait_settled(client: redis.Redis, first_seq: int, last_seq: int, timeout_s:
             count = -1
         if count != last:
             last, since = count, time.monotonic()
-        elif time.monotonic() - since > 2.0 and count >= 0:
+        elif time.monotonic() - since > 6.0 and count >= 0:
             return
         time.sleep(0.25)
 
@@ -375,6 +405,7 @@ def print_table(results: list[ScenarioResult], seed: int) -> None:
             r.stored,
             r.dropped,
             r.lost,
+            r.spooled,
             r.duplicate_deliveries,
             r.duplicate_records,
             r.verdict,
@@ -383,26 +414,44 @@ def print_table(results: list[ScenarioResult], seed: int) -> None:
     ]
     table(
         f"chaos (seed {seed})",
-        ["scenario", "queue cap", "faults", "sent", "acked", "stored", "dropped", "lost", "dup deliv", "dup rec", ""],
+        [
+            "scenario",
+            "queue cap",
+            "faults",
+            "sent",
+            "acked",
+            "stored",
+            "dropped",
+            "lost",
+            "spooled",
+            "dup deliv",
+            "dup rec",
+            "",
+        ],
         rows,
         "sent = seqs produced by the edge loop; stored = distinct seqs with an idempotency marker in Redis; "
-        "lost = sent - dropped - stored; dup deliv = redeliveries refused by the idempotency check.",
+        "lost = sent - dropped - stored; spooled = messages the bridge parked in its durable spool while Redis could"
+        " not take writes (replayed later); dup deliv = redeliveries refused by the idempotency check.",
     )
     for r in results:
         for f in r.faults:
             extra = f"  ERROR {f.error}" if f.error else ""
             print(
-                f"  {r.name}: t={f.at_s:6.2f}s kill {f.kind:9s} down {f.down_s:.2f}s recovered {f.recovered_after_s}s{extra}"
+                f"  {r.name}: t={f.at_s:6.2f}s {f.kind:13s} down {f.down_s:5.2f}s recovered {f.recovered_after_s}s{extra}"
             )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=20250601, help="seed of the fault schedule (printed)")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per scenario")
+    parser.add_argument("--duration", type=float, default=90.0, help="seconds per scenario")
     parser.add_argument("--rate", type=float, default=20.0, help="frames (= messages) per second")
     parser.add_argument("--faults", type=int, default=12, help="faults in the within-capacity scenario")
     parser.add_argument("--kinds", default=",".join(FAULT_KINDS), help="fault kinds, comma-separated")
+    parser.add_argument(
+        "--store-refuses-s", type=float, default=LONG_FAULTS["store-refuses"], help="how long Redis refuses writes"
+    )
+    parser.add_argument("--store-down-s", type=float, default=LONG_FAULTS["store-down"], help="how long Redis is down")
     parser.add_argument("--quick", action="store_true", help="short run (what `make test` runs)")
     parser.add_argument("--skip-overflow", action="store_true", help="only the within-capacity scenario")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -421,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         model, index_dir, camera_dir = build_fixture(root / "fixture")
-        within = schedule(args.seed, args.duration, kinds, args.faults)
+        long_s = {"store-refuses": args.store_refuses_s, "store-down": args.store_down_s}
+        within = schedule(args.seed, args.duration, kinds, args.faults, long_s)
         results.append(
             run_scenario(
                 "within capacity",

@@ -66,12 +66,19 @@ def _stop_on_signals() -> threading.Event:
 
 def run(args: argparse.Namespace) -> int:
     from edge_component.config import ConfigError
+    from model.runtime.base import BackendUnavailable
     from simulator.live import SourceUnavailable
 
     try:
         summary = _run_replay(args) if args.replay else _run_live(args)
     except (ConfigError, ValidationError, ValueError, FileNotFoundError, SourceUnavailable) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    except BackendUnavailable as exc:  # every runtime refused the file: say so in one line, not a traceback
+        reason = " ".join(str(exc).split())[:400]
+        print(
+            f"simulate: model {args.model or 'model.path'} cannot be loaded ({reason}); re-export it", file=sys.stderr
+        )
         return 2
     text = json.dumps(summary, indent=2, default=str)
     print(text)

@@ -78,11 +78,7 @@ def device_param(request: Request) -> str:
 
 # --- reads ----------------------------------------------------------------------------------------------
 def _health(svc: SearchService) -> tuple[int, dict[str, Any]]:
-    try:
-        svc.matches.client.ping()
-        redis_state = "ok"
-    except Exception:
-        redis_state = "down"
+    redis_state = svc.matches.state()
     body = {
         "status": "ok" if redis_state == "ok" else "degraded",
         "model_id": svc.catalog.model_id,

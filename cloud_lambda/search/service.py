@@ -35,6 +35,7 @@ MAX_STATUS_BYTES = 16 * 1024
 METADATA_CACHE_ITEMS = 200_000
 COUNTERS_EVERY = 1000
 RECORD_VERSION = 1
+MAX_CLOCK_AHEAD_S = 300
 MAX_RECORD_BYTES = MAX_PAYLOAD_BYTES
 """A match record is published on ``visualsearch/{device}/matches``: IoT Core's payload limit bounds it."""
 # Keys the IoT rule adds to the device's payload (SELECT *, topic(2) AS topic_device ...).
@@ -81,7 +82,11 @@ class SearchService:
         self.catalog = catalog or load_catalog(settings.index_dir, ef_search=settings.hnsw_ef_search)
         self.metadata = metadata or open_metadata_store(settings.metadata, self.catalog.folder)
         self.matches = match_store or MatchStore(
-            connect(settings.redis_url, settings.redis_timeout_s), settings.match_list_cap, settings.seen_ttl_s
+            connect(settings.redis_url, settings.redis_timeout_s),
+            settings.match_list_cap,
+            settings.seen_ttl_s,
+            settings.device_ttl_s,
+            settings.max_devices,
         )
         self.publisher = (
             publisher if publisher is not None else create_publisher(settings.match_publish, settings.iot_endpoint)
@@ -218,6 +223,7 @@ class SearchService:
             )
         if message.dim != self.catalog.dim:
             raise Rejected("wrong_dim", f"vector has {message.dim} dims, the index {self.catalog.dim}")
+        self._check_capture_time(message.ts)
         matches = self.find(message.vector)
         searched_at = time.time()
         record: dict[str, Any] = {
@@ -254,6 +260,20 @@ class SearchService:
             "matches": len(matches),
             "top": matches[0]["id"] if matches else None,
         }
+
+    def _check_capture_time(self, ts: float) -> None:
+        """A capture time the cloud can use: not ahead of its clock by more than :data:`MAX_CLOCK_AHEAD_S`, and
+        not older than the idempotency window (an older message could not be told from a replay; a spool or
+        a device queue replays within it)."""
+        now = time.time()
+        if now - self.settings.seen_ttl_s <= ts <= now + MAX_CLOCK_AHEAD_S:
+            return
+        ahead = ts > now
+        raise Rejected(
+            "ts_out_of_range",
+            f"capture time {ts:.3f} is {abs(ts - now):,.0f} s {'ahead of' if ahead else 'behind'} the cloud's clock"
+            f" (allowed: {MAX_CLOCK_AHEAD_S} s ahead, {self.settings.seen_ttl_s} s behind): set the device clock (NTP)",
+        )
 
     def _fit(self, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` within :data:`MAX_RECORD_BYTES` (it is published on MQTT, where IoT Core's 128 KB limit

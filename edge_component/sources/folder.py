@@ -10,10 +10,33 @@ import cv2
 import numpy as np
 
 from edge_component.sources.base import EndOfStream, FrameReader, SourceError
+from model.image_rules import ImageRejected, frame_dimensions
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+MAX_FRAME_SIDE = 8192
+MAX_FRAME_PIXELS = 7680 * 4320
+"""8K UHD: the largest frame a camera sends."""
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+
+def load_frame(path: Path) -> tuple[np.ndarray | None, str]:
+    """(image, "") or (None, why not). The size comes from the file's header first, as catalog indexing and
+    photo search do: a 389 KB PNG declaring 20000x20000 would otherwise take 1.2 GB to decode."""
+    try:
+        if path.stat().st_size > MAX_FRAME_BYTES:
+            return None, f"file is over {MAX_FRAME_BYTES:,} bytes"
+        data = path.read_bytes()
+        info = frame_dimensions(data)
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    except ImageRejected as exc:
+        return None, str(exc)
+    if max(info.width, info.height) > MAX_FRAME_SIDE or info.width * info.height > MAX_FRAME_PIXELS:
+        return None, f"{info.width}x{info.height} px is over the frame limit ({MAX_FRAME_SIDE} px a side, 8K UHD)"
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    return (image, "") if image is not None else (None, f"{info.format.upper()} header is valid but it does not decode")
 
 
 class FolderReader(FrameReader):
@@ -50,11 +73,11 @@ class FolderReader(FrameReader):
                 self._pos = 0
             path = self._files[self._pos]
             self._pos += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image, problem = load_frame(path)
             if image is None:
-                # One bad file must not stop the folder: skip it and say which.
+                # One bad file must not stop the folder: skip it and say which, and why.
                 self.unreadable += 1
-                log.warning("unreadable image skipped", extra={"path": str(path)})
+                log.warning("unreadable image skipped", extra={"path": str(path), "reason": problem})
                 if self.unreadable > 10 * len(self._files):
                     raise SourceError(f"no readable images in {self.path}")
                 continue

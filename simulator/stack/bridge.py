@@ -11,15 +11,18 @@ same way. A bad message is logged and counted; it never stops the bridge.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
+import os
 import queue
 import signal
 import threading
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_component.wire import bounded_json
 from edge_component.wire.codec import MAX_PAYLOAD_BYTES, TOPIC_PREFIX
 from edge_component.wire.thing_name import is_thing_name
+from simulator.stack.spool import DEFAULT_MAX_BYTES, Spool, SpoolError
 
 log = logging.getLogger("simulator.stack.bridge")
 
 FEATURES_FILTER = f"{TOPIC_PREFIX}/+/features"
 STATUS_FILTER = f"{TOPIC_PREFIX}/+/status"
 MAX_STATUS_BYTES = 16 * 1024
+DEAD_LETTER = "dead-letter.jsonl"
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -87,6 +92,73 @@ class _Counts:
             return dict(self._counts)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    settled: bool
+    result: dict[str, Any] | None = None
+
+
+class MemorySpool:
+    """The spool's interface in memory, for a bridge without a spool folder (tests of the per-message path)."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, bytes]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def append(self, topic: str, payload: bytes) -> bool:
+        self._items.append((topic, payload))
+        return True
+
+    def peek(self) -> tuple[str, bytes] | None:
+        return self._items[0] if self._items else None
+
+    def pop(self) -> None:
+        self._items.popleft()
+
+    def close(self) -> None:
+        pass
+
+
+def open_spool(folder: Path | None, n: int, max_bytes: int) -> Spool | MemorySpool:
+    return MemorySpool() if folder is None else Spool(folder / f"worker-{n}", max_bytes)
+
+
+def check_leftover_spools(folder: Path | None, workers: int) -> None:
+    """A device's messages go to worker ``crc32(topic) % workers``: spools of workers this run does not have
+    would never be replayed, so refuse to start rather than strand them."""
+    if folder is None or not folder.is_dir():
+        return
+    stranded = [
+        path.parent.name
+        for path in folder.glob("worker-*/spool.bin")
+        if path.stat().st_size and not _worker_index(path.parent.name) < workers
+    ]
+    if stranded:
+        raise SpoolError(
+            f"spool folder {folder} holds unreplayed messages of {', '.join(sorted(stranded))} from a run with more"
+            " workers: start with as many --workers so they are replayed"
+        )
+
+
+def _worker_index(name: str) -> int:
+    suffix = name.rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 1 << 30
+
+
+def write_dead_letter(folder: Path | None, topic: str, payload: bytes, exc: Exception) -> None:
+    """Keep a message no handler can take (a bug, not an outage) where an operator can find and replay it."""
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {"ts": time.time(), "topic": topic, "payload_b64": base64.b64encode(payload).decode(), "error": str(exc)}
+    with open(folder / DEAD_LETTER, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 class RuleBridge:
     """Subscribes, queues, and calls the handlers on worker threads (the MQTT network thread stays free).
 
@@ -108,10 +180,19 @@ class RuleBridge:
         retry_delays_s: tuple[float, ...] = (0.2, 1.0, 3.0),
         workers: int = 8,
         persistent: bool = True,
+        spool_dir: Path | None = None,
+        transient: tuple[type[BaseException], ...] = (Exception,),
+        replay_backoff_s: tuple[float, float] = (0.5, 5.0),
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.retry_delays_s = retry_delays_s
+        self.transient = transient
+        self.replay_backoff_s = replay_backoff_s
+        self.spool_dir = spool_dir
+        check_leftover_spools(spool_dir, workers)
+        self._spools = [open_spool(spool_dir, n, spool_max_bytes) for n in range(workers)]
         self._handlers = {"features": on_features, "status": on_status}
         self.host, self.port = host, port
         self.counts = _Counts()
@@ -132,8 +213,8 @@ class RuleBridge:
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         self._workers = [
-            threading.Thread(target=self._work, args=(q,), name=f"bridge-worker-{n}", daemon=True)
-            for n, q in enumerate(self._queues)
+            threading.Thread(target=self._work, args=(n,), name=f"bridge-worker-{n}", daemon=True)
+            for n in range(workers)
         ]
 
     # --- MQTT callbacks (network thread: enqueue only) -----------------------------------------------
@@ -156,13 +237,24 @@ class RuleBridge:
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         self.counts.inc("received")
+        if message.retain:
+            # Sent because we (re)subscribed, not because a device published now: an IoT rule never sees it,
+            # and a stale retained status must not refresh a dead device's "last seen".
+            self.counts.inc("skipped:retained")
+            self._ack(message.mid, message.qos)
+            return
         # Same device → same worker: per-device order is kept, devices run in parallel.
         shard = zlib.crc32(message.topic.encode("utf-8", "replace")) % len(self._queues)
         self._queues[shard].put((message.topic, bytes(message.payload), message.mid, message.qos))
 
     # --- worker --------------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
-        """One message through the rule and the handler; errors are logged and counted, never raised."""
+        """One message through the rule and the handler (with retries); errors are logged and counted, never
+        raised. None for a rejected message, or one the store could not take (the worker parks it)."""
+        return self._settle(topic, payload, retry=True).result
+
+    def _settle(self, topic: str, payload: bytes, retry: bool) -> Outcome:
+        """Settled: handled, rejected with a reason, or dead-lettered. Deferred: the store could not take it."""
         try:
             kind, event = rule_event(topic, payload)
         except BadMessage as exc:
@@ -170,17 +262,15 @@ class RuleBridge:
             log.warning(
                 "message rejected by the rule", extra={"topic": topic[:200], "reason": exc.reason, "error": str(exc)}
             )
-            return None
-        result: Any = None
-        for attempt, delay in enumerate((*self.retry_delays_s, None)):
+            return Outcome(settled=True)
+        delays = (*self.retry_delays_s, None) if retry else (None,)
+        for attempt, delay in enumerate(delays):
             try:
                 result = self._handlers[kind](event)
                 break
             except Exception as exc:  # the handler's own errors (Redis down) must not stop the bridge
                 if delay is None:
-                    self.counts.inc(f"error:{kind}")
-                    log.exception("handler failed; message dropped", extra={"topic": topic, "error": str(exc)})
-                    return None
+                    return self._failed(topic, payload, kind, exc)
                 # Like an asynchronous Lambda invocation, a failed event is retried after a pause.
                 self.counts.inc("retried")
                 log.warning(
@@ -189,18 +279,67 @@ class RuleBridge:
                 time.sleep(delay)
         status = str(result.get("status", "ok")) if isinstance(result, dict) else "ok"
         self.counts.inc(f"{kind}:{status}")
-        return result
+        return Outcome(settled=True, result=result)
 
-    def _work(self, work: queue.Queue[tuple[str, bytes, int, int] | None]) -> None:
+    def _failed(self, topic: str, payload: bytes, kind: str, exc: Exception) -> Outcome:
+        if isinstance(exc, self.transient):
+            self.counts.inc("store_unavailable")
+            log.warning("store unavailable; message kept", extra={"topic": topic[:200], "error": str(exc)[:300]})
+            return Outcome(settled=False)
+        # Not the store: this message would fail every replay and hold back its device's later ones.
+        self.counts.inc(f"error:{kind}")
+        self.counts.inc("dead_letter")
+        log.exception("handler failed; message dead-lettered", extra={"topic": topic[:200], "error": str(exc)})
+        write_dead_letter(self.spool_dir, topic, payload, exc)
+        return Outcome(settled=True)
+
+    def _work(self, n: int) -> None:
+        work, spool = self._queues[n], self._spools[n]
+        next_replay, backoff = 0.0, self.replay_backoff_s[0]
         while True:
-            item = work.get()
+            if len(spool) and time.monotonic() >= next_replay:
+                if self._replay(spool):
+                    backoff = self.replay_backoff_s[0]
+                else:
+                    next_replay = time.monotonic() + backoff
+                    backoff = min(backoff * 2, self.replay_backoff_s[1])
+            try:
+                item = work.get(timeout=min(backoff, 0.5) if len(spool) else None)
+            except queue.Empty:
+                continue
             if item is None:
                 return
             topic, payload, mid, qos = item
-            self.handle(topic, payload)
+            # Behind older parked messages of the same worker (its devices): park it too, so records keep the
+            # order in which messages first arrived.
+            settled = not len(spool) and self._settle(topic, payload, retry=True).settled
+            if settled:
+                self.counts.inc("handled")
+            elif not spool.append(topic, payload):
+                self.counts.inc("unacked:spool_full")
+                log.error("spool full; message left unacked with the broker", extra={"topic": topic[:200]})
+                continue  # no ack: the broker redelivers it after the next reconnect
+            else:
+                self.counts.inc("spooled")
+                log.info("message spooled", extra={"topic": topic[:200], "spool_depth": len(spool)})
+            self._ack(mid, qos)
+
+    def _replay(self, spool: Spool | MemorySpool) -> bool:
+        """Oldest parked messages first, until the spool is empty (True) or the store refuses again (False)."""
+        while (head := spool.peek()) is not None:
+            if not self._settle(*head, retry=False).settled:
+                return False
+            spool.pop()
+            self.counts.inc("replayed")
             self.counts.inc("handled")
-            if self.persistent and qos > 0:
-                self._client.ack(mid, qos)
+        return True
+
+    def _ack(self, mid: int, qos: int) -> None:
+        if self.persistent and qos > 0:
+            self._client.ack(mid, qos)
+
+    def spool_depth(self) -> int:
+        return sum(len(spool) for spool in self._spools)
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> None:
@@ -225,6 +364,9 @@ class RuleBridge:
             if worker.is_alive():
                 work.put(None)
                 worker.join(max(0.1, deadline - time.monotonic()))
+        for spool, worker in zip(self._spools, self._workers, strict=True):
+            if not worker.is_alive():
+                spool.close()
 
 
 def load_search_service() -> Any:
@@ -244,16 +386,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path, help="written once subscribed and the search index is loaded")
     parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
     parser.add_argument("--workers", type=int, default=8, help="handler threads (concurrent invocations)")
+    parser.add_argument(
+        "--spool-dir",
+        type=Path,
+        default=Path("spool"),
+        help="where messages the store cannot take yet are kept until it can (default: ./spool)",
+    )
     args = parser.parse_args(argv)
     setup_json_logging()
+    from cloud_lambda.matches import MatchStoreUnavailable
+
     service = load_search_service()
-    bridge = RuleBridge(
-        service.handle_feature_event,
-        service.handle_status_event,
-        args.mqtt_host,
-        args.mqtt_port,
-        workers=args.workers,
-    )
+    try:
+        bridge = RuleBridge(
+            service.handle_feature_event,
+            service.handle_status_event,
+            args.mqtt_host,
+            args.mqtt_port,
+            workers=args.workers,
+            spool_dir=args.spool_dir.resolve(),
+            transient=(MatchStoreUnavailable,),
+        )
+    except SpoolError as exc:
+        log.error("rule bridge cannot start", extra={"error": str(exc)})
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -262,9 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         args.ready_file.write_text(json.dumps({"pid": threading.get_native_id(), "ts": time.time()}))
     log.info("rule bridge ready", extra={"filters": [FEATURES_FILTER, STATUS_FILTER]})
     while not stop.wait(args.stats_every):
-        log.info("bridge stats", extra={"counts": bridge.counts.as_dict(), "queue": bridge.pending()})
+        log.info(
+            "bridge stats",
+            extra={"counts": bridge.counts.as_dict(), "queue": bridge.pending(), "spool_depth": bridge.spool_depth()},
+        )
     bridge.stop()
-    log.info("rule bridge stopped", extra={"counts": bridge.counts.as_dict()})
+    log.info("rule bridge stopped", extra={"counts": bridge.counts.as_dict(), "spool_depth": bridge.spool_depth()})
     if args.ready_file:
         args.ready_file.unlink(missing_ok=True)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def feature_event(
         FeatureMessage(
             device_id=device_id,
             seq=seq,
-            ts=1_763_700_000.0 + seq,
+            ts=time.time() - 60 + seq * 1e-3,  # within the cloud's capture-time window
             model_id=model_id,
             vector=vector,
             frame_w=1280,

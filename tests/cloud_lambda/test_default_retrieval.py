@@ -6,6 +6,7 @@ Uses the real exported EfficientNet-Lite0 int8 (the ``exported_models`` fixture,
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -79,7 +80,7 @@ def test_default_settings_round_trip_export_sidecar_index_search(
     roi = effective_roi(fz.sidecar, None)
     assert roi is not None
     message = FeatureMessage(
-        device_id="cam-09", seq=1, ts=1.0, model_id=fz.model_id, vector=fz.featurize_frame(frame, roi)
+        device_id="cam-09", seq=1, ts=time.time(), model_id=fz.model_id, vector=fz.featurize_frame(frame, roi)
     )
     result = service.handle_feature_payload("visualsearch/cam-09/features", encode(message))
     assert result["status"] == "accepted", result

@@ -7,6 +7,7 @@ settings, and a model whose settings differ from the index's is refused naming w
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def test_multi_view_catalog_returns_each_item_once_with_its_best_view(
     image = images[target]
     h, w = image.shape[:2]
     query = fz.featurize_frame(image[h // 4 : h - h // 8, w // 3 :])  # a part, as a camera would see it
-    message = FeatureMessage(device_id="cam-01", seq=7, ts=1.0, model_id=fz.model_id, vector=query)
+    message = FeatureMessage(device_id="cam-01", seq=7, ts=time.time(), model_id=fz.model_id, vector=query)
     result = service.handle_feature_payload("visualsearch/cam-01/features", encode(message))
     assert result["status"] == "accepted" and result["top"] == target
     matches = service.matches.latest("cam-01")[0]["matches"]
@@ -192,7 +193,7 @@ def test_device_with_other_settings_is_refused_naming_the_indexs_settings(
     device = Featurizer(device_model, backend="onnxruntime", threads=1)
     assert device.model_id != service.catalog.model_id  # other query regions: another file hash, another id
     vector = device.featurize_frame(images[sorted(images)[0]])
-    message = FeatureMessage(device_id="cam-02", seq=1, ts=1.0, model_id=device.model_id, vector=vector)
+    message = FeatureMessage(device_id="cam-02", seq=1, ts=time.time(), model_id=device.model_id, vector=vector)
     result = service.handle_feature_payload("visualsearch/cam-02/features", encode(message))
     assert result["status"] == "rejected" and result["reason"] == "model_mismatch"
     assert device.model_id in result["message"] and "query_regions" in result["message"]

@@ -55,14 +55,20 @@ def test_broker_killed_and_restarted_queue_drains_in_order(tmp_path: Path, tiny_
     run = Running(cfg, tiny_model, source=FrameSource(reader, stall_timeout_s=60))
     try:
         reader.release(before)
-        assert collector.wait_for(lambda m: len(m) >= before), "first messages did not arrive"
+        assert collector.wait_for(lambda m: len({decode(p).seq for _, p in m}) >= before), "first messages missing"
+        # Every one acknowledged before the kill: none is left in flight to be requeued and counted against the
+        # queue during the outage (on a loaded machine a PUBACK can lag the delivery).
+        assert run.publisher.flush(10)
         broker.kill()
         wait_until(lambda: not run.publisher.connected, what="the publisher to notice the outage")
         reader.release(during)
         wait_until(lambda: run.loop.processed == before + during, what="all frames to be featurized")
         assert run.publisher.stats()["dropped"] == during - capacity
         broker.start()
-        assert collector.wait_for(lambda m: len(m) >= before + capacity, timeout=30), collector.messages
+        expected_distinct = before + capacity
+        assert collector.wait_for(lambda m: len({decode(p).seq for _, p in m}) >= expected_distinct, timeout=30), (
+            collector.messages
+        )
         assert run.publisher.flush(10)
         time.sleep(0.3)  # nothing more may arrive
     finally:
@@ -74,11 +80,15 @@ def test_broker_killed_and_restarted_queue_drains_in_order(tmp_path: Path, tiny_
     produced = before + during
     dropped = run.publisher.stats()["dropped"]
     assert dropped == during - capacity
-    assert len(seqs) + dropped == produced
-    # in order, no duplicates: the frames before the outage, then the newest `capacity` of those during it
-    assert seqs == [first + i for i in range(1, before + 1)] + [
+    # The promise is at-least-once, in order of first arrival: QoS 1 may deliver a message twice (a PUBACK lost
+    # with the broker, paho re-sending its window), so duplicates are allowed and counts are not exact.
+    first_arrivals = list(dict.fromkeys(seqs))
+    expected = [first + i for i in range(1, before + 1)] + [
         first + i for i in range(produced - capacity + 1, produced + 1)
     ]
+    # the frames before the outage, then the newest `capacity` of those during it; nothing else, nothing lost
+    assert first_arrivals == expected, seqs
+    assert len(first_arrivals) + dropped == produced
 
 
 def test_camera_dies_and_comes_back(tmp_path: Path, tiny_model: Path, mosquitto: MosquittoProcess) -> None:

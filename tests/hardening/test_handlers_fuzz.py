@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ FUZZ = settings(
 
 
 def event_for(catalog: Catalog, device_id: str = "cam-01", seq: int = 1, topic_device: str | None = None) -> dict:
-    payload = encode(FeatureMessage(device_id, seq, 1_763_700_000.0, catalog.model_id, catalog.vectors[seq % 8]))
+    payload = encode(FeatureMessage(device_id, seq, time.time() - 60, catalog.model_id, catalog.vectors[seq % 8]))
     event: dict[str, Any] = json.loads(payload)
     event["topic_device"] = topic_device or device_id
     return event

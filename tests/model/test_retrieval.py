@@ -4,6 +4,7 @@ settings recorded in sidecar/manifest and refused when they differ."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -276,7 +277,7 @@ def test_search_service_refuses_a_device_with_other_settings(tmp_path: Path, red
     message = FeatureMessage(
         device_id="cam-01",
         seq=1,
-        ts=1.0,
+        ts=time.time(),
         model_id=device_model.model_id,
         vector=device_model.featurize_frame(photos[0]),
     )
@@ -284,7 +285,11 @@ def test_search_service_refuses_a_device_with_other_settings(tmp_path: Path, red
     assert result["status"] == "rejected" and result["reason"] == "model_mismatch"
     assert device_model.model_id in result["message"]
     accepted = FeatureMessage(
-        device_id="cam-01", seq=2, ts=1.0, model_id=index_model.model_id, vector=index_model.featurize_frame(photos[2])
+        device_id="cam-01",
+        seq=2,
+        ts=time.time(),
+        model_id=index_model.model_id,
+        vector=index_model.featurize_frame(photos[2]),
     )
     result = service.handle_feature_payload("visualsearch/cam-01/features", encode(accepted))
     assert result["status"] == "accepted" and result["top"] == "item-2"

@@ -1,0 +1,77 @@
+"""The rule bridge's durable spool: first in, first out, on disk before the call returns, across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulator.stack.spool import HEADER, Spool, SpoolError
+
+
+def test_messages_come_back_in_the_order_they_went_in(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    assert len(spool) == 0 and spool.peek() is None
+    for n in range(5):
+        assert spool.append(f"visualsearch/cam-{n % 2}/features", b"m%d" % n)
+    assert len(spool) == 5
+    out = []
+    while (head := spool.peek()) is not None:
+        out.append(head)
+        spool.pop()
+    assert out == [(f"visualsearch/cam-{n % 2}/features", b"m%d" % n) for n in range(5)]
+    with pytest.raises(IndexError):
+        spool.pop()
+
+
+def test_what_was_appended_survives_a_restart_and_what_was_popped_does_not(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    for n in range(4):
+        spool.append("t", bytes([n]) * 100)
+    spool.pop()
+    spool.close()  # a crash after this line loses nothing: every change was fsync'd
+    again = Spool(tmp_path / "s")
+    assert len(again) == 3 and again.peek() == ("t", bytes([1]) * 100)
+    again.pop()
+    again.append("t", b"new")
+    again.close()
+    third = Spool(tmp_path / "s")
+    items = []
+    while third.peek() is not None:
+        items.append(third.peek())
+        third.pop()
+    assert items == [("t", bytes([2]) * 100), ("t", bytes([3]) * 100), ("t", b"new")]
+    assert (tmp_path / "s" / "spool.bin").stat().st_size == 0  # an empty spool takes no disk
+
+
+def test_a_torn_last_record_is_cut_off(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    spool.append("t", b"whole")
+    spool.close()
+    with open(tmp_path / "s" / "spool.bin", "ab") as handle:  # killed mid-append: that one was never acked
+        handle.write(HEADER.pack(1, 50) + b"t" + b"partial")
+    again = Spool(tmp_path / "s")
+    assert len(again) == 1 and again.peek() == ("t", b"whole")
+    again.append("t", b"next")
+    again.pop()
+    assert again.peek() == ("t", b"next")
+
+
+def test_a_full_spool_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s", max_bytes=HEADER.size * 2 + 20)
+    assert spool.append("t", b"x" * 9)
+    assert spool.append("t", b"x" * 9)
+    assert not spool.append("t", b"y")
+    assert len(spool) == 2 and spool.bytes_used == HEADER.size * 2 + 20
+    spool.pop()
+    assert spool.append("t", b"x" * 9)  # room again once the head is replayed
+
+
+def test_an_unusable_folder_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(SpoolError, match="file"):
+        Spool(tmp_path / "file")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "spool.head").write_bytes((10**6).to_bytes(8, "little"))
+    with pytest.raises(SpoolError, match="delete the spool folder"):
+        Spool(tmp_path / "s")
