@@ -18,7 +18,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     idx.add_argument("source", help="local folder or s3://bucket/prefix of catalog images")
     idx.add_argument("--out", required=True, type=Path, help="index folder to write (with --shard: the shard's)")
     idx.add_argument("--model", required=True, help="ONNX featurizer (with its .json sidecar); path or s3://")
-    idx.add_argument("--metadata", type=Path, help="items .jsonl or .csv (id, title, image_url, file, extras)")
+    idx.add_argument(
+        "--metadata",
+        help="items .jsonl or .csv (id, title, image_url, file, extras); path or s3://bucket/key; empty = none",
+    )
     idx.add_argument("--index", dest="index_kind", choices=["exact", "hnsw"], default="exact")
     idx.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree M")
     idx.add_argument("--ef-construction", type=int, default=80)
@@ -91,14 +94,15 @@ def _index(args: argparse.Namespace) -> int:
             name = f"shard-{shard.index:05d}-of-{shard.count:05d}"
             out = out / name
             upload = f"{upload.rstrip('/')}/{name}" if upload else None
-        from cloud_lambda.catalog.sources import local_model
+        from cloud_lambda.catalog.sources import local_file, local_model
 
         model = Path(local_model(str(args.model)))
+        metadata = local_file(args.metadata) if args.metadata else None
         options = IndexOptions(
             source=args.source,
             out=out,
             model=model,
-            metadata=args.metadata,
+            metadata=metadata,
             index_kind=args.index_kind,
             index_params=params,
             batch_size=args.batch_size,

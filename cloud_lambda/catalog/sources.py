@@ -196,6 +196,33 @@ def local_model(path: str, client: Any = None) -> str:
     return str(local)
 
 
+def local_file(path: str, client: Any = None) -> Path:
+    """An ``s3://bucket/key`` file (an items .jsonl/.csv) fetched into the temp dir; a local path as is.
+
+    The AWS Batch job passes its ``metadata`` parameter this way: the container has no catalog files of its own.
+    The file name keeps the key's extension, which decides how it is parsed.
+    """
+    if not path.startswith("s3://"):
+        return Path(path)
+    import tempfile
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3_uri(path)
+    if not key or key.endswith("/"):
+        raise SourceError(f"{path!r} names no object")
+    if client is None:
+        import boto3
+
+        client = boto3.client("s3")
+    local = Path(tempfile.mkdtemp(prefix="vs-file-")) / Path(key).name
+    try:
+        client.download_file(bucket, key, str(local))
+    except (BotoCoreError, ClientError) as exc:
+        raise SourceError(f"cannot download {path}: {exc}") from exc
+    return local
+
+
 def shard_prefixes(uri: str, client: Any = None) -> list[str]:
     """The ``shard-*`` sub-prefixes under ``uri`` (where AWS Batch array children upload their shards)."""
     source = S3Source(uri, client)

@@ -1,7 +1,10 @@
 """Search Lambda entry point: the service is built once per container, then called per IoT rule event.
 
 Two rules target this function: ``visualsearch/+/features`` and ``visualsearch/+/status`` (the latter adds
-``'status' AS topic_kind``). A Redis outage raises so the invocation fails and is retried.
+``'status' AS topic_kind``); IoT invokes it asynchronously. A Redis outage raises, so the invocation fails:
+Lambda retries it twice, then sends the event with its error to the OnFailure queue (template
+``EventInvokeConfig``), from which ``python -m cloud_lambda.search.replay`` runs it again. Bad input is
+rejected and counted, never raised (a retry would not help it).
 """
 
 from __future__ import annotations

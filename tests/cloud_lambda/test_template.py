@@ -62,7 +62,10 @@ def test_iot_policy_scopes_each_thing_to_its_own_topics(template):
     policy = template["Resources"]["CameraIotPolicy"]["Properties"]["PolicyDocument"]
     text = str(policy)
     resources = re.findall(r"'(arn:\$\{AWS::Partition\}:iot:[^']+)'", text)
-    assert len(resources) == 5
+    assert len(resources) == 6
+    publish = next(st for st in policy["Statement"] if st["Action"] == "iot:Publish")["Resource"]
+    topics = sorted(str(r).rsplit("/", 1)[1].rstrip("'}") for r in publish)
+    assert topics == ["features", "status", "thumbnail"]  # the device's opt-in thumbnail publish is allowed
     for arn in resources:
         assert "${!iot:Connection.Thing.ThingName}" in arn, arn
         assert "+" not in arn and "#" not in arn
@@ -94,8 +97,13 @@ def test_rules_lambda_api_batch_and_parameters(template):
     assert resources["ApiFunction"]["Properties"]["ImageConfig"]["Command"] == [
         "cloud_lambda.api.handler.lambda_handler"
     ]
-    command = resources["CatalogIndexJob"]["Properties"]["ContainerProperties"]["Command"]
+    job = resources["CatalogIndexJob"]["Properties"]
+    command = job["ContainerProperties"]["Command"]
     assert command[:2] == ["catalog", "index"] and "--shard-count" in command
+    # Every parameter the job declares reaches the command line (metadata was declared but never passed).
+    for name in job["Parameters"]:
+        assert f"Ref::{name}" in command, name
+    assert command[command.index("--metadata") + 1] == "Ref::metadata"
     # No hard-coded account ids, subnets, VPCs or endpoints.
     text = TEMPLATE.read_text()
     assert not re.search(r"\b\d{12}\b(?!\.dkr)", text.replace("123456789012.dkr", ""))
@@ -110,5 +118,32 @@ def test_batch_command_parses_with_the_real_cli(template):
     command = template["Resources"]["CatalogIndexJob"]["Properties"]["ContainerProperties"]["Command"]
     argv = [c if isinstance(c, str) else "s3://bucket/models/m.onnx" for c in command]
     argv = [a.replace("Ref::source", "s3://b/catalog/").replace("Ref::shards", "4") for a in argv]
+    argv = [a.replace("Ref::metadata", "s3://b/catalog/items.jsonl") for a in argv]
     args = build_parser(argv).parse_args(argv)
     assert args.shard_count == 4 and args.upload is not None
+    assert args.metadata == "s3://b/catalog/items.jsonl"
+
+
+def test_failed_searches_go_to_an_on_failure_queue(template):
+    """IoT invokes the search function asynchronously: Lambda retries twice, then records the failure in SQS."""
+    resources = template["Resources"]
+    function = resources["SearchFunction"]["Properties"]
+    config = function["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2 and 60 <= config["MaximumEventAgeInSeconds"] <= 21600
+    on_failure = config["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "SQS" and on_failure["Destination"] == {"Fn::GetAtt": ["SearchFailureQueue", "Arn"]}
+    queue = resources["SearchFailureQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue" and "FifoQueue" not in queue["Properties"]  # FIFO is not supported
+    assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
+    # The execution role may send to that queue and nowhere else.
+    statements = [st for policy in function["Policies"] for st in policy["Statement"]]
+    send = [st for st in statements if "sqs:SendMessage" in str(st["Action"])]
+    assert send == [
+        {
+            "Sid": "SendFailedInvocationRecords",
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": {"Fn::GetAtt": ["SearchFailureQueue", "Arn"]},
+        }
+    ]
+    assert template["Outputs"]["SearchFailureQueueUrl"]["Value"] == {"Ref": "SearchFailureQueue"}
