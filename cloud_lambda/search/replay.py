@@ -88,6 +88,7 @@ class Replayer:
         """Until the queue has nothing visible or ``limit`` messages were seen. ``run=None``: list only."""
         summary = Summary()
         listed: list[str] = []
+        seen: set[str | None] = set()
         while limit is None or len(summary.records) < limit:
             batch = 10 if limit is None else min(10, limit - len(summary.records))
             messages = self.sqs.receive_message(
@@ -97,9 +98,12 @@ class Replayer:
                 # While this run works on them nobody else sees them; a failed one comes back after this.
                 VisibilityTimeout=self.visibility_s,
             ).get("Messages", [])
-            if not messages:
+            # A message that failed earlier in this run and is visible again is not retried in the same run.
+            fresh = [m for m in messages if m.get("MessageId") not in seen]
+            if not fresh:
                 break
-            for message in messages:
+            for message in fresh:
+                seen.add(message.get("MessageId"))
                 outcome, described = self._one(message)
                 summary.counts[outcome] += 1
                 summary.records.append({**described, "outcome": outcome})

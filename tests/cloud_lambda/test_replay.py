@@ -202,3 +202,17 @@ def test_function_mode_invokes_the_deployed_function_synchronously() -> None:
         with pytest.raises(ReplayFailed, match=r"Unhandled: .*MatchStoreUnavailable"):
             run(event)
         stub.assert_no_pending_responses()
+
+
+def test_a_failed_message_visible_again_is_not_retried_in_the_same_run(sqs: tuple[Any, str]) -> None:
+    client, url = sqs
+    client.send_message(QueueUrl=url, MessageBody=record_for({"topic_device": "cam-v", "seq": 1}))
+    calls: list[dict[str, Any]] = []
+
+    def broken(event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(event)
+        raise ConnectionError("still down")
+
+    summary = Replayer(client, url, broken, wait_s=0, visibility_s=0).replay()  # visible again at once
+    assert summary.counts == {"failed": 1} and len(calls) == 1
+    assert queued(client, url) == 1
