@@ -26,7 +26,7 @@ from edge_component.loop import EdgeLoop
 from edge_component.publishers import create_publisher
 from edge_component.sources import FrameReader, FrameSource, create_source
 from edge_component.sources.memory import MemoryReader
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from model.featurizer import Featurizer
 
 THREADS = 2

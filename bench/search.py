@@ -113,7 +113,7 @@ def bench_handler(quick: bool) -> None:
     from cloud_lambda.metadata.base import ItemRecord
     from cloud_lambda.search.service import SearchService
     from cloud_lambda.settings import CloudSettings
-    from edge_component.wire.codec import FeatureMessage, encode
+    from model.contracts.wire import FeatureMessage, encode
     from simulator.stack.processes import RedisProcess
 
     n_items, n_messages = 10_000, (1_000 if quick else 5_000)

@@ -16,7 +16,8 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
-from edge_component.wire import bounded_json
+from model.contracts import bounded_json
+from model.contracts.errors import Rejected
 
 PREFIX = "visualsearch"
 MAX_STORED_BYTES = 2 * 1024 * 1024
@@ -190,5 +191,5 @@ def _parsed(raw: bytes | str | None) -> Any:
         return None
     try:
         return bounded_json.loads(raw, max_bytes=MAX_STORED_BYTES, what="stored document")
-    except bounded_json.JsonRejected:
+    except Rejected:
         return None

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge_component.wire.thing_name import check_thing_name
+from model.contracts.thing_name import check_thing_name
 
 DEFAULT_DEVICE_ID = "edge-device"
 

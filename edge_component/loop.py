@@ -21,12 +21,14 @@ import numpy as np
 
 from edge_component.config import EdgeConfig, LiveSettings, RoiConfig
 from edge_component.gate import Gate
-from edge_component.health import State, build_status, encode_status
 from edge_component.packaging.device_install import installed_runtime
 from edge_component.publishers.base import Publisher
 from edge_component.sources.base import Frame, FrameSource
 from edge_component.stats import RateMeter, Timings
-from edge_component.wire.codec import FeatureMessage, WireError, encode, features_topic, status_topic
+from model.contracts.errors import Rejected
+from model.contracts.status import State, build_status, encode_status
+from model.contracts.topics import features_topic, status_topic
+from model.contracts.wire import FeatureMessage, encode
 from model.featurizer import Featurizer
 from model.prepare import Roi, prepare_frame
 
@@ -204,7 +206,7 @@ class EdgeLoop:
         )
         try:
             payload = encode(message)
-        except WireError as exc:
+        except Rejected as exc:
             self._error(f"frame {frame.index}: not sent: {exc}")
             return
         t3 = time.perf_counter()

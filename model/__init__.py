@@ -1,5 +1,5 @@
 """The featurizer: an ImageNet CNN cut at global pooling, exported to ONNX with preprocessing in the graph.
 
-Runtime modules (``contract``, ``sidecar``, ``prepare``, ``featurizer``, ``runtime``) need only numpy,
+Runtime modules (``contracts``, ``sidecar``, ``prepare``, ``featurizer``, ``runtime``) need only numpy,
 OpenCV and onnxruntime/OpenVINO. Export modules (``backbones``, ``export``) need torch and run offline.
 """

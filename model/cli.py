@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from model.contract import VARIANTS
+from model.contracts.model_file import VARIANTS
 
 POOLINGS = ("avg", "gem", "max", "rmac", "rgem")
 """model.export.graph.POOLINGS, spelled out: importing it here would pull torch into every CLI start."""

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model.contract import sidecar_path_for
+from model.contracts.model_file import sidecar_path_for
 
 
 class SidecarError(ValueError):

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from model.contract import INPUT_NAME, OUTPUT_NAME
+from model.contracts.model_file import INPUT_NAME, OUTPUT_NAME
 from model.sidecar import Normalization, Sidecar, file_sha256, make_model_id, write_sidecar
 
 TINY_BACKBONE = "tiny-test"

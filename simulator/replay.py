@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edge_component.config import EdgeConfig, MqttConfig, PublishConfig
 from edge_component.publishers import Publisher, create_publisher
-from edge_component.wire.codec import FeatureMessage, encode, features_topic
-from edge_component.wire.thing_name import check_thing_name
+from model.contracts.thing_name import check_thing_name
+from model.contracts.topics import features_topic
+from model.contracts.wire import FeatureMessage, encode
 
 log = logging.getLogger("simulator.replay")
 

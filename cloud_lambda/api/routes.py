@@ -23,7 +23,7 @@ from cloud_lambda.catalog.validate import ImageRejected
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
-from edge_component.wire.thing_name import is_thing_name
+from model.contracts.thing_name import is_thing_name
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
 PAGE_DEFAULT, PAGE_MAX = 100, 500

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edge_component.wire import bounded_json
+from model.contracts import bounded_json
+from model.contracts.errors import Rejected
 
 FILE_KEYS = ("file", "image", "path")
 MAX_ID_CHARS = 256
@@ -43,7 +44,7 @@ def read_item_rows(path: str | Path) -> list[dict[str, Any]]:
         for number, raw in _raw_rows(path):
             try:
                 rows.append(check_row(raw() if callable(raw) else raw))
-            except (RowProblem, bounded_json.JsonRejected) as exc:
+            except (RowProblem, Rejected) as exc:
                 problems.append(f"{path}:{number}: {exc}")
                 if len(problems) >= MAX_PROBLEMS:
                     break
@@ -72,7 +73,7 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
 def _parse_line(line: str) -> Any:
     try:
         return bounded_json.loads(line, max_bytes=MAX_ROW_BYTES * 4, what="row")
-    except bounded_json.JsonRejected as exc:
+    except Rejected as exc:
         if exc.reason == "oversize":
             raise RowProblem(f"row is over the {MAX_ROW_BYTES:,}-byte limit") from None
         if exc.reason == "not_json":

@@ -180,7 +180,7 @@ def local_model(path: str, client: Any = None) -> str:
         return path
     import tempfile
 
-    from model.contract import sidecar_path_for
+    from model.contracts.model_file import sidecar_path_for
 
     bucket, key = split_s3_uri(path)
     local = Path(tempfile.gettempdir()) / "vs-model" / key.replace("/", "_")

@@ -20,18 +20,15 @@ from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
 from cloud_lambda.metadata import MetadataStore, open_metadata_store
 from cloud_lambda.publish import Publisher, PublishError, create_publisher
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire import bounded_json
-from edge_component.wire.codec import (
-    MAX_PAYLOAD_BYTES,
-    TOPIC_PREFIX,
-    WireError,
-    decode,
-    matches_topic,
-)
-from edge_component.wire.thing_name import is_thing_name
+from model.contracts import bounded_json
+from model.contracts.errors import Rejected
+from model.contracts.limits import MAX_PAYLOAD_BYTES
+from model.contracts.status import encode_status, parse_status
+from model.contracts.thing_name import is_thing_name
+from model.contracts.topics import matches_topic, parse_topic
+from model.contracts.wire import decode
 from model.retrieval.catalog_views import aggregate_max, oversample
 
-MAX_STATUS_BYTES = 16 * 1024
 METADATA_CACHE_ITEMS = 200_000
 COUNTERS_EVERY = 1000
 RECORD_VERSION = 1
@@ -44,20 +41,6 @@ RULE_KEYS = ("topic_device", "topic_kind")
 
 def _size(record: dict[str, Any]) -> int:
     return len(json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8"))
-
-
-def _bounded(body: dict[str, Any], what: str) -> dict[str, Any]:
-    """``body`` checked by the one bounded JSON reader's rules (depth, finite numbers, encodable text)."""
-    try:
-        return bounded_json.check(body, what=what)  # type: ignore[no-any-return]
-    except bounded_json.JsonRejected as exc:
-        raise Rejected(exc.reason, str(exc)) from None
-
-
-class Rejected(ValueError):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class PhotoModelUnavailable(RuntimeError):
@@ -160,7 +143,7 @@ class SearchService:
         fields: dict[str, Any] = record.as_match_fields()
         try:
             return bounded_json.check(fields, what=f"metadata of {record.id[:80]!r}")  # type: ignore[no-any-return]
-        except bounded_json.JsonRejected as exc:
+        except Rejected as exc:
             self.counters.inc("metadata_invalid")
             log_event(self.log, "metadata_invalid", logging.WARNING, item_id=record.id[:200], error=str(exc))
             return None
@@ -187,23 +170,23 @@ class SearchService:
             topic_device = event.get("topic_device")
             if not is_thing_name(topic_device):
                 raise Rejected("bad_topic", "event lacks a valid 'topic_device' (the IoT rule must select topic(2))")
-            body = _bounded({key: value for key, value in event.items() if key not in RULE_KEYS}, "event")
+            body = bounded_json.check(
+                {key: value for key, value in event.items() if key not in RULE_KEYS}, what="event"
+            )
             size = len(json.dumps(body, separators=(",", ":")))
             if size > MAX_PAYLOAD_BYTES:
                 raise Rejected("oversize", f"event is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit")
             return self._handle(body, topic_device)
-        except (Rejected, WireError) as exc:
+        except Rejected as exc:
             return self._reject(exc, event if isinstance(event, dict) else {})
 
     def handle_feature_payload(self, topic: str, payload: bytes) -> dict[str, Any]:
         """Raw MQTT message (local bridge): same checks, on the bytes as they arrived."""
         self._tick()
         try:
-            parts = topic.split("/")
-            if len(parts) != 3 or parts[0] != TOPIC_PREFIX or parts[2] != "features" or not is_thing_name(parts[1]):
-                raise Rejected("bad_topic", f"topic {topic[:200]!r} is not {TOPIC_PREFIX}/<device>/features")
-            return self._handle(payload, parts[1])
-        except (Rejected, WireError) as exc:
+            device_id, _ = parse_topic(topic, ("features",))
+            return self._handle(payload, device_id)
+        except Rejected as exc:
             return self._reject(exc, {"topic_device": topic})
 
     def _handle(self, body: dict[str, Any] | bytes, topic_device: str) -> dict[str, Any]:
@@ -321,7 +304,7 @@ class SearchService:
             self.counters.inc("publish_failed")
             log_event(self.log, "publish_failed", logging.WARNING, device_id=record["device_id"], error=str(exc))
 
-    def _reject(self, exc: Rejected | WireError, event: dict[str, Any]) -> dict[str, Any]:
+    def _reject(self, exc: Rejected, event: dict[str, Any]) -> dict[str, Any]:
         reason = exc.reason
         self.counters.inc("rejected")
         self.counters.inc(f"rejected.{reason}")
@@ -345,19 +328,16 @@ class SearchService:
             topic_device = event.get("topic_device")
             if not is_thing_name(topic_device):
                 raise Rejected("bad_topic", "status event lacks a valid 'topic_device'")
-            body = _bounded({key: value for key, value in event.items() if key not in RULE_KEYS}, "status")
-            if body.get("device_id") != topic_device:
+            body = parse_status({key: value for key, value in event.items() if key not in RULE_KEYS})
+            if body["device_id"] != topic_device:
                 raise Rejected(
-                    "device_mismatch", f"status device_id {str(body.get('device_id'))[:80]!r} differs from the topic's"
+                    "device_mismatch", f"status device_id {str(body['device_id'])[:80]!r} differs from the topic's"
                 )
-            text = json.dumps(body, separators=(",", ":"), allow_nan=False)
-            if len(text) > MAX_STATUS_BYTES:
-                raise Rejected("oversize", f"status is {len(text)} bytes, over {MAX_STATUS_BYTES}")
-        except (Rejected, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, Rejected) else "not_json"
-            self.counters.inc(f"status_rejected.{reason}")
-            log_event(self.log, "status_rejected", logging.WARNING, reason=reason, message=str(exc)[:300])
-            return {"status": "rejected", "reason": reason, "message": str(exc)}
+            text = encode_status(body).decode("utf-8")
+        except Rejected as exc:
+            self.counters.inc(f"status_rejected.{exc.reason}")
+            log_event(self.log, "status_rejected", logging.WARNING, reason=exc.reason, message=str(exc)[:300])
+            return {"status": "rejected", "reason": exc.reason, "message": str(exc)}
         self.matches.put_status(topic_device, text, time.time())
         self.counters.inc("status")
         return {"status": "accepted", "device_id": topic_device}

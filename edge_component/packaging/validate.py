@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edge_component.wire.codec import TOPIC_PREFIX
+from model.contracts.topics import TOPIC_PREFIX
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9\-_.]+$")
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")

@@ -7,13 +7,13 @@ failed publish can be retried without reordering.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import Future
 from typing import Any
 
 from edge_component.publishers.base import Outbound, Publisher, PublishError
-from edge_component.wire.codec import status_topic
+from model.contracts.status import offline_payload
+from model.contracts.topics import status_topic
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,10 @@ class GreengrassIpcPublisher(Publisher):
         return future
 
     def _send_offline_status(self) -> None:
-        payload = json.dumps({"v": 1, "device_id": self.device_id, "state": "offline"}).encode()
         from awsiot.greengrasscoreipc.model import QOS
 
         self._ipc.publish_to_iot_core_async(
-            topic_name=status_topic(self.device_id), qos=QOS.AT_LEAST_ONCE, payload=payload
+            topic_name=status_topic(self.device_id), qos=QOS.AT_LEAST_ONCE, payload=offline_payload(self.device_id)
         ).result(timeout=min(self.timeout_s, 2.0))
 
     def _close(self) -> None:

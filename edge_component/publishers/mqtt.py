@@ -7,7 +7,6 @@ The last will on the status topic marks the device offline if the connection die
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import threading
@@ -19,13 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge_component.config import MqttConfig
 from edge_component.publishers.base import Outbound, Publisher, PublishError, completed
-from edge_component.wire.codec import status_topic
+from model.contracts.status import offline_payload
+from model.contracts.topics import status_topic
 
 log = logging.getLogger(__name__)
-
-
-def offline_payload(device_id: str) -> bytes:
-    return json.dumps({"v": 1, "device_id": device_id, "state": "offline"}, separators=(",", ":")).encode()
 
 
 class MqttPublisher(Publisher):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.backbones.base import Backbone, get_backbone
-from model.contract import VARIANTS
+from model.contracts.model_file import VARIANTS
 from model.export.calibration import prepared_views
 from model.export.graph import OPSET, FeaturizerGraph, export_onnx
 from model.export.parity import measure

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.backbones.base import BackboneSpec
-from model.contract import INPUT_NAME, OUTPUT_NAME
+from model.contracts.model_file import INPUT_NAME, OUTPUT_NAME
 
 POOLINGS = ("avg", "gem", "max", "rmac", "rgem")
 """avg/gem here; max, rmac and rgem (regional) from :mod:`model.retrieval.pooling` (held-up-object matching)."""

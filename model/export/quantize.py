@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from model.contract import INPUT_NAME
+from model.contracts.model_file import INPUT_NAME
 
 log = logging.getLogger(__name__)
 

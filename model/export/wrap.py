@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
-from model.contract import INPUT_NAME, OUTPUT_NAME
+from model.contracts.model_file import INPUT_NAME, OUTPUT_NAME
 from model.export.graph import GEM_P
 
 

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from model.contract import INPUT_NAME, OUTPUT_NAME
+from model.contracts.model_file import INPUT_NAME, OUTPUT_NAME
 from model.runtime.base import BackendInfo, BackendUnavailable, InferenceBackend, register
 
 log = logging.getLogger(__name__)

@@ -29,47 +29,30 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_component.wire import bounded_json
-from edge_component.wire.codec import MAX_PAYLOAD_BYTES, TOPIC_PREFIX
-from edge_component.wire.thing_name import is_thing_name
+from model.contracts import bounded_json
+from model.contracts.errors import Rejected
+from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
+from model.contracts.topics import parse_topic, topic_filter
 from simulator.stack.spool import DEFAULT_MAX_BYTES, Spool, SpoolError
 
 log = logging.getLogger("simulator.stack.bridge")
 
-FEATURES_FILTER = f"{TOPIC_PREFIX}/+/features"
-STATUS_FILTER = f"{TOPIC_PREFIX}/+/status"
-MAX_STATUS_BYTES = 16 * 1024
+FEATURES_FILTER = topic_filter("features")
+STATUS_FILTER = topic_filter("status")
 DEAD_LETTER = "dead-letter.jsonl"
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class BadMessage(ValueError):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 def rule_event(topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
     """(kind, event) as the IoT rule would deliver it: the JSON object plus ``topic_device``."""
-    parts = topic.split("/")
-    if (
-        len(parts) != 3
-        or parts[0] != TOPIC_PREFIX
-        or parts[2] not in ("features", "status")
-        or not is_thing_name(parts[1])
-    ):
-        raise BadMessage("bad_topic", f"topic {topic[:200]!r} is not {TOPIC_PREFIX}/<device>/features|status")
-    kind = parts[2]
+    device_id, kind = parse_topic(topic, ("features", "status"))
     # IoT Core refuses a publish over 128 KB before any rule sees it: the limit is on the raw bytes.
     limit = MAX_PAYLOAD_BYTES if kind == "features" else MAX_STATUS_BYTES
-    try:
-        body = bounded_json.loads(payload, max_bytes=limit, what=f"{kind} message")
-    except bounded_json.JsonRejected as exc:
-        raise BadMessage(exc.reason, str(exc)) from None
+    body = bounded_json.loads(payload, max_bytes=limit, what=f"{kind} message")
     if not isinstance(body, dict):
-        raise BadMessage("not_object", f"payload must be a JSON object, got {type(body).__name__}")
-    return kind, {**body, "topic_device": parts[1]}
+        raise Rejected("not_object", f"payload must be a JSON object, got {type(body).__name__}")
+    return kind, {**body, "topic_device": device_id}
 
 
 class _Counts:
@@ -257,7 +240,7 @@ class RuleBridge:
         """Settled: handled, rejected with a reason, or dead-lettered. Deferred: the store could not take it."""
         try:
             kind, event = rule_event(topic, payload)
-        except BadMessage as exc:
+        except Rejected as exc:
             self.counts.inc(f"rejected:{exc.reason}")
             log.warning(
                 "message rejected by the rule", extra={"topic": topic[:200], "reason": exc.reason, "error": str(exc)}

@@ -17,7 +17,7 @@ from cloud_lambda.catalog.layout import write_catalog
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from model.featurizer import Featurizer
 from simulator.stack.processes import RedisProcess
 

@@ -18,7 +18,7 @@ from cloud_lambda.catalog.indexer import IndexOptions, run_index
 from cloud_lambda.catalog.layout import load_catalog
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from model.data.photos import load_photos
 from model.eval.heldup.views import held_up_view, load_backgrounds
 from model.export.api import is_valid_export

@@ -278,7 +278,7 @@ def test_a_module_missing_from_the_install_fails_the_container_init(
     image: ImageInstall, tiny_catalog: TinyCatalog, redis_server: RedisProcess, tiny_model: Path
 ) -> None:
     """No checkout behind the install: a module absent from site-packages is absent, and Lambda is told so."""
-    (installed,) = (image.venv / "lib").glob("python3*/site-packages/edge_component/wire/codec.py")
+    (installed,) = (image.venv / "lib").glob("python3*/site-packages/model/contracts/wire.py")
     hidden = installed.with_suffix(".hidden")
     installed.rename(hidden)
     api = RuntimeApi()
@@ -297,4 +297,4 @@ def test_a_module_missing_from_the_install_fails_the_container_init(
         api.close()
     assert process.returncode != 0 and api.first_poll_at is None
     assert api.init_error is not None and api.init_error["errorType"] == "Runtime.ImportModuleError"
-    assert "edge_component.wire.codec" in api.init_error["errorMessage"]
+    assert "model.contracts.wire" in api.init_error["errorMessage"]

@@ -20,7 +20,7 @@ from cloud_lambda.catalog.layout import MANIFEST, OWNERS, VECTORS, CatalogError,
 from cloud_lambda.catalog.merge import merge_catalogs
 from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from model.data.photos import load_photos
 from model.featurizer import Featurizer
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews, parse_views

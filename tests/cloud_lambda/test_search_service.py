@@ -13,7 +13,7 @@ import redis
 
 from cloud_lambda.matches import MatchStoreUnavailable, matches_key
 from cloud_lambda.search.service import SearchService
-from edge_component.wire.codec import encode_vector
+from model.contracts.wire import encode_vector
 from simulator.stack.processes import RedisProcess
 from tests.cloud_lambda.conftest import TinyCatalog, feature_event
 
@@ -201,6 +201,9 @@ def test_status_events(service: SearchService, redis_server):
     assert service.handle_status_event({**status, "device_id": "cam-02"})["reason"] == "device_mismatch"
     assert service.handle_status_event({**status, "blob": "x" * 20_000})["reason"] == "oversize"
     assert service.handle_status_event("nope")["reason"] == "not_object"
+    # the same parser as the device's (model.contracts.status): version and state are checked here too
+    assert service.handle_status_event({**status, "v": 2})["reason"] == "unknown_version"
+    assert service.handle_status_event({**status, "state": "sleepy"})["reason"] == "bad_state"
     devices = service.matches.devices()
     assert [d["device_id"] for d in devices] == ["cam-01"]
     assert devices[0]["status"]["state"] == "online"

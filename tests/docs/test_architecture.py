@@ -16,8 +16,9 @@ from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.publish.base import Publisher
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.health import build_status
-from edge_component.wire.codec import FeatureMessage, encode, features_topic, matches_topic, status_topic
+from model.contracts.status import build_status
+from model.contracts.topics import features_topic, matches_topic, status_topic
+from model.contracts.wire import FeatureMessage, encode
 from model.featurizer import Featurizer
 from model.sidecar import Sidecar
 from simulator.stack.processes import RedisProcess

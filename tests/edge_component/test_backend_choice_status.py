@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_component.health import parse_status
 from edge_component.loop import EdgeLoop
 from edge_component.publishers import create_publisher
 from edge_component.sources import create_source
+from model.contracts.status import parse_status
 from model.featurizer import Featurizer
 from model.logs import JsonLinesFormatter
 from simulator.stack.processes import MosquittoProcess

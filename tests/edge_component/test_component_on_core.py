@@ -23,7 +23,7 @@ import redis
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from edge_component.packaging.build import ROOT, build
-from edge_component.wire.codec import decode
+from model.contracts.wire import decode
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess, RedisProcess
 from tests.edge_component.conftest import Collector, write_video

@@ -12,7 +12,7 @@ import pytest
 
 from edge_component.sources import FrameSource
 from edge_component.sources.memory import MemoryReader
-from edge_component.wire.codec import decode
+from model.contracts.wire import decode
 from model.featurizer import Featurizer
 from tests.edge_component.helpers import Running, config
 

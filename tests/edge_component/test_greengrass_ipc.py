@@ -13,7 +13,7 @@ from edge_component.config import live_from_mapping
 from edge_component.greengrass_config import GreengrassConfig
 from edge_component.publishers.greengrass import GreengrassIpcPublisher
 from edge_component.sources.base import FrameSource
-from edge_component.wire.codec import decode
+from model.contracts.wire import decode
 from tests.edge_component.conftest import synthetic_frames
 from tests.edge_component.helpers import Running, config
 from tests.edge_component.nucleus import TestNucleus

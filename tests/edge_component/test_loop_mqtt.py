@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_component.health import parse_status
-from edge_component.wire.codec import decode
+from model.contracts.status import parse_status
+from model.contracts.wire import decode
 from model.featurizer import Featurizer
 from simulator.stack.processes import MosquittoProcess
 from simulator.stack.tls import Pki

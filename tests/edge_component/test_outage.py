@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_component.health import parse_status
 from edge_component.sources.base import FrameSource
-from edge_component.wire.codec import decode
+from model.contracts.status import parse_status
+from model.contracts.wire import decode
 from simulator.stack.processes import MosquittoProcess
 from tests.edge_component.conftest import Collector, synthetic_frames, write_video
 from tests.edge_component.helpers import Running, config

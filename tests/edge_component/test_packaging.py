@@ -94,7 +94,7 @@ def test_device_code_is_the_import_closure_of_the_device_entry_point() -> None:
     assert {"edge_component/__main__.py", "model/logs.py", "model/retrieval/settings.py"} <= files
     assert "edge_component/packaging/device_install.py" in files  # the Install step's code ships too
     assert {"model/runtime/onnxruntime_backend.py", "model/runtime/openvino_backend.py"} <= files
-    assert {"model/__init__.py", "model/runtime/__init__.py", "edge_component/wire/__init__.py"} <= files
+    assert {"model/__init__.py", "model/runtime/__init__.py", "model/contracts/__init__.py"} <= files
     assert not any(f.startswith(("simulator/", "cloud_lambda/", "model/export/", "model/finetune/")) for f in files)
 
 

@@ -12,9 +12,11 @@ import pytest
 
 from edge_component.config import ConfigError, LiveSettings, build_config, live_from_mapping, load_yaml, parse_overrides
 from edge_component.gate import Gate
-from edge_component.health import StatusError, parse_status
 from edge_component.publishers.base import Outbound, OutboundQueue
-from edge_component.wire.codec import MAX_PAYLOAD_BYTES, FeatureMessage, WireError, decode, encode
+from model.contracts.errors import Rejected
+from model.contracts.limits import MAX_PAYLOAD_BYTES
+from model.contracts.status import parse_status
+from model.contracts.wire import FeatureMessage, decode, encode
 
 
 def unit(dim: int = 64, seed: int = 0) -> np.ndarray:
@@ -136,7 +138,7 @@ def test_roundtrip_both_dtypes() -> None:
     ],
 )
 def test_decode_rejects_with_reason(payload: bytes, reason: str) -> None:
-    with pytest.raises(WireError) as info:
+    with pytest.raises(Rejected) as info:
         decode(payload)
     assert info.value.reason == reason
     assert str(info.value)
@@ -145,7 +147,7 @@ def test_decode_rejects_with_reason(payload: bytes, reason: str) -> None:
 def test_encode_refuses_nan() -> None:
     bad = unit()
     bad[0] = np.nan
-    with pytest.raises(WireError, match="NaN"):
+    with pytest.raises(Rejected, match="NaN"):
         encode(FeatureMessage("cam-1", 1, 1.0, "m", bad))
 
 
@@ -157,5 +159,5 @@ def test_parse_status() -> None:
         b'{"v":1,"device_id":"a","state":"sleepy"}',
         b"x" * 20000,
     ):
-        with pytest.raises(StatusError):
+        with pytest.raises(Rejected):
             parse_status(bad)

@@ -20,7 +20,7 @@ from cloud_lambda.api import handler as api
 from cloud_lambda.matches import DEVICES_KEY, MatchStore, matches_key, seen_key, status_key
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.processes import RedisProcess
 from tests.hardening.conftest import Catalog, count_case
 

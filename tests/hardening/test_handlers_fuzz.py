@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from cloud_lambda.api import handler as api
 from cloud_lambda.search.service import SearchService
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.bridge import RuleBridge
 from tests.hardening.conftest import Catalog, count_case, count_escape, redis_snapshot
 from tests.hardening.test_wire_fuzz import FIELDS, hostile_values

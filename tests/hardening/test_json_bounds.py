@@ -19,8 +19,9 @@ from cloud_lambda.api import handler as api
 from cloud_lambda.api.responses import to_json
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.search.service import SearchService
-from edge_component.wire.bounded_json import JsonRejected, check, loads
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.bounded_json import check, loads
+from model.contracts.errors import Rejected
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.bridge import RuleBridge
 from tests.hardening.conftest import Catalog, count_case, redis_snapshot
 
@@ -49,7 +50,7 @@ REFUSED = [
 @pytest.mark.parametrize(("text", "reason"), REFUSED)
 def test_the_reader_refuses_with_a_reason(text: str, reason: str) -> None:
     count_case("json: hostile document")
-    with pytest.raises(JsonRejected) as refused:
+    with pytest.raises(Rejected) as refused:
         loads(text.encode(), max_bytes=1_000_000)
     assert refused.value.reason == reason, refused.value
 
@@ -59,10 +60,10 @@ def test_the_reader_keeps_what_is_valid_and_measures_bytes() -> None:
     assert loads(json.dumps(doc).encode(), max_bytes=200) == doc
     assert loads(deep(16), max_bytes=1000) is not None
     text = json.dumps({"t": "é" * 60})  # 60 characters, 120 bytes: the limit is on bytes
-    with pytest.raises(JsonRejected, match="over the 100-byte limit") as refused:
+    with pytest.raises(Rejected, match="over the 100-byte limit") as refused:
         loads(text, max_bytes=100)
     assert refused.value.reason == "oversize"
-    with pytest.raises(JsonRejected) as refused:
+    with pytest.raises(Rejected) as refused:
         loads(b"\xff{}", max_bytes=100)
     assert refused.value.reason == "not_json"
 
@@ -72,7 +73,7 @@ def test_check_applies_the_same_rules_to_a_parsed_document() -> None:
     for _ in range(3000):
         nested = {"a": nested}
     for value, reason in [(nested, "too_deep"), ({"x": float("nan")}, "not_finite"), ({"x": {1, 2}}, "not_json")]:
-        with pytest.raises(JsonRejected) as refused:
+        with pytest.raises(Rejected) as refused:
             check(value)
         assert refused.value.reason == reason
     assert check({"ok": [1, {"b": 2.0}]}) == {"ok": [1, {"b": 2.0}]}

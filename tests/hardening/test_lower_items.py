@@ -24,7 +24,7 @@ from cloud_lambda.search.service import SearchService
 from edge_component.config import ConfigError, build_config, parse_overrides
 from edge_component.sources import folder as folder_module
 from edge_component.sources.folder import FolderReader
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from model.image_rules import ImageRejected, frame_dimensions
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess

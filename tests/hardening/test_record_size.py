@@ -20,7 +20,8 @@ from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.publish.base import Publisher
 from cloud_lambda.search.service import MAX_RECORD_BYTES, SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import MAX_PAYLOAD_BYTES, FeatureMessage, encode
+from model.contracts.limits import MAX_PAYLOAD_BYTES
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess, RedisProcess
 from tests.hardening.conftest import Catalog, count_case

@@ -21,7 +21,8 @@ from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from edge_component.config import EdgeConfig
 from edge_component.publishers.mqtt import MqttPublisher
-from edge_component.wire.codec import FeatureMessage, encode, features_topic
+from model.contracts.topics import features_topic
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess, MosquittoTls, RedisProcess
 from simulator.stack.tls import make_test_pki

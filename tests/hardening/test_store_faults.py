@@ -23,7 +23,8 @@ from cloud_lambda.api import handler as api
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import FeatureMessage, encode, features_topic
+from model.contracts.topics import features_topic
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess, PythonServiceProcess, RedisProcess
 from tests.hardening.conftest import Catalog, count_case

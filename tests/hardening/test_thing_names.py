@@ -1,4 +1,4 @@
-"""Device ids are AWS IoT thing names everywhere: one rule (``edge_component.wire.thing_name``), every door.
+"""Device ids are AWS IoT thing names everywhere: one rule (``model.contracts.thing_name``), every door.
 
 AWS IoT: a thing name is 1-128 characters of ``[a-zA-Z0-9:_-]`` (CreateThing, "thingName" pattern). Issue 13,
 item 4: ``.`` and ``..`` were accepted; the browser then normalized ``/api/devices/../matches`` away and
@@ -17,9 +17,10 @@ from pydantic import ValidationError
 from cloud_lambda.api import handler as api
 from cloud_lambda.search.service import SearchService
 from edge_component.config import ConfigError, build_config
-from edge_component.wire.codec import FeatureMessage, WireError, decode, encode
-from edge_component.wire.thing_name import THING_NAME_MAX, is_thing_name
-from simulator.stack.bridge import BadMessage, rule_event
+from model.contracts.errors import Rejected
+from model.contracts.thing_name import THING_NAME_MAX, is_thing_name
+from model.contracts.wire import FeatureMessage, decode, encode
+from simulator.stack.bridge import rule_event
 from tests.hardening.conftest import Catalog, count_case
 
 BAD = [".", "..", "a.b", "cam-01.", "cam\n", "cam-01\n", "", "x" * 129, "a/b", "a+b", "a#b", "é", "cam 1", "\x00"]
@@ -47,11 +48,11 @@ def test_device_config_refuses_it(name: str) -> None:
 @pytest.mark.parametrize("name", BAD)
 def test_the_wire_codec_refuses_it(name: str, hardening_catalog: Catalog) -> None:
     message = FeatureMessage(name, 1, time.time(), hardening_catalog.model_id, hardening_catalog.vectors[0])
-    with pytest.raises(WireError) as refused:
+    with pytest.raises(Rejected) as refused:
         encode(message)
     assert refused.value.reason == "bad_device_id"
     good = json.loads(encode(FeatureMessage("cam-01", 1, time.time(), hardening_catalog.model_id, message.vector)))
-    with pytest.raises(WireError) as refused:
+    with pytest.raises(Rejected) as refused:
         decode(json.dumps({**good, "device_id": name}).encode())
     assert refused.value.reason == "bad_device_id"
 
@@ -59,7 +60,7 @@ def test_the_wire_codec_refuses_it(name: str, hardening_catalog: Catalog) -> Non
 @pytest.mark.parametrize("name", [n for n in BAD if n and "/" not in n and "+" not in n and "#" not in n])
 def test_the_rule_bridge_refuses_its_topic(name: str) -> None:
     for kind in ("features", "status"):
-        with pytest.raises(BadMessage) as refused:
+        with pytest.raises(Rejected) as refused:
             rule_event(f"visualsearch/{name}/{kind}", b'{"v": 1}')
         assert refused.value.reason == "bad_topic"
 

@@ -1,7 +1,7 @@
 """Property-based tests of the v1 wire codec: any input is decoded or rejected with a reason, nothing else.
 
-"Nothing else" is the property: a decode that raises anything but :class:`WireError` would escape the
-search handler's ``except WireError`` and fail the invocation (an IoT retry storm for a poison message).
+"Nothing else" is the property: a decode that raises anything but :class:`Rejected` would escape the
+search handler's ``except Rejected`` and fail the invocation (an IoT retry storm for a poison message).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_component.wire.codec import FeatureMessage, WireError, decode, encode
+from model.contracts.errors import Rejected
+from model.contracts.wire import FeatureMessage, decode, encode
 from tests.hardening.conftest import count_case, count_escape
 
 REASONS = {
@@ -73,11 +74,11 @@ def valid_body(dim: int = 16, seq: int = 7) -> dict[str, Any]:
 
 
 def check_decode(payload: Any, kind: str) -> FeatureMessage | None:
-    """Decode; a WireError must carry a known reason; any other exception is an escape (a failure)."""
+    """Decode; a Rejected must carry a known reason; any other exception is an escape (a failure)."""
     count_case(kind)
     try:
         return decode(payload)
-    except WireError as exc:
+    except Rejected as exc:
         assert exc.reason in REASONS, f"unknown reason {exc.reason!r}"
         assert str(exc), "a rejection must say why"
         return None
@@ -176,7 +177,7 @@ def test_oversize_and_deep_nesting_are_rejected_before_work() -> None:
         count_case("wire: oversize/deep nesting")
         try:
             decode(payload)
-        except WireError as exc:
+        except Rejected as exc:
             assert exc.reason == reason
         else:
             raise AssertionError("accepted")

@@ -248,7 +248,7 @@ def test_search_service_refuses_a_device_with_other_settings(tmp_path: Path, red
     from cloud_lambda.metadata.base import ItemRecord
     from cloud_lambda.search.service import SearchService
     from cloud_lambda.settings import CloudSettings
-    from edge_component.wire.codec import FeatureMessage, encode
+    from model.contracts.wire import FeatureMessage, encode
     from model.featurizer import Featurizer
 
     index_model = Featurizer(_with_regions(tmp_path, QueryRegions(), "index"), backend="onnxruntime")

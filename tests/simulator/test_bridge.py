@@ -13,8 +13,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import FeatureMessage, encode, features_topic, status_topic
-from simulator.stack.bridge import BadMessage, RuleBridge, rule_event
+from model.contracts.errors import Rejected
+from model.contracts.topics import features_topic, status_topic
+from model.contracts.wire import FeatureMessage, encode
+from simulator.stack.bridge import RuleBridge, rule_event
 from simulator.stack.processes import MosquittoProcess, RedisProcess
 from tests.simulator.conftest import TinyCatalog
 
@@ -57,7 +59,7 @@ def test_rule_event_adds_topic_device_and_rejects_bad_input() -> None:
         ("visualsearch/cam-1/other", b"{}", "bad_topic"),
         ("visualsearch/cam-1/status", b"{" + b" " * 17000 + b"}", "oversize"),
     ]:
-        with pytest.raises(BadMessage) as caught:
+        with pytest.raises(Rejected) as caught:
             rule_event(topic, payload)
         assert caught.value.reason == reason
 

@@ -27,7 +27,7 @@ from cloud_lambda.api.app import create_app
 from cloud_lambda.api.responses import CSP
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
-from edge_component.wire.codec import FeatureMessage, encode
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.http_server import make_config
 from simulator.stack.processes import RedisProcess, free_port
 from tests.simulator.conftest import TinyCatalog

@@ -12,7 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_component.wire.codec import FeatureMessage, encode, features_topic, status_topic
+from model.contracts.topics import features_topic, status_topic
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.config import StackConfig
 from simulator.stack.manager import stack_down, stack_up
 from simulator.stack.state import StackState

@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.contract import sidecar_path_for
+from model.contracts.model_file import sidecar_path_for
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
 
 

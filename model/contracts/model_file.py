@@ -12,9 +12,6 @@ VARIANTS = ("fp32", "int8", "fp16")
 
 SIDECAR_SUFFIX = ".json"
 
-NORM_TOLERANCE = 1e-2
-"""How far from 1.0 a vector's L2 norm may be and still count as normalized (float16 on the wire)."""
-
 
 def sidecar_path_for(model_path: str) -> str:
     """``foo.onnx`` → ``foo.json``: the sidecar sits beside the model with the same stem."""
