@@ -47,6 +47,11 @@ class CloudSettings(BaseModel):
     photo_model: str | None = Field(
         default=None, description="ONNX featurizer for photo search (same model id); local path or s3://bucket/key."
     )
+    mqtt_username: str | None = Field(
+        default=None,
+        description="Username for an mqtt:// match publisher (and the local rule bridge), if it needs one.",
+    )
+    mqtt_password: SecretStr | None = Field(default=None, description="Its password. Never printed.")
     iot_endpoint: str | None = Field(
         default=None, description="IoT data-ATS endpoint host for iot-data publishing (describe-endpoint)."
     )

@@ -134,6 +134,12 @@ class MqttConfig(_Model):
     ca_file: str | None = Field(default=None, description="CA bundle; setting it turns TLS on.")
     cert_file: str | None = Field(default=None, description="Device certificate (mutual TLS).")
     key_file: str | None = Field(default=None, description="Device private key (mutual TLS).")
+    username: str | None = Field(
+        default=None, description="Username, for a broker that wants one (a `stack up` on a LAN address: 'device')."
+    )
+    password_file: str | None = Field(
+        default=None, description="File holding that user's password (a file, so it is never in the config itself)."
+    )
     keepalive_s: int = Field(default=30, ge=5, le=1200, description="MQTT keepalive.")
     max_inflight: int = Field(default=10, ge=1, le=100, description="QoS 1 publishes awaiting PUBACK at once.")
     reconnect_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay.")
@@ -143,7 +149,9 @@ class MqttConfig(_Model):
     def _pair(self) -> MqttConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("mqtt.cert_file and mqtt.key_file must be given together")
-        for name in ("ca_file", "cert_file", "key_file"):
+        if self.password_file is not None and self.username is None:
+            raise ValueError("mqtt.password_file needs mqtt.username")
+        for name in ("ca_file", "cert_file", "key_file", "password_file"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
                 raise ValueError(f"mqtt.{name} {value!r} is not a readable file")

@@ -26,7 +26,9 @@ class NullPublisher(Publisher):
         return None
 
 
-def create_publisher(spec: str, iot_endpoint: str | None = None) -> Publisher:
+def create_publisher(
+    spec: str, iot_endpoint: str | None = None, username: str | None = None, password: str | None = None
+) -> Publisher:
     if spec == "none":
         return NullPublisher()
     if spec == "iot-data":
@@ -37,5 +39,5 @@ def create_publisher(spec: str, iot_endpoint: str | None = None) -> Publisher:
         from cloud_lambda.publish.mqtt import MqttPublisher
 
         host, _, port = spec[len("mqtt://") :].rpartition(":")
-        return MqttPublisher(host, int(port))
+        return MqttPublisher(host, int(port), username=username, password=password)
     raise PublishError(f"unknown publisher {spec!r}: use iot-data, mqtt://host:port or none")

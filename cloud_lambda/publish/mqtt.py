@@ -13,7 +13,9 @@ from cloud_lambda.publish.base import Publisher, PublishError
 class MqttPublisher(Publisher):
     name = "mqtt"
 
-    def __init__(self, host: str, port: int, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, host: str, port: int, timeout_s: float = 5.0, username: str | None = None, password: str | None = None
+    ) -> None:
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self._lock = threading.Lock()
         # A unique client id: two bridges with the same id would kick each other off (lessons.md).
@@ -21,6 +23,8 @@ class MqttPublisher(Publisher):
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"vs-search-{uuid.uuid4().hex[:12]}", clean_session=True
         )
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        if username:
+            self._client.username_pw_set(username, password)
         try:
             self._client.connect(host, port, keepalive=30)
         except OSError as exc:

@@ -72,7 +72,14 @@ class SearchService:
             settings.max_devices,
         )
         self.publisher = (
-            publisher if publisher is not None else create_publisher(settings.match_publish, settings.iot_endpoint)
+            publisher
+            if publisher is not None
+            else create_publisher(
+                settings.match_publish,
+                settings.iot_endpoint,
+                settings.mqtt_username,
+                settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            )
         )
         if self.catalog.manifest.index.kind == "hnsw":
             import faiss

@@ -11,6 +11,7 @@ import logging
 import ssl
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -50,6 +51,9 @@ class MqttPublisher(Publisher):
             CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True, protocol=mqtt.MQTTv311
         )
         client.will_set(status_topic(self.device_id), offline_payload(self.device_id), qos=1, retain=False)
+        if self.cfg.username:
+            password = Path(self.cfg.password_file).read_text().strip() if self.cfg.password_file else None
+            client.username_pw_set(self.cfg.username, password)
         if self.cfg.ca_file:
             client.tls_set(
                 ca_certs=self.cfg.ca_file,

@@ -167,6 +167,8 @@ class RuleBridge:
         transient: tuple[type[BaseException], ...] = (Exception,),
         replay_backoff_s: tuple[float, float] = (0.5, 5.0),
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -191,6 +193,8 @@ class RuleBridge:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         if persistent:
             self._client.manual_ack_set(True)
+        if username:
+            self._client.username_pw_set(username, password)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -389,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             spool_dir=args.spool_dir.resolve(),
             transient=(MatchStoreUnavailable,),
+            # Set by `stack up` on a non-loopback host (simulator.stack.auth); from the environment, never argv.
+            username=service.settings.mqtt_username,
+            password=service.settings.mqtt_password.get_secret_value() if service.settings.mqtt_password else None,
         )
     except SpoolError as exc:
         log.error("rule bridge cannot start", extra={"error": str(exc)})

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from simulator.stack.auth import is_loopback, prepare_auth
 from simulator.stack.config import StackConfig
 from simulator.stack.processes import (
     ManagedProcess,
@@ -142,12 +143,26 @@ def stack_up(config: StackConfig, restart: bool = False) -> tuple[StackState, bo
         log.info("service ready", extra={"service": proc.name, "port": proc.port, "pid": proc.pid})
         return proc
 
+    # Beyond loopback, the LAN can reach the broker and Redis: both then require passwords (simulator.stack.auth).
+    auth = None if is_loopback(host) else prepare_auth(state_dir)
     try:
-        broker = MosquittoProcess(workdir=state_dir / "mosquitto", host=host, port=config.mqtt_port, persistence=True)
+        broker = MosquittoProcess(
+            workdir=state_dir / "mosquitto",
+            host=host,
+            port=config.mqtt_port,
+            persistence=True,
+            password_file=auth.password_file if auth else None,
+            acl_file=auth.acl_file if auth else None,
+        )
         launch(broker)
-        redis = RedisProcess(workdir=state_dir / "redis", host=host, port=config.redis_port)
+        redis = RedisProcess(
+            workdir=state_dir / "redis",
+            host=host,
+            port=config.redis_port,
+            password=auth.redis_password if auth else None,
+        )
         launch(redis)
-        env = config.cloud_env(broker.port, redis.port)
+        env = config.cloud_env(broker.port, redis.port) | (auth.service_env(redis.url) if auth else {})
         launch(
             PythonServiceProcess(
                 name="bridge",
@@ -191,8 +206,11 @@ def stack_up(config: StackConfig, restart: bool = False) -> tuple[StackState, bo
         "web": f"http://{host}:{http_port}/",
         "api": f"http://{host}:{http_port}/api",
         "mqtt": f"mqtt://{host}:{broker.port}",
-        "redis": redis.url,
+        "redis": f"redis://{host}:{redis.port}/0",  # never the password
     }
+    if auth is not None:
+        state.urls["credentials"] = f"{auth.credentials_file} (devices: --set publish.mqtt.username=device"
+        state.urls["credentials"] += f" --set publish.mqtt.password_file={auth.device_password_file})"
     write_state(state_dir, state)
     return state, True
 

@@ -199,6 +199,8 @@ class MosquittoProcess(ManagedProcess):
     name: str = "mosquitto"
     tls: MosquittoTls | None = None
     acl_file: Path | None = None
+    password_file: Path | None = None
+    """mosquitto password file: clients must log in (``allow_anonymous false``); see ``simulator.stack.auth``."""
     extra_config: str = ""
     persistence: bool = False
     """Keep sessions (the rule bridge's subscription and its queued messages) across a broker restart."""
@@ -206,7 +208,8 @@ class MosquittoProcess(ManagedProcess):
     def prepare(self) -> None:
         lines = [
             "per_listener_settings false",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.password_file else 'true'}",
+            *([f"password_file {self.password_file}"] if self.password_file else []),
             *(
                 ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
                 if self.persistence
