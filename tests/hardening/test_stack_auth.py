@@ -21,7 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_component.config import MqttConfig
 from edge_component.publishers.mqtt import MqttPublisher
-from edge_component.wire.codec import FeatureMessage, encode, features_topic
+from model.contracts.topics import features_topic
+from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.auth import is_loopback
 from simulator.stack.config import StackConfig
 from simulator.stack.manager import stack_down, stack_up
