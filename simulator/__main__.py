@@ -1,3 +1,5 @@
-from simulator.cli import main
+"""``python -m simulator simulate|stack ...``: the laptop side's own commands (``visual-search`` has them too)."""
 
-raise SystemExit(main())
+from model.hub import main
+
+raise SystemExit(main(package="simulator", prog="python -m simulator"))

@@ -14,7 +14,7 @@ from moto import mock_aws
 from cloud_lambda.catalog.sources import SourceError, local_file
 from cloud_lambda.metadata.sqlite_store import SqliteStore
 from model.data.photos import load_photos
-from simulator.cli import main
+from model.hub import main
 from tests.conftest import REPO_ROOT
 
 

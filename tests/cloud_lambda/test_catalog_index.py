@@ -166,7 +166,7 @@ def test_sigkill_mid_run_then_rerun(photo_folder, tiny_model, tmp_path: Path):
     cmd = [
         sys.executable,
         "-m",
-        "simulator.cli",
+        "model.hub",
         "catalog",
         "index",
         str(root),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -177,6 +178,19 @@ def test_the_image_runs_the_installed_package_not_a_checkout(image: ImageInstall
         (image.venv / "lib").glob("python3*/site-packages/edge_visual_search-*.dist-info/direct_url.json")
     )
     assert not direct_url or '"editable": true' not in direct_url[0].read_text()
+
+
+def test_the_batch_command_runs_from_the_image_without_the_device_or_laptop_packages(image: ImageInstall) -> None:
+    """AWS Batch runs the entrypoint with ``catalog ...``: the hub (``model.hub``) and the cloud's own commands,
+    from an image that holds neither ``simulator`` nor ``edge_component`` (the Dockerfile copies neither)."""
+    site = next((image.venv / "lib").glob("python3*/site-packages"))
+    assert not (site / "simulator").exists() and not (site / "edge_component").exists()
+    for words in (["catalog", "index", "--help"], ["search-image", "--help"]):
+        result = subprocess.run(
+            [*image.entrypoint, *words], cwd=image.workdir, env=image.env(), capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"usage: visual-search {words[0]}" in result.stdout
 
 
 def test_search_handler_from_the_image(

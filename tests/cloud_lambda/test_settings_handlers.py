@@ -9,7 +9,7 @@ import pytest
 
 from cloud_lambda.search import handler as search_handler
 from cloud_lambda.settings import CloudSettings, SettingsError
-from simulator.cli import main
+from model.hub import main
 from tests.cloud_lambda.conftest import TinyCatalog, feature_event
 
 

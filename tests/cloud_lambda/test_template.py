@@ -113,7 +113,7 @@ def test_rules_lambda_api_batch_and_parameters(template):
 
 def test_batch_command_parses_with_the_real_cli(template):
     """The Batch job's command line is accepted by `visual-search catalog index` as written."""
-    from simulator.cli import build_parser
+    from model.hub import build_parser
 
     command = template["Resources"]["CatalogIndexJob"]["Properties"]["ContainerProperties"]["Command"]
     argv = [c if isinstance(c, str) else "s3://bucket/models/m.onnx" for c in command]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cli import COMMANDS, Parser, build_parser
+from model.hub import COMMANDS, Parser, build_parser
 from simulator.sample_data import SMALL, ensure_sample_data
 from tests.conftest import ARTIFACTS, REPO_ROOT
 from tests.docs.markdown import DOCS, SHELL_LANGS, Command, all_commands, blocks, inline_spans, split_words

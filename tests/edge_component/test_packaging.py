@@ -227,7 +227,7 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-@pytest.mark.parametrize("entry", [["-m", "edge_component"], ["-m", "simulator.cli", "edge"]])
+@pytest.mark.parametrize("entry", [["-m", "edge_component"], ["-m", "model.hub", "edge"]])
 def test_bad_configuration_stops_start_up_naming_the_key(entry: list[str]) -> None:
     """The device entry point and the laptop's ``visual-search edge`` parse the same options."""
     result = subprocess.run(

@@ -78,7 +78,7 @@ def test_catalog_index_stops_before_featurizing_with_the_line(tmp_path: Path, ti
     import cv2
     import numpy as np
 
-    from simulator.cli import main
+    from model.hub import main
 
     images = tmp_path / "images"
     images.mkdir()

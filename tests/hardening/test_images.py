@@ -169,7 +169,7 @@ def test_photo_search_answers_every_image(search: SearchService, name: str) -> N
 
 
 def test_catalog_indexing_reports_each_hostile_file(hardening_catalog: Catalog, tmp_path: Path) -> None:
-    from simulator.cli import main
+    from model.hub import main
 
     folder = tmp_path / "images"
     folder.mkdir()

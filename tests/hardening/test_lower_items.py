@@ -145,7 +145,7 @@ def test_simulate_with_an_unloadable_model_prints_one_line(
 ) -> None:
     import hashlib
 
-    from simulator.cli import main
+    from model.hub import main
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07 not a protobuf model" * 10)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cli import main
+from model.hub import main
 
 
 def test_info_prints_sidecar_and_backend(exported_models: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

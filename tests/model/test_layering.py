@@ -1,9 +1,19 @@
-"""The layering (README: repository layout): ``model`` imports nothing of the other packages (directly or via importlib), and the
-product path imports no evaluation code (``model.eval`` is only reached from the ``model eval`` command)."""
+"""The layering (README: repository layout), as rules on the source:
+
+- ``model`` imports nothing of the other packages (directly or via importlib); only the command hub
+  (``model/hub.py``) names them, as strings it imports by name when that subcommand runs;
+- the device (the import closure of ``python -m edge_component``, what the component zip ships) holds no
+  ``simulator``, ``cloud_lambda``, hub or evaluation code, and no ``edge_component`` module imports those;
+- the cloud (``cloud_lambda``: both Lambda handlers and the Batch CLI) imports neither ``simulator`` nor
+  ``edge_component`` (the cloud image ships neither, ``tests/cloud_lambda/test_image.py``);
+- product code imports no evaluation code (``model.eval`` is only reached from the ``model eval`` command),
+  and none of ``bench`` or ``tests``.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +36,23 @@ def imported_modules(tree: ast.AST) -> list[str]:
     return names
 
 
+def imports_by_file(package: str) -> dict[str, list[str]]:
+    """``package/...py`` (relative path) → the modules it imports anywhere (top level or inside functions)."""
+    return {
+        path.relative_to(ROOT).as_posix(): imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+
+
+def offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{rel}: {name}"
+        for rel, names in imports_by_file(package).items()
+        for name in names
+        if name.split(".")[0] in forbidden
+    ]
+
+
 def test_model_imports_nothing_of_the_other_packages() -> None:
     offenders = []
     files = sorted(MODEL.rglob("*.py"))
@@ -35,6 +62,46 @@ def test_model_imports_nothing_of_the_other_packages() -> None:
             if name.split(".")[0] in OTHERS:
                 offenders.append(f"{path.relative_to(MODEL.parent)}: {name}")
     assert not offenders, offenders
+
+
+HUB = "model/hub.py"
+_MODULE_PATH = re.compile(r"^(cloud_lambda|edge_component|simulator|bench|tests)(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def test_only_the_hub_names_other_packages_and_only_the_modules_that_own_a_subcommand() -> None:
+    """A module path in a string is an import waiting to happen (importlib, plugin registries): in ``model`` only
+    the hub may hold one, and each of its entries must be a real module with ``register``."""
+    from model.hub import COMMANDS
+
+    named = []
+    for path in sorted(MODEL.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_PATH.match(node.value):
+                named.append((rel, node.value))
+    assert {rel for rel, _ in named} == {HUB}, named
+    assert {value for _, value in named} == {
+        module for module, _ in COMMANDS.values() if module.split(".")[0] != "model"
+    }
+    for module, _ in COMMANDS.values():
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
+        assert "def register(" in (ROOT / (module.replace(".", "/") + ".py")).read_text(), module
+
+
+def test_the_device_ships_and_imports_no_laptop_cloud_hub_or_evaluation_code() -> None:
+    from edge_component.packaging.build import device_code
+
+    shipped = device_code(ROOT)
+    assert "edge_component/__main__.py" in shipped and "model/contracts/wire.py" in shipped
+    foreign = [f for f in shipped if f.startswith(("simulator/", "cloud_lambda/", "model/eval/")) or f == HUB]
+    assert not foreign, foreign
+    assert not offenders("edge_component", ("simulator", "cloud_lambda", "bench", "tests"))
+
+
+def test_the_cloud_imports_neither_the_device_nor_the_laptop_package() -> None:
+    found = imports_by_file("cloud_lambda")
+    assert "cloud_lambda/search/handler.py" in found and "cloud_lambda/catalog/cli.py" in found
+    assert not offenders("cloud_lambda", ("simulator", "edge_component", "bench", "tests"))
 
 
 PRODUCT = ("cloud_lambda", "edge_component", "model")

@@ -13,7 +13,7 @@ import redis
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from edge_component.config import MqttConfig
-from simulator.cli import main
+from model.hub import main
 from simulator.replay import ReplayConfig, run_replay
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess, RedisProcess

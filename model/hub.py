@@ -1,7 +1,15 @@
 """``visual-search``: one command, subcommands owned by each domain package.
 
-Each domain module exposes ``register(subparsers)``; it is imported only when its subcommand runs, so a
-device without torch or faiss can still run ``visual-search edge run``.
+The hub only maps a subcommand's name to the module that owns it. Each owning module exposes
+``register(parser)`` and is imported only when its subcommand runs, so a machine that has one package runs its
+commands without the others: the cloud image (which ships ``model`` and ``cloud_lambda`` only) runs
+``visual-search catalog ...``, a device without torch or faiss runs ``visual-search edge run``.
+
+Why in ``model/``: the console script must be importable on every install, and ``model`` is the one package
+every install has. The owners are named here as strings and imported by name when asked for, so ``model``
+still imports none of the other packages (``tests/model/test_layering.py`` holds the hub to exactly that).
+Each package's own entry point is the same hub cut to that package's commands: ``python -m cloud_lambda``
+(catalog, search-image), ``python -m simulator`` (simulate, stack); the device's is ``python -m edge_component``.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-# subcommand → (module with register()/run, one-line help)
+# subcommand → (owning module with register(), one-line help); the module's top package owns the subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("model.cli", "export, inspect and evaluate the featurizer"),
     "catalog": ("cloud_lambda.catalog.cli", "index a catalog of product images"),
@@ -105,12 +113,18 @@ def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
             _describe_subcommands(child)
 
 
-def build_parser(argv: Sequence[str]) -> Parser:
-    parser = Parser(prog="visual-search", description=__doc__.splitlines()[0] if __doc__ else None)
+def commands_of(package: str | None) -> dict[str, tuple[str, str]]:
+    """The subcommands ``package`` owns (all of them for None)."""
+    return {name: entry for name, entry in COMMANDS.items() if package in (None, entry[0].split(".")[0])}
+
+
+def build_parser(argv: Sequence[str], package: str | None = None, prog: str = "visual-search") -> Parser:
+    """The parser for ``argv``: only the subcommand ``argv`` names is imported and registered."""
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, help_text) in commands_of(package).items():
         child = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
         if name == wanted:
             importlib.import_module(module_name).register(child)
@@ -118,9 +132,10 @@ def build_parser(argv: Sequence[str]) -> Parser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, package: str | None = None, prog: str = "visual-search") -> int:
+    """Run one subcommand; ``package`` cuts the hub to that package's commands (its ``python -m`` entry point)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(args_list)
+    parser = build_parser(args_list, package, prog)
     args = parser.parse_args(args_list)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from simulator.cli import COMMANDS, build_parser
+from model.hub import COMMANDS, build_parser
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "simulator", *args], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "model.hub", *args], capture_output=True, text=True, timeout=60, env=env
     )
 
 
