@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml requirements/constraints.txt | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages venv test lint typecheck pytest demo bench chaos component audit clean help
+.PHONY: setup system-packages venv test lint typecheck pytest demo bench chaos mutation component audit clean help
 
 # `make help` lists every target that has a "## what it does" comment (a test checks that all of them do).
 help: ## this list
@@ -56,6 +56,10 @@ bench: setup ## benchmarks, printed as tables of ratios (BENCH_ARGS=...)
 chaos: setup ## fault injection: kill/restart services while publishing, per-message accounting
 	$(PY) -m simulator.chaos $(CHAOS_ARGS)
 
+# CPU-heavy (minutes per module): MUTATION_ARGS="wire matches" runs only those (names: python -m tests.mutation -h).
+mutation: setup ## mutation testing (mutmut) of the critical modules, each with its targeted tests; score >= 85 %
+	$(PY) -m tests.mutation $(MUTATION_ARGS)
+
 # Known advisories for the exact pins; a report, not a gate (it needs the network to fetch advisories).
 audit: setup ## pip-audit report over the pins (needs the network)
 	-$(VENV)/bin/pip-audit -r requirements/constraints.txt --no-deps --progress-spinner off
@@ -66,4 +70,4 @@ component: setup ## the Greengrass component under greengrass-build/ (VERSION=1.
 	  $(if $(WHEELHOUSE_PYTHONS),--wheelhouse-pythons $(WHEELHOUSE_PYTHONS))
 
 clean: ## remove .state, greengrass-build, caches and test artifacts
-	rm -rf greengrass-build $(STATE) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf greengrass-build $(STATE) .pytest_cache .mypy_cache .ruff_cache test-artifacts .mutation

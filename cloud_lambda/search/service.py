@@ -99,6 +99,8 @@ class SearchService:
         self._photo_roi: Any = None
         self._metadata_cache: dict[str, Any] = {}
         self._events = 0
+        self.clock = time.time
+        """The cloud's clock for capture-time checks and "last seen" (tests set a fixed one)."""
         self._featurizer_lock = threading.Lock()
         log_event(
             self.log,
@@ -255,7 +257,7 @@ class SearchService:
         """A capture time the cloud can use: not ahead of its clock by more than :data:`MAX_CLOCK_AHEAD_S`, and
         not older than the idempotency window (an older message could not be told from a replay; a spool or
         a device queue replays within it)."""
-        now = time.time()
+        now = self.clock()
         if now - self.settings.seen_ttl_s <= ts <= now + MAX_CLOCK_AHEAD_S:
             return
         ahead = ts > now
@@ -345,7 +347,7 @@ class SearchService:
             self.counters.inc(f"status_rejected.{exc.reason}")
             log_event(self.log, "status_rejected", logging.WARNING, reason=exc.reason, message=str(exc)[:300])
             return {"status": "rejected", "reason": exc.reason, "message": str(exc)}
-        self.matches.put_status(topic_device, text, time.time())
+        self.matches.put_status(topic_device, text, self.clock())
         self.counters.inc("status")
         return {"status": "accepted", "device_id": topic_device}
 

@@ -1,0 +1,193 @@
+"""The rule bridge's ack and spool rules, one worker driven by hand (no broker): when a message is acked, when it
+waits in the spool, in which order it is replayed, and where a message no handler can take goes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud_lambda.matches import MatchStoreUnavailable
+from model.contracts.errors import Rejected
+from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
+from simulator.stack.bridge import DEAD_LETTER, RuleBridge, check_leftover_spools, rule_event
+from simulator.stack.spool import Spool, SpoolError
+
+FEATURES = "visualsearch/cam-1/features"
+STATUS = "visualsearch/cam-1/status"
+
+
+class Store:
+    """A handler whose outcomes are scripted: 'ok', 'down' (MatchStoreUnavailable) or 'bug' (a bug)."""
+
+    def __init__(self, script: list[str] | None = None, default: str = "ok") -> None:
+        self.script = list(script or [])
+        self.default = default
+        self.stored: list[int] = []
+        self.calls = 0
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        outcome = self.script.pop(0) if self.script else self.default
+        if outcome == "down":
+            raise MatchStoreUnavailable("redis write failed: OOM command not allowed")
+        if outcome == "bug":
+            raise KeyError("a bug")
+        self.stored.append(event["seq"])
+        return {"status": "accepted"}
+
+
+def bridge_with(store: Callable[[dict[str, Any]], dict[str, Any]], tmp_path: Path | None, **kw: Any) -> RuleBridge:
+    bridge = RuleBridge(
+        store,
+        store,
+        workers=1,
+        retry_delays_s=kw.pop("retry_delays_s", (0.0, 0.0)),
+        replay_backoff_s=(0.0, 0.0),
+        spool_dir=tmp_path,
+        transient=(MatchStoreUnavailable,),
+        client_id="t",
+        **kw,
+    )
+    bridge.acked: list[int] = []  # type: ignore[misc]
+    bridge._client.ack = lambda mid, qos: bridge.acked.append(mid)  # type: ignore[method-assign]
+    return bridge
+
+
+def drive(bridge: RuleBridge, messages: list[tuple[str, int] | tuple[str, int, int]]) -> None:
+    """Queue ``(topic, seq[, qos])`` messages (mid = seq), then run the worker until its queue is done."""
+    for message in messages:
+        topic, seq, qos = (*message, 1) if len(message) == 2 else message
+        bridge._queues[0].put((topic, json.dumps({"seq": seq}).encode(), seq, qos))
+    bridge._queues[0].put(None)
+    bridge._work(0)
+
+
+def test_a_stored_or_rejected_message_is_acked(tmp_path: Path) -> None:
+    store = Store()
+    bridge = bridge_with(store, tmp_path)
+    drive(bridge, [(FEATURES, 1), ("visualsearch/cam.1/features", 2), (STATUS, 3)])
+    assert bridge.acked == [1, 2, 3] and store.stored == [1, 3]
+    assert bridge.counts["handled"] == 3 and bridge.counts["rejected:bad_topic"] == 1
+    assert bridge.counts["features:accepted"] == 1 and bridge.counts["status:accepted"] == 1
+    assert bridge.spool_depth() == 0 and bridge.counts["spooled"] == 0
+
+
+def test_retries_come_first_and_spare_the_spool(tmp_path: Path) -> None:
+    store = Store(["down", "down", "ok"])
+    bridge = bridge_with(store, tmp_path)
+    assert bridge.handle(FEATURES, b'{"seq": 1}') == {"status": "accepted"}
+    assert bridge.counts["retried"] == 2 and store.calls == 3 and bridge.spool_depth() == 0
+
+
+def test_a_message_the_store_refuses_is_spooled_then_acked_and_later_ones_queue_behind_it(tmp_path: Path) -> None:
+    # 1: refused on its three attempts and on the first replay → spooled. 2 arrives while 1 waits: spooled behind
+    # it, unseen by the store. Then the store is back: 1, 2 replayed, 3 handled directly: order of first arrival.
+    store = Store(["down", "down", "down", "down"])
+    bridge = bridge_with(store, tmp_path)
+    drive(bridge, [(FEATURES, 1), (FEATURES, 2), (FEATURES, 3)])
+    assert bridge.acked == [1, 2, 3]  # acked once stored or durable in the spool
+    assert store.stored == [1, 2, 3] and bridge.spool_depth() == 0 and store.calls == 7
+    assert bridge.counts["spooled"] == 2 and bridge.counts["replayed"] == 2 and bridge.counts["handled"] == 3
+    assert bridge.counts["store_unavailable"] == 2 and bridge.counts["error:features"] == 0
+
+
+def test_replay_stops_at_the_first_refusal_and_keeps_the_rest_in_order(tmp_path: Path) -> None:
+    store = Store(["down", "down", "down"], default="down")
+    bridge = bridge_with(store, tmp_path)
+    drive(bridge, [(FEATURES, 1), (FEATURES, 2)])
+    assert bridge.spool_depth() == 2 and store.stored == [] and bridge.acked == [1, 2]
+    spool = Spool(tmp_path / "worker-0")
+    assert [spool.peek()] == [(FEATURES, b'{"seq": 1}')]
+    spool.close()
+    # A restarted bridge (same spool folder) replays them once the store takes writes.
+    store.default = "ok"
+    again = bridge_with(store, tmp_path)
+    drive(again, [(FEATURES, 3)])
+    assert store.stored == [1, 2, 3] and again.spool_depth() == 0 and again.acked == [3]
+
+
+def test_a_bug_is_dead_lettered_not_spooled(tmp_path: Path) -> None:
+    store = Store(["bug", "bug", "bug"])
+    bridge = bridge_with(store, tmp_path)
+    drive(bridge, [(FEATURES, 1), (FEATURES, 2)])
+    assert bridge.acked == [1, 2] and store.stored == [2] and bridge.spool_depth() == 0
+    assert bridge.counts["dead_letter"] == 1 and bridge.counts["error:features"] == 1
+    (entry,) = [json.loads(line) for line in (tmp_path / DEAD_LETTER).read_text().splitlines()]
+    assert entry["topic"] == FEATURES and base64.b64decode(entry["payload_b64"]) == b'{"seq": 1}'
+    assert "a bug" in entry["error"]
+
+
+def test_a_full_spool_leaves_the_message_unacked_with_the_broker(tmp_path: Path) -> None:
+    store = Store(default="down")
+    bridge = bridge_with(store, tmp_path, spool_max_bytes=60)  # one 45-byte record fits, two do not
+    drive(bridge, [(FEATURES, 1), (FEATURES, 2)])
+    assert bridge.acked == [1] and bridge.spool_depth() == 1
+    assert bridge.counts["unacked:spool_full"] == 1 and bridge.counts["spooled"] == 1
+
+
+def test_qos_0_and_a_clean_session_are_never_acked(tmp_path: Path) -> None:
+    store = Store()
+    bridge = bridge_with(store, tmp_path)
+    drive(bridge, [(FEATURES, 1, 0), (FEATURES, 2, 1)])
+    assert bridge.acked == [2] and store.stored == [1, 2]
+    volatile = bridge_with(store, None, persistent=False)
+    drive(volatile, [(FEATURES, 3, 1)])
+    assert volatile.acked == []
+
+
+def test_a_retained_message_is_acked_and_skipped(tmp_path: Path) -> None:
+    class Message:
+        topic, payload, mid, qos, retain = STATUS, b'{"seq": 5}', 5, 1, True
+
+    store = Store()
+    bridge = bridge_with(store, tmp_path)
+    bridge._on_message(None, None, Message())  # type: ignore[arg-type]
+    assert bridge.acked == [5] and bridge.pending() == 0 and bridge.counts["skipped:retained"] == 1
+    Message.retain = False
+    bridge._on_message(None, None, Message())  # type: ignore[arg-type]
+    assert bridge.pending() == 1 and bridge.counts["received"] == 2
+
+
+def test_messages_of_workers_a_run_no_longer_has_are_not_stranded(tmp_path: Path) -> None:
+    Spool(tmp_path / "worker-3").append(FEATURES, b"{}")
+    Spool(tmp_path / "worker-1").close()  # an empty one is fine
+    (tmp_path / "worker-x").mkdir()
+    with pytest.raises(SpoolError, match="worker-3"):
+        check_leftover_spools(tmp_path, 2)
+    check_leftover_spools(tmp_path, 4)
+    check_leftover_spools(None, 1)
+    check_leftover_spools(tmp_path / "missing", 1)
+    with pytest.raises(ValueError):
+        RuleBridge(Store(), Store(), workers=0)
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "code"),
+    [
+        ("visualsearch/cam-1/features/x", b"{}", "bad_topic"),
+        ("other/cam-1/features", b"{}", "bad_topic"),
+        ("visualsearch/cam-1/matches", b"{}", "bad_topic"),
+        ("visualsearch//features", b"{}", "bad_topic"),
+        (FEATURES, b" " * MAX_PAYLOAD_BYTES + b"{}", "oversize"),
+        (STATUS, b" " * MAX_STATUS_BYTES + b"{}", "oversize"),
+        (FEATURES, b"[1]", "not_object"),
+        (FEATURES, b"{", "not_json"),
+    ],
+)
+def test_the_rule_refuses(topic: str, payload: bytes, code: str) -> None:
+    with pytest.raises(Rejected) as refused:
+        rule_event(topic, payload)
+    assert refused.value.reason == code
+
+
+def test_the_rule_event_is_the_payload_plus_the_topic_device() -> None:
+    fits_features = b"{" + b" " * (MAX_PAYLOAD_BYTES - 2) + b"}"
+    fits_status = b"{" + b" " * (MAX_STATUS_BYTES - 2) + b"}"
+    assert rule_event(FEATURES, fits_features) == ("features", {"topic_device": "cam-1"})
+    assert rule_event(STATUS, fits_status) == ("status", {"topic_device": "cam-1"})
+    assert rule_event(FEATURES, b'{"seq": 3, "topic_device": "x"}') == ("features", {"seq": 3, "topic_device": "cam-1"})

@@ -1,0 +1,228 @@
+"""What the search service refuses, and why, at each exact boundary (issue 13, item 11: 71 % of one-line mutants of
+``service.py`` survived; nothing checked, for one, that metadata of another model is not joined onto a match)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cloud_lambda.matches import MatchStoreUnavailable
+from cloud_lambda.metadata.base import ItemRecord
+from cloud_lambda.publish.base import Publisher, PublishError
+from cloud_lambda.search.service import MAX_CLOCK_AHEAD_S, MAX_RECORD_BYTES, SearchService
+from cloud_lambda.settings import CloudSettings
+from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
+from model.contracts.wire import FeatureMessage, encode
+from simulator.stack.processes import RedisProcess
+from tests.hardening.conftest import Catalog
+
+NOW = 1_796_000_000.0
+
+
+class Failing(Publisher):
+    name = "failing"
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        raise PublishError("broker away")
+
+
+@pytest.fixture
+def service(hardening_catalog: Catalog, redis_server: RedisProcess) -> Iterator[SearchService]:
+    settings = CloudSettings.build(index_dir=str(hardening_catalog.folder), redis_url=redis_server.url, top_k=3)
+    svc = SearchService(settings)
+    svc.clock = lambda: NOW
+    yield svc
+    svc.metadata.close()
+
+
+def event(catalog: Catalog, device: str = "cam-1", seq: int = 1, ts: float = NOW, **extra: Any) -> dict[str, Any]:
+    payload = encode(FeatureMessage(device, seq, ts, catalog.model_id, catalog.vectors[seq % 8]))
+    return {**json.loads(payload), "topic_device": device, **extra}
+
+
+def refused(result: dict[str, Any]) -> str:
+    assert result["status"] == "rejected" and result["message"], result
+    return str(result["reason"])
+
+
+def test_the_capture_time_window_is_exact(service: SearchService, hardening_catalog: Catalog) -> None:
+    oldest, newest = NOW - service.settings.seen_ttl_s, NOW + MAX_CLOCK_AHEAD_S
+    for seq, ts in enumerate([oldest, newest, NOW], start=1):
+        assert service.handle_feature_event(event(hardening_catalog, seq=seq, ts=ts))["status"] == "accepted"
+    behind = service.handle_feature_event(event(hardening_catalog, seq=9, ts=oldest - 0.01))
+    ahead = service.handle_feature_event(event(hardening_catalog, seq=9, ts=newest + 0.01))
+    assert refused(behind) == refused(ahead) == "ts_out_of_range"
+    assert "behind" in behind["message"] and "ahead of" in ahead["message"]
+    assert (
+        f"{MAX_CLOCK_AHEAD_S} s ahead" in ahead["message"]
+        and f"{service.settings.seen_ttl_s} s behind" in ahead["message"]
+    )
+    assert service.counters.get("rejected.ts_out_of_range") == 2 and service.counters.get("accepted") == 3
+
+
+def test_the_event_size_limit_is_exact(service: SearchService, hardening_catalog: Catalog) -> None:
+    base = event(hardening_catalog, pad="")
+    size = len(json.dumps({k: v for k, v in base.items() if k != "topic_device"}, separators=(",", ":")))
+    fits = {**base, "pad": "x" * (MAX_PAYLOAD_BYTES - size)}
+    over = {**base, "pad": "x" * (MAX_PAYLOAD_BYTES - size + 1), "seq": 2}
+    assert service.handle_feature_event(fits)["status"] == "accepted"
+    assert refused(service.handle_feature_event(over)) == "oversize"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"topic_device": None}, "bad_topic"),
+        ({"topic_device": "cam.1"}, "bad_topic"),
+        ({"topic_device": "cam-2"}, "device_mismatch"),
+        ({"model_id": "another-model"}, "model_mismatch"),
+        ({"x": float("nan")}, "not_finite"),
+        ({"x": [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}, "too_deep"),
+    ],
+)
+def test_each_refusal_has_its_reason(
+    service: SearchService, hardening_catalog: Catalog, change: dict[str, Any], code: str
+) -> None:
+    message = event(hardening_catalog)
+    message.update(change)
+    if change.get("topic_device", 0) is None:
+        message.pop("topic_device")
+    result = service.handle_feature_event(message)
+    assert refused(result) == code
+    assert service.counters.get(f"rejected.{code}") == 1 and service.counters.get("rejected") == 1
+
+
+def test_a_vector_of_another_size_and_model_are_named(service: SearchService, hardening_catalog: Catalog) -> None:
+    import numpy as np
+
+    wide = FeatureMessage("cam-1", 1, NOW, hardening_catalog.model_id, np.ones(8, np.float32) / np.sqrt(8))
+    assert refused(service.handle_feature_event({**json.loads(encode(wide)), "topic_device": "cam-1"})) == "wrong_dim"
+    other = service.handle_feature_event(event(hardening_catalog, model_id="m-2"))
+    assert "'m-2'" in other["message"] and hardening_catalog.model_id in other["message"]
+    assert refused(service.handle_feature_event("not an object")) == "not_object"
+    assert refused(service.handle_feature_payload("visualsearch/cam-1/status", b"{}")) == "bad_topic"
+    payload = encode(FeatureMessage("cam-1", 3, NOW, hardening_catalog.model_id, hardening_catalog.vectors[3]))
+    assert service.handle_feature_payload("visualsearch/cam-1/features", payload)["status"] == "accepted"
+    assert refused(service.handle_feature_payload("visualsearch/cam-9/features", payload)) == "device_mismatch"
+
+
+def test_the_result_of_an_accepted_message(service: SearchService, hardening_catalog: Catalog) -> None:
+    result = service.handle_feature_event(event(hardening_catalog, seq=4))
+    assert result == {"status": "accepted", "device_id": "cam-1", "seq": 4, "matches": 3, "top": "item-4"}
+    again = service.handle_feature_event(event(hardening_catalog, seq=4))
+    assert again == {"status": "duplicate", "device_id": "cam-1", "seq": 4}
+    assert service.counters.get("duplicate") == 1
+    (record,) = service.matches.latest("cam-1", 5)
+    assert (
+        record["v"] == 1
+        and record["seq"] == 4
+        and record["ts"] == NOW
+        and record["model_id"] == hardening_catalog.model_id
+    )
+    assert set(record["timing_ms"]) >= {"search"} and "trimmed" not in record
+    assert record["matches"][0]["id"] == "item-4" and record["matches"][0]["score"] > 0.99
+
+
+def test_metadata_of_another_model_is_not_joined(service: SearchService, hardening_catalog: Catalog) -> None:
+    service.metadata.put_many([ItemRecord(id="item-5", model_id="other-model", title="wrong facts", image_url="/x")])
+    service._metadata_cache.clear()
+    try:
+        service.handle_feature_event(event(hardening_catalog, seq=5))
+        top = service.matches.latest("cam-1")[0]["matches"][0]
+        assert top["id"] == "item-5" and top["title"] == "" and top["image_url"] == ""
+        assert service.counters.get("metadata_missing") >= 1
+    finally:
+        service.metadata.put_many(
+            [ItemRecord(id="item-5", model_id=hardening_catalog.model_id, title="<b>item-5</b> O'Brien", image_url="")]
+        )
+        service._metadata_cache.clear()
+
+
+def test_min_score_drops_weak_matches(hardening_catalog: Catalog, redis_server: RedisProcess) -> None:
+    settings = CloudSettings.build(
+        index_dir=str(hardening_catalog.folder), redis_url=redis_server.url, top_k=8, min_score=0.99
+    )
+    svc = SearchService(settings)
+    try:
+        matches = svc.find(hardening_catalog.vectors[2])
+        assert [m["id"] for m in matches] == ["item-2"]
+        assert [m["id"] for m in svc.find(hardening_catalog.vectors[2], k=8)] == ["item-2"]
+    finally:
+        svc.metadata.close()
+
+
+def test_a_store_failure_is_raised_and_counted(service: SearchService, hardening_catalog: Catalog) -> None:
+    def refuse(record: dict[str, Any]) -> bool:
+        raise MatchStoreUnavailable("redis write failed: OOM")
+
+    service.matches.push = refuse  # type: ignore[method-assign]
+    with pytest.raises(MatchStoreUnavailable):
+        service.handle_feature_event(event(hardening_catalog))
+    assert service.counters.get("failed") == 1 and service.counters.get("accepted") == 0
+
+
+def test_a_failed_notification_is_counted_and_the_record_kept(
+    hardening_catalog: Catalog, redis_server: RedisProcess
+) -> None:
+    settings = CloudSettings.build(index_dir=str(hardening_catalog.folder), redis_url=redis_server.url)
+    svc = SearchService(settings, Failing())
+    svc.clock = lambda: NOW
+    try:
+        assert svc.handle_feature_event(event(hardening_catalog))["status"] == "accepted"
+        assert svc.counters.get("publish_failed") == 1 and len(svc.matches.latest("cam-1")) == 1
+    finally:
+        svc.metadata.close()
+
+
+def test_a_record_is_trimmed_only_past_the_limit(service: SearchService) -> None:
+    record = {
+        "device_id": "cam-1",
+        "seq": 1,
+        "matches": [{"id": "a", "score": 1.0, "title": "", "image_url": "", "x": ""}],
+    }
+    size = len(json.dumps(record, separators=(",", ":")))
+    record["matches"][0]["x"] = "y" * (MAX_RECORD_BYTES - size)
+    assert service._fit(record) is record
+    record["matches"][0]["x"] += "y"
+    fitted = service._fit(record)
+    assert fitted["trimmed"] is True and fitted["matches"] == [{"id": "a", "score": 1.0, "title": "", "image_url": ""}]
+    assert service.counters.get("record_trimmed") == 1
+    many = {
+        "device_id": "cam-1",
+        "seq": 2,
+        "matches": [{"id": f"i{n}", "score": 0.5, "title": "t" * 500, "image_url": "u" * 2000} for n in range(200)],
+    }
+    fitted = service._fit(many)
+    size = len(json.dumps(fitted, separators=(",", ":")))
+    assert size <= MAX_RECORD_BYTES and 0 < len(fitted["matches"]) < 200
+    assert all(len(m["title"]) == 200 and len(m["image_url"]) == 2000 for m in fitted["matches"])
+    assert [m["id"] for m in fitted["matches"]] == [f"i{n}" for n in range(len(fitted["matches"]))]  # best first kept
+    long_url = {
+        "device_id": "cam-1",
+        "seq": 3,
+        "matches": [{"id": "a", "score": 1.0, "image_url": "u" * 2049, "x": "z" * MAX_RECORD_BYTES}],
+    }
+    assert service._fit(long_url)["matches"][0]["image_url"] == ""
+
+
+def test_status_events(service: SearchService) -> None:
+    status = {"v": 1, "device_id": "cam-1", "state": "online", "topic_device": "cam-1"}
+    assert service.handle_status_event(dict(status)) == {"status": "accepted", "device_id": "cam-1"}
+    (device,) = service.matches.devices()
+    assert (
+        device["last_seen"] == NOW and device["status"]["state"] == "online" and "topic_device" not in device["status"]
+    )
+    assert service.counters.get("status") == 1
+    for change, code in [
+        ({"topic_device": "cam.1"}, "bad_topic"),
+        ({"topic_device": "cam-2"}, "device_mismatch"),
+        ({"fps": float("inf")}, "not_finite"),
+        ({"pad": "x" * MAX_STATUS_BYTES}, "oversize"),
+    ]:
+        result = service.handle_status_event({**status, **change})
+        assert refused(result) == code
+        assert service.counters.get(f"status_rejected.{code}") == 1
+    assert refused(service.handle_status_event(["not", "an", "object"])) == "not_object"

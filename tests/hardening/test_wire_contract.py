@@ -1,0 +1,223 @@
+"""The v1 feature message, field by field and at every exact boundary (issue 13, item 11: 55 % of one-line
+mutants of the codec survived the fuzz tests, which check *that* a message is refused, not *why*)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from model.contracts.errors import Rejected
+from model.contracts.limits import MAX_DIM, MAX_PAYLOAD_BYTES
+from model.contracts.wire import NORM_TOLERANCE, FeatureMessage, decode, decode_vector, encode, encode_vector
+
+TS = 1_796_000_000.123456
+
+
+def unit(dim: int, seed: int = 0) -> np.ndarray:
+    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    message = FeatureMessage("cam-01", 7, TS, "m-1", unit(16), 640, 480, {"prepare": 1.25, "featurize": 2.5})
+    data: dict[str, Any] = json.loads(encode(message))
+    for key, value in changes.items():
+        if value is ...:
+            data.pop(key)
+        else:
+            data[key] = value
+    return data
+
+
+def reason(payload: Any) -> str:
+    with pytest.raises(Rejected) as refused:
+        decode(payload)
+    return refused.value.reason
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_every_field_survives_the_round_trip(dtype: str) -> None:
+    vector = unit(33, seed=3)
+    message = FeatureMessage("a:b_c-1", 2**63 - 1, TS, "tiny-fp32.v1+x", vector, 1, 99_999, {"a": 0.0, "b": 1e6}, dtype)  # type: ignore[arg-type]
+    for payload in (encode(message), encode(message).decode(), json.loads(encode(message))):
+        got = decode(payload)
+        assert (got.device_id, got.seq, got.model_id, got.dtype) == ("a:b_c-1", 2**63 - 1, "tiny-fp32.v1+x", dtype)
+        assert got.ts == round(TS, 6) and (got.frame_w, got.frame_h) == (1, 99_999)
+        assert got.timing_ms == {"a": 0.0, "b": 1e6} and got.dim == 33 and got.vector.dtype == np.float32
+        tolerance = 1e-7 if dtype == "float32" else 1e-3
+        assert np.allclose(got.vector, vector, atol=tolerance)
+    data = json.loads(encode(message))
+    assert data["v"] == 1 and data["dim"] == 33 and data["dtype"] == dtype and data["frame"] == {"w": 1, "h": 99_999}
+    assert len(base64.b64decode(data["vector"])) == 33 * (2 if dtype == "float16" else 4)
+
+
+def test_optional_fields_stay_absent() -> None:
+    message = FeatureMessage("cam-01", 1, TS, "m-1", unit(4))
+    data = json.loads(encode(message))
+    assert "frame" not in data and "timing_ms" not in data
+    got = decode(data)
+    assert got.frame_w is None and got.frame_h is None and got.timing_ms == {}
+    half = FeatureMessage("cam-01", 1, TS, "m-1", unit(4), frame_w=640)
+    assert "frame" not in json.loads(encode(half))
+
+
+def test_the_payload_limit_is_exact() -> None:
+    text = json.dumps(body(), separators=(",", ":"))
+    exact = (text[:-1] + " " * (MAX_PAYLOAD_BYTES - len(text)) + "}").encode()
+    assert len(exact) == MAX_PAYLOAD_BYTES and decode(exact).seq == 7
+    assert reason(exact[:-1] + b" }") == "oversize"
+    assert reason(b"") == "empty" and reason("") == "empty"
+    assert decode(bytearray(exact)).seq == 7 and decode(memoryview(exact)).seq == 7
+    assert reason(12) == "not_json" and reason(b"[1]") == "not_object" and reason(b"{") == "not_json"
+
+
+def test_encode_refuses_what_decode_would() -> None:
+    big = FeatureMessage("cam-01", 1, TS, "m-1", unit(40_000), dtype="float32")
+    for message, code in [
+        (big, "oversize"),
+        (FeatureMessage("cam.01", 1, TS, "m-1", unit(4)), "bad_device_id"),
+        (FeatureMessage("cam-01", 1, TS, "m 1", unit(4)), "bad_model_id"),
+        (FeatureMessage("cam-01", 1, TS, "m-1", np.array([np.nan, 1.0], np.float32)), "not_finite"),
+        (FeatureMessage("cam-01", 1, TS, "m-1", unit(4), dtype="float64"), "bad_dtype"),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(Rejected) as refused:
+            encode(message)
+        assert refused.value.reason == code
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("v", 2, "unknown_version"),
+        ("v", True, "unknown_version"),
+        ("v", "1", "unknown_version"),
+        ("v", ..., "missing_field"),
+        ("device_id", ..., "missing_field"),
+        ("seq", ..., "missing_field"),
+        ("ts", ..., "missing_field"),
+        ("model_id", ..., "missing_field"),
+        ("dim", ..., "missing_field"),
+        ("dtype", ..., "missing_field"),
+        ("vector", ..., "missing_field"),
+        ("seq", True, "bad_type"),
+        ("seq", 1.0, "bad_type"),
+        ("seq", "7", "bad_type"),
+        ("ts", "now", "bad_type"),
+        ("ts", False, "bad_type"),
+        ("dim", 16.0, "bad_type"),
+        ("device_id", 7, "bad_type"),
+        ("model_id", None, "bad_type"),
+        ("dtype", 16, "bad_type"),
+        ("vector", [0.5], "bad_type"),
+        ("seq", -1, "bad_seq"),
+        ("seq", 2**63, "bad_seq"),
+        ("ts", -0.001, "bad_ts"),
+        ("ts", 1e11, "bad_ts"),
+        ("ts", 10**400, "bad_ts"),
+        ("dim", 0, "wrong_dim"),
+        ("dim", -16, "wrong_dim"),
+        ("dim", MAX_DIM + 1, "wrong_dim"),
+        ("dim", 15, "wrong_dim"),
+        ("dim", 17, "wrong_dim"),
+        ("dtype", "float64", "bad_dtype"),
+        ("dtype", "float32", "wrong_dim"),  # 16 float16 values are 8 float32 ones
+        ("vector", "!!!!", "bad_base64"),
+        ("vector", "é", "bad_base64"),
+        ("device_id", "x" * 129, "bad_device_id"),
+        ("device_id", "cam-01\n", "bad_device_id"),
+        ("model_id", "m" * 129, "bad_model_id"),
+        ("model_id", "m-1\n", "bad_model_id"),
+        ("model_id", "", "bad_model_id"),
+        ("frame", {"w": 0, "h": 480}, "bad_frame"),
+        ("frame", {"w": 640, "h": 100_000}, "bad_frame"),
+        ("frame", {"w": True, "h": 480}, "bad_frame"),
+        ("frame", {"w": 640}, "bad_frame"),
+        ("frame", {"w": 640.0, "h": 480}, "bad_frame"),
+        ("frame", [640, 480], "bad_frame"),
+        ("timing_ms", {f"s{n}": 1.0 for n in range(17)}, "bad_timing"),
+        ("timing_ms", {"x" * 33: 1.0}, "bad_timing"),
+        ("timing_ms", {"prepare": True}, "bad_timing"),
+        ("timing_ms", {"prepare": "1"}, "bad_timing"),
+        ("timing_ms", {"prepare": 10**400}, "bad_timing"),
+        ("timing_ms", [1.0], "bad_timing"),
+    ],
+)
+def test_each_wrong_field_has_its_own_reason(field: str, value: Any, code: str) -> None:
+    assert reason(body(**{field: value})) == code
+    assert reason(json.dumps(body(**{field: value})).encode()) == code
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("seq", 0),
+        ("seq", 2**63 - 1),
+        ("ts", 0),
+        ("ts", 1e11 - 1),
+        ("device_id", "x" * 128),
+        ("model_id", "m" * 128),
+        ("frame", {"w": 1, "h": 99_999}),
+        ("frame", None),
+        ("timing_ms", {f"s{n}": 1.0 for n in range(16)}),
+        ("timing_ms", {"x" * 32: 0}),
+        ("timing_ms", None),
+    ],
+)
+def test_the_last_valid_value_of_each_field_is_accepted(field: str, value: Any) -> None:
+    got = decode(body(**{field: value}))
+    assert got.seq == (value if field == "seq" else 7)
+    if field == "timing_ms" and value:
+        assert got.timing_ms == {k: float(v) for k, v in value.items()}
+
+
+def test_the_largest_vector_and_the_norm_tolerance() -> None:
+    wide = FeatureMessage("cam-01", 1, TS, "m-1", unit(MAX_DIM), dtype="float32")
+    assert decode(encode(wide)).dim == MAX_DIM
+    one = unit(1)
+    assert decode_vector(encode_vector(one, "float32"), "float32", 1).tolist() == [pytest.approx(1.0)]
+    for scale, ok in [
+        (1 + NORM_TOLERANCE * 0.9, True),
+        (1 - NORM_TOLERANCE * 0.9, True),
+        (1.011, False),
+        (0.989, False),
+    ]:
+        text = encode_vector(unit(64) * scale, "float32")
+        if ok:
+            assert decode_vector(text, "float32", 64).shape == (64,)
+        else:
+            with pytest.raises(Rejected) as refused:
+                decode_vector(text, "float32", 64)
+            assert refused.value.reason == "not_normalized"
+    with pytest.raises(Rejected) as refused:
+        decode_vector(encode_vector(np.array([np.inf, 0], np.float32), "float32"), "float32", 2)
+    assert refused.value.reason == "not_finite"
+    with pytest.raises(Rejected) as refused:
+        decode_vector(123, "float32", 2)  # type: ignore[arg-type]
+    assert refused.value.reason == "bad_vector"
+    with pytest.raises(Rejected) as refused:
+        encode_vector(unit(2), "float64")  # type: ignore[arg-type]
+    assert refused.value.reason == "bad_dtype"
+
+
+def test_messages_name_the_field() -> None:
+    for field, value, needle in [
+        ("seq", -1, "'seq'"),
+        ("ts", -1, "'ts'"),
+        ("dim", 0, "'dim'"),
+        ("v", 9, "wire version"),
+        ("device_id", "a.b", "'device_id'"),
+        ("model_id", "m m", "'model_id'"),
+        ("frame", {"w": 0, "h": 1}, "'frame'"),
+        ("timing_ms", {"prepare": None}, "'prepare'"),
+        ("dtype", "int8", "'dtype'"),
+        ("seq", "x", "'seq' must be an integer"),
+        ("vector", ..., "'vector'"),
+    ]:
+        with pytest.raises(Rejected, match=needle):
+            decode(body(**{field: value}))
+    with pytest.raises(Rejected, match="holds 30 bytes = 15 float16 values, but 'dim' is 16"):
+        decode(body(vector=base64.b64encode(np.zeros(15, "<f2").tobytes()).decode()))
