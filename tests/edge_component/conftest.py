@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_component.publishers.base import Publisher
 from simulator.stack.processes import MosquittoProcess, MosquittoTls
 from simulator.stack.tls import Pki, make_test_pki
 
@@ -75,6 +76,10 @@ def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[MosquittoProcess]:
         broker.stop()
 
 
+SENTINEL = b'{"sentinel":true}'
+"""Sent last by :meth:`Collector.drain`; never a valid feature message, left out of :meth:`Collector.payloads`."""
+
+
 class Collector:
     """A real paho subscriber that records every message on ``topic`` (with its arrival order)."""
 
@@ -114,9 +119,16 @@ class Collector:
                 self._cond.wait(remaining)
             return True
 
+    def drain(self, publisher: Publisher, topic: str, timeout: float = 30.0) -> None:
+        """Return once everything ``publisher`` sent before has arrived: it sends :data:`SENTINEL` on ``topic``
+        after the rest, and MQTT delivers one client's messages on a topic in order (MQTT 3.1.1, 4.6 "Message
+        ordering"), so nothing sent earlier can arrive after it. Replaces a sleep before "nothing more arrives"."""
+        publisher.publish(topic, SENTINEL)
+        assert self.wait_for(lambda m: (topic, SENTINEL) in m, timeout), "the sentinel did not arrive"
+
     def payloads(self, suffix: str = "/features") -> list[bytes]:
         with self._cond:
-            return [p for t, p in self.messages if t.endswith(suffix)]
+            return [p for t, p in self.messages if t.endswith(suffix) and p != SENTINEL]
 
     def statuses(self) -> list[dict[str, Any]]:
         return [json.loads(p) for p in self.payloads("/status")]

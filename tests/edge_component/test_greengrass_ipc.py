@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +16,7 @@ from tests.edge_component.conftest import synthetic_frames
 from tests.edge_component.helpers import Running, config
 from tests.edge_component.nucleus import TestNucleus
 from tests.edge_component.scripted import ScriptedReader
+from tests.wait import wait_for
 
 COMPONENT = "com.example.EdgeVisualSearch"
 
@@ -34,13 +33,6 @@ def nucleus(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestNucleus]:
         server.stop()
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_publish_to_iot_core_through_the_nucleus(nucleus: TestNucleus, tiny_model: Path) -> None:
     frames = synthetic_frames(6, seed=11)
     reader = ScriptedReader(frames)
@@ -50,7 +42,7 @@ def test_publish_to_iot_core_through_the_nucleus(nucleus: TestNucleus, tiny_mode
     try:
         nucleus.fail_publishes = 1  # the first publish fails: it is retried, nothing lost or reordered
         reader.release(len(frames))
-        wait_until(lambda: len([p for p in nucleus.published if p.topic.endswith("/features")]) >= len(frames))
+        wait_for(lambda: len([p for p in nucleus.published if p.topic.endswith("/features")]) >= len(frames))
     finally:
         run.stop()
     features = [p for p in nucleus.published if p.topic == "visualsearch/cam-gg/features"]
@@ -72,7 +64,7 @@ def test_wrong_auth_token_is_refused(nucleus: TestNucleus, monkeypatch: pytest.M
     publisher.start()
     try:
         publisher.publish("visualsearch/cam-gg/features", b"{}", seq=1)
-        wait_until(lambda: publisher.last_error is not None and nucleus.rejected_connects >= 1)
+        wait_for(lambda: publisher.last_error is not None and nucleus.rejected_connects >= 1)
         assert "cannot connect" in publisher.last_error  # type: ignore[operator]
         assert nucleus.published == []
     finally:
@@ -93,20 +85,20 @@ def test_configuration_update_changes_the_rate_without_restart(nucleus: TestNucl
     try:
         assert nucleus.wait_subscribers(1)
         reader.release(4)
-        wait_until(lambda: run.loop.processed == 4)
+        wait_for(lambda: run.loop.processed == 4)
         assert run.loop.skipped["rate"] == 0  # unlimited rate: every frame sent
         loop_thread = run.thread
 
         nucleus.update_config({"live": {"max_rate_hz": 0.2}}, key_path=["live", "max_rate_hz"])
-        wait_until(lambda: run.loop.settings.max_rate_hz == 0.2)
+        wait_for(lambda: run.loop.settings.max_rate_hz == 0.2)
         # a bad value is rejected and the running settings stay
         nucleus.update_config({"live": {"max_rate_hz": -3}}, key_path=["live", "max_rate_hz"])
-        wait_until(lambda: gg.updates_rejected == 1)
+        wait_for(lambda: gg.updates_rejected == 1)
         assert "live.max_rate_hz" in (gg.last_error or "")
         assert run.loop.settings.max_rate_hz == 0.2
 
         reader.release(8)
-        wait_until(lambda: run.loop.processed + run.loop.skipped["rate"] == 12)
+        wait_for(lambda: run.loop.processed + run.loop.skipped["rate"] == 12)
         # at 0.2 Hz, eight frames released at once cannot all go: the new rate is in force
         assert run.loop.skipped["rate"] >= 6
         assert run.thread is loop_thread and loop_thread.is_alive()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edge_component.sources.base import FrameSource
@@ -16,13 +14,7 @@ from simulator.stack.processes import MosquittoProcess
 from tests.edge_component.conftest import Collector, synthetic_frames, write_video
 from tests.edge_component.helpers import Running, config
 from tests.edge_component.scripted import ScriptedReader
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from tests.wait import wait_for
 
 
 def test_broker_killed_and_restarted_queue_drains_in_order(tmp_path: Path, tiny_model: Path) -> None:
@@ -60,9 +52,9 @@ def test_broker_killed_and_restarted_queue_drains_in_order(tmp_path: Path, tiny_
         # queue during the outage (on a loaded machine a PUBACK can lag the delivery).
         assert run.publisher.flush(10)
         broker.kill()
-        wait_until(lambda: not run.publisher.connected, what="the publisher to notice the outage")
+        wait_for(lambda: not run.publisher.connected, what="the publisher to notice the outage")
         reader.release(during)
-        wait_until(lambda: run.loop.processed == before + during, what="all frames to be featurized")
+        wait_for(lambda: run.loop.processed == before + during, what="all frames to be featurized")
         assert run.publisher.stats()["dropped"] == during - capacity
         broker.start()
         expected_distinct = before + capacity
@@ -70,7 +62,7 @@ def test_broker_killed_and_restarted_queue_drains_in_order(tmp_path: Path, tiny_
             collector.messages
         )
         assert run.publisher.flush(10)
-        time.sleep(0.3)  # nothing more may arrive
+        collector.drain(run.publisher, "visualsearch/cam-q/features")  # nothing sent before can arrive after this
     finally:
         run.stop()
         collector.close()
@@ -105,16 +97,18 @@ def test_camera_dies_and_comes_back(tmp_path: Path, tiny_model: Path, mosquitto:
     )
     run = Running(cfg, tiny_model)
     try:
-        wait_until(lambda: run.loop.processed >= 3, what="first frames")
+        wait_for(lambda: run.loop.processed >= 3, what="first frames")
         stream_path.unlink()  # the camera goes away: the reader hits the end, reopening fails
-        wait_until(lambda: run.source.state == "reconnecting" and run.source.reconnects >= 2, what="reconnecting")
+        wait_for(lambda: run.source.state == "reconnecting" and run.source.reconnects >= 2, what="reconnecting")
         processed_during_outage = run.loop.processed
-        time.sleep(0.5)
+        # two more failed reopen attempts, and not one frame in between
+        failed = run.source.reconnects
+        wait_for(lambda: run.source.reconnects >= failed + 2, what="two more reopen attempts")
         assert run.loop.processed == processed_during_outage
         assert run.loop.state() == "degraded"
         shutil.copy(video, stream_path)  # back
         # A file played as a stream ends quickly and is reopened; a real camera would stay "ok".
-        wait_until(lambda: run.loop.processed >= processed_during_outage + 3, what="frames after recovery")
+        wait_for(lambda: run.loop.processed >= processed_during_outage + 3, what="frames after recovery")
         assert collector.wait_for(lambda m: sum(b'"state":"online"' in p for t, p in m if t.endswith("/status")) >= 2)
     finally:
         run.stop()
@@ -134,10 +128,10 @@ def test_watchdog_reports_a_stalled_source() -> None:
     try:
         reader.release(1)
         assert source.get(timeout=5) is not None
-        wait_until(lambda: source.state == "reconnecting", timeout=5, what="stall detection")
+        wait_for(lambda: source.state == "reconnecting", timeout=5, what="stall detection")
         assert "stalled" in (source.last_error or "")
         reader.release(1)  # the stuck read returns; the grabber reopens and carries on
-        wait_until(lambda: reader.opened >= 2 and source.state == "ok", timeout=5, what="reopen")
+        wait_for(lambda: reader.opened >= 2 and source.state == "ok", timeout=5, what="reopen")
         reader.release(1)
         assert source.get(timeout=5) is not None
     finally:

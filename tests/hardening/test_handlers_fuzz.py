@@ -262,6 +262,15 @@ def test_photo_search_base64_garbage_and_size_limit(api_service: SearchService) 
         assert check_api(event, "api: base64 garbage / size limit")["statusCode"] == status
 
 
-def test_rule_bridge_survives_a_huge_integer_literal(hardened_service: SearchService) -> None:
+def test_rule_bridge_refuses_a_huge_integer_literal_with_a_reason(
+    hardened_service: SearchService, redis_client: redis.Redis
+) -> None:
+    """Python's JSON reader raises ValueError for an integer literal over 4,300 digits: the bridge must refuse the
+    message with a reason and carry on (it once ended a worker), and write nothing."""
     count_case("bridge: huge integer literal")
-    _bridge(hardened_service).handle("visualsearch/cam-01/features", b'{"v": 1, "seq": ' + b"9" * 5000 + b"}")
+    bridge = _bridge(hardened_service)
+    before, refused = redis_snapshot(redis_client), bridge.counts["rejected:not_json"]
+    result = bridge.handle("visualsearch/cam-01/features", b'{"v": 1, "seq": ' + b"9" * 5000 + b"}")
+    assert result is None
+    assert bridge.counts["rejected:not_json"] == refused + 1
+    assert redis_snapshot(redis_client) == before

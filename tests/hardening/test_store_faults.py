@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -28,16 +28,10 @@ from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess, PythonServiceProcess, RedisProcess
 from tests.hardening.conftest import Catalog, count_case
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.slow
 DEVICE = "cam-sf"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -19,16 +19,7 @@ from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.bridge import RuleBridge, rule_event
 from simulator.stack.processes import MosquittoProcess, RedisProcess
 from tests.simulator.conftest import TinyCatalog
-
-
-def wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
+from tests.wait import wait_for
 
 
 @pytest.fixture
