@@ -2,7 +2,7 @@
 
 The codes are counter names (``rejected.<reason>`` in the search's counters, ``rejected:<reason>`` in the
 rule bridge's) and log fields, so they are part of the contract: dashboards and alarms key on them. A test
-(``tests/model/test_contracts.py``) checks that every code raised in product code is listed here. Image
+(``tests/model/contracts/test_reasons.py``) checks that every code raised in product code is listed here. Image
 uploads have their own codes (:data:`model.image_rules.REASONS`).
 """
 

@@ -38,7 +38,7 @@ MODULES = {
         (
             "tests/hardening/test_wire_fuzz.py",
             "tests/hardening/test_wire_contract.py",
-            "tests/edge_component/test_units.py",
+            "tests/model/contracts/test_wire.py",
         ),
     ),
     "matches": Module(
