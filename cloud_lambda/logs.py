@@ -18,16 +18,12 @@ from model.logs import JsonLinesFormatter
 LOGGER_NAME = "visualsearch.cloud"
 
 
-# The product-wide formatter; the name is kept for callers that import it from here.
-JsonLineFormatter = JsonLinesFormatter
-
-
 def get_logger(name: str = LOGGER_NAME) -> logging.Logger:
     """A logger that writes JSON lines to stderr (configured once; Lambda's root handler is left alone)."""
     logger = logging.getLogger(name)
-    if not any(isinstance(h.formatter, JsonLineFormatter) for h in logger.handlers):
+    if not any(isinstance(h.formatter, JsonLinesFormatter) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonLineFormatter())
+        handler.setFormatter(JsonLinesFormatter())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False

@@ -28,10 +28,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cloud_lambda.catalog.layout import CatalogError, load_catalog
-    from cloud_lambda.catalog.validate import ImageRejected
     from cloud_lambda.metadata import open_metadata_store
     from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
     from cloud_lambda.settings import CloudSettings, SettingsError
+    from model.image_rules import ImageRejected
 
     try:
         data = args.photo.read_bytes()

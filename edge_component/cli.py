@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from edge_component.config import ConfigError, EdgeConfig, build_config, live_from_mapping, load_yaml, parse_overrides
-from edge_component.logs import setup_logging
+from model.logs import setup_logging
 
 log = logging.getLogger("edge_component")
 

@@ -133,7 +133,7 @@ class EdgeLoop:
                 self._maybe_status()
         finally:
             self.source.stop()
-            self._send_status(force=True)
+            self._send_status()
             log.info("edge loop stopped", extra=self.stats())
 
     def _prepare_in_grabber(self, image: np.ndarray) -> np.ndarray | None:
@@ -278,7 +278,7 @@ class EdgeLoop:
             self._last_status_at = now
             self._send_status()
 
-    def _send_status(self, force: bool = False) -> None:
+    def _send_status(self) -> None:
         try:
             self.publisher.publish_status(self._status_topic, encode_status(self.status()))
         except Exception as exc:
@@ -299,8 +299,3 @@ class EdgeLoop:
             "featurize_ms": self.timings.percentiles("featurize"),
             "frame_age_ms": self.timings.percentiles("frame_age"),
         }
-
-
-def vector_of(featurizer: Featurizer, image: np.ndarray, roi: Roi | None = None) -> np.ndarray:
-    """What the loop computes for one frame (tests compare against it)."""
-    return featurizer.featurize_frame(image, roi)

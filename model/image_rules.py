@@ -5,7 +5,7 @@ most 20:1, complete and decodable. Dimensions come from the PNG IHDR / JPEG SOF 
 is decoded, so a decompression bomb is refused for the cost of reading a few bytes.
 
 Lives in ``model`` (pure numpy/cv2 and header parsing) so that catalog indexing and photo search
-(``cloud_lambda.catalog.validate``) and fine-tuning data checks (``model.finetune``) share one set of
+(``cloud_lambda.catalog.indexer``, the photo search) and fine-tuning data checks (``model.finetune``) share one set of
 rules, and ``model`` imports nothing of the other packages.
 """
 

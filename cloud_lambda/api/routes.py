@@ -19,11 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cloud_lambda.api.responses import HttpError, JsonResponse, error
-from cloud_lambda.catalog.validate import ImageRejected
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
 from model.contracts.thing_name import is_thing_name
+from model.image_rules import ImageRejected
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
 PAGE_DEFAULT, PAGE_MAX = 100, 500

@@ -29,10 +29,10 @@ import numpy as np
 from cloud_lambda.catalog import items as items_mod
 from cloud_lambda.catalog.layout import write_catalog
 from cloud_lambda.catalog.sources import CatalogSource, SourceError, open_source
-from cloud_lambda.catalog.validate import ImageRejected
-from cloud_lambda.catalog.validate import decode as decode_image
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.metadata.base import RESERVED, ItemRecord
+from model.image_rules import ImageRejected
+from model.image_rules import decode as decode_image
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 
 JOURNAL = "journal.jsonl"

@@ -373,7 +373,7 @@ class SearchService:
 
     def search_photo(self, data: bytes, k: int | None = None) -> dict[str, Any]:
         """Validate (catalog rules) → decode → prepare → featurize → k-NN. Raises ImageRejected."""
-        from cloud_lambda.catalog.validate import decode as decode_image
+        from model.image_rules import decode as decode_image
 
         started = time.perf_counter()
         image, _ = decode_image(data)

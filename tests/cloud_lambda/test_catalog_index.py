@@ -17,10 +17,10 @@ import pytest
 from cloud_lambda.catalog.indexer import IndexingError, IndexOptions, Shard, run_index
 from cloud_lambda.catalog.layout import load_catalog
 from cloud_lambda.catalog.merge import merge_catalogs
-from cloud_lambda.catalog.validate import decode
 from cloud_lambda.metadata.sqlite_store import SqliteStore
 from model.data.photos import load_photos
 from model.featurizer import Featurizer
+from model.image_rules import decode
 
 REPO = Path(__file__).resolve().parents[2]
 GIF_1PX = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from cloud_lambda.api import handler as api
-from cloud_lambda.logs import JsonLineFormatter, get_logger
+from cloud_lambda.logs import get_logger
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.search import handler as search_handler
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings, SettingsError
+from model.logs import JsonLinesFormatter
 from simulator.stack.processes import RedisProcess
 from tests.cloud_lambda.conftest import TinyCatalog, feature_event
 
@@ -50,7 +51,7 @@ def test_token_absent_from_logs_and_responses_with_redis_up_and_down(
     # The service's own JSON-lines logger, read back through a handler of the same format.
     logger, stream = get_logger(), io.StringIO()
     capture = logging.StreamHandler(stream)
-    capture.setFormatter(JsonLineFormatter())
+    capture.setFormatter(JsonLinesFormatter())
     logger.addHandler(capture)
     server = RedisProcess(workdir=tmp_path / "redis", password=SECRET).start()
     monkeypatch.setenv("VS_INDEX_DIR", str(tiny_catalog.folder))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cloud_lambda.catalog.validate import ImageRejected, decode, sniff, validate
+from model.image_rules import ImageRejected, decode, sniff, validate
 
 
 def png(w: int, h: int) -> bytes:

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cloud_lambda.catalog import validate
-from cloud_lambda.catalog.validate import ImageRejected
 from cloud_lambda.search.service import SearchService
+from model import image_rules
+from model.image_rules import ImageRejected
 from tests.hardening.conftest import Catalog, count_case, count_escape
 
 
@@ -112,7 +112,7 @@ def test_image_rules(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
         monkeypatch.setattr(cv2, "imdecode", refuse)
     try:
-        image, info = validate.decode(data)
+        image, info = image_rules.decode(data)
     except ImageRejected as exc:
         assert reason is not None, f"{name}: rejected ({exc.reason}: {exc}) but should be accepted"
         assert exc.reason == reason, f"{name}: {exc.reason}: {exc}"
@@ -127,7 +127,7 @@ def test_image_rules(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cmyk_jpeg_is_decoded_to_bgr() -> None:
-    image, info = validate.decode(cmyk_jpeg())
+    image, info = image_rules.decode(cmyk_jpeg())
     count_case("image: hostile/odd image")
     assert image.shape == (120, 160, 3) and info.format == "jpeg"
     # Colour survives the CMYK round trip (not inverted): close to the original picture.

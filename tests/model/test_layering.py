@@ -122,11 +122,8 @@ def test_product_code_imports_no_evaluation_code() -> None:
     assert not offenders, offenders
 
 
-def test_catalog_validation_is_the_model_rules() -> None:
-    from cloud_lambda.catalog import validate
+def test_fine_tuning_checks_images_with_the_catalog_rules() -> None:
     from model import image_rules
     from model.finetune.data.validate import catalog_rules
 
-    assert validate.decode is image_rules.decode is catalog_rules()
-    assert validate.ImageRejected is image_rules.ImageRejected
-    assert set(validate.__all__) <= set(dir(image_rules))
+    assert catalog_rules() is image_rules.decode
