@@ -10,9 +10,11 @@ openvino.txt includes cpu.txt and common.txt, so resolving it covers those; cuda
 jetson.txt is common.txt on top of JetPack's own packages. Needs the package index: skipped, with the reason,
 only when it cannot be reached.
 
-An index without PEP 658 metadata makes pip download every wheel (hundreds of MB per target), so a passing
-resolution is remembered in ``.cache/device-pins/`` under the hash of the pins, the index and pip's version:
-the same pins are not resolved again until one of those changes (``EVS_PINS_RECHECK=1`` forces it).
+Where the index serves no PEP 658 metadata (the index copy on the development machine did not), pip would
+download every wheel (GBs for cuda): ``--use-feature=fast-deps`` makes it read each wheel's METADATA with HTTP
+range requests instead (dropped, and whole wheels downloaded, on a pip without that feature). A passing
+resolution is remembered in ``.cache/device-pins/`` under the hash of the pins, the index and pip's version,
+so the same pins are not resolved again until one of those changes (``EVS_PINS_RECHECK=1`` forces it).
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ def _resolve(pins: dict[str, str], python: str, machine: str, index: str, folder
     # --isolated: only this index (no local mirrors or constraints from this machine's pip configuration)
     command = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--ignore-installed", "--quiet"]
     command += ["--index-url", index, *target_args(python, machine), "--report", str(report), "-r", str(flat)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([*command, "--use-feature=fast-deps"], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 and "fast-deps" in result.stderr and "invalid choice" in result.stderr:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         return result.stderr[-1500:]
     items = json.loads(report.read_text())["install"]
@@ -112,7 +116,7 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, s
         runtime, python, machine = target
         return _resolve(pinned(PINS / f"{runtime}.txt", python, machine), python, machine, index, folder)
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         outcome = dict(zip(TARGETS, pool.map(one, TARGETS), strict=True))
     if all(isinstance(v, dict) for v in outcome.values()):
         marker.parent.mkdir(parents=True, exist_ok=True)
