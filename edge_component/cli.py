@@ -181,5 +181,7 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if gg is not None:
             gg.close()
-        publisher.stop(flush_timeout=5)
+        # The nucleus kills Run 5 s after its SIGTERM (util/platforms/unix/UnixExec.close, gracefulShutdownTimeout):
+        # finish the flush before that under Greengrass.
+        publisher.stop(flush_timeout=3 if gg is not None else 5)
     return 0

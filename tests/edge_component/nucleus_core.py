@@ -44,8 +44,9 @@ Each rule follows the Greengrass v2 documentation or the nucleus source
   ``ggc_user`` when it exists, else ``nobody`` when the tests run as root, else the current user.
 - **Lifecycle** (``lifecyclemanager/Lifecycle.java``): Install must exit 0 within its ``Timeout`` (default 120 s);
   Run is the long-running process; a failed step is retried (Install again from NEW, Run restarted) and the
-  component is BROKEN after 3 errors in a row (``MAXIMUM_CONTINUAL_ERROR``); Run exiting 0 is FINISHED; stop
-  sends SIGTERM and kills after the Shutdown timeout (default 15 s).
+  component is BROKEN after 3 errors in a row (``MAXIMUM_CONTINUAL_ERROR``); Run exiting 0 is FINISHED. Stopping
+  sends SIGTERM to the process and its children and SIGKILL to whatever is left 5 s later
+  (``util/platforms/unix/UnixExec.java`` ``close``, ``Exec.gracefulShutdownTimeout``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ from tests.edge_component.nucleus_auth import Authorizer
 SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PLACEHOLDER = re.compile(r"\{([.\w-]+):([^:}]*)}")  # KernelConfigResolver.SAME_COMPONENT_INTERPOLATION_REGEX
 DEFAULT_INSTALL_TIMEOUT_S = 120  # Lifecycle.DEFAULT_INSTALL_STAGE_TIMEOUT_IN_SEC
-DEFAULT_SHUTDOWN_TIMEOUT_S = 15  # Lifecycle.DEFAULT_SHUTDOWN_STAGE_TIMEOUT_IN_SEC
+GRACEFUL_SHUTDOWN_S = 5  # Exec.gracefulShutdownTimeout: SIGTERM, then SIGKILL (UnixExec.close)
 MAXIMUM_CONTINUAL_ERROR = 3  # Lifecycle.MAXIMUM_CONTINUAL_ERROR
 _MISSING = object()
 
@@ -441,11 +442,10 @@ class TestCore:
             process = component.process
         if process is None or process.poll() is not None:
             return None if process is None else process.returncode
-        timeout = float(component.step("Shutdown").get("timeout", DEFAULT_SHUTDOWN_TIMEOUT_S))
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            code = process.wait(timeout=timeout)
+            code = process.wait(timeout=GRACEFUL_SHUTDOWN_S)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             code = process.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +152,18 @@ def test_run_that_keeps_failing_is_restarted_then_broken(core: TestCore, tmp_pat
     core.start(NAME)
     assert core.wait_state(NAME, {"BROKEN", "FINISHED"}, timeout=30) == "BROKEN"
     assert core.log_tail(NAME).count("attempt") == 3
+
+
+def test_stop_kills_what_ignores_sigterm(core: TestCore, tmp_path: Path) -> None:
+    core.deploy(
+        make_component(tmp_path, {"Run": "trap 'echo got TERM' TERM; while true; do sleep 0.1; done"}, {}),
+        tmp_path / "artifacts-1.0.0",
+    )
+    core.start(NAME)
+    core.wait_state(NAME, {"RUNNING"}, timeout=10)
+    time.sleep(0.5)  # let the shell install its trap
+    assert core.stop(NAME) == -9  # SIGTERM was trapped and ignored: SIGKILL after the grace period
+    assert "got TERM" in core.log_tail(NAME)
 
 
 def test_deployment_configuration_reset_then_defaults_then_merge(core: TestCore, tmp_path: Path) -> None:
