@@ -30,7 +30,6 @@ class Spool:
     """Append at the tail, read and pop at the head; every change is on disk before the call returns."""
 
     def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.folder = folder
         self.max_bytes = max_bytes
         self._data_path = folder / "spool.bin"
         self._head_path = folder / "spool.head"

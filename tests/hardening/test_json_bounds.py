@@ -162,3 +162,43 @@ def test_non_finite_metadata_in_a_store_loses_no_frame(
     finally:
         store.put_many([original])
         hardened_service._metadata_cache.clear()
+
+
+def test_each_refusal_names_the_document_and_the_problem() -> None:
+    """A refusal is logged and counted by reason, and read by a person: the message says which document and why."""
+    cases = [
+        (b'{"x": NaN}', "the non-JSON constant NaN is not a number"),
+        (b'{"x": 1e400}', "1e400 overflows to inf"),
+        (b'{"x": "\\ud800"}', "status holds a lone surrogate"),
+        (b"\xff{}", "status is not UTF-8: invalid start byte at byte 0"),
+        (b"{", "status is not JSON: Expecting property name"),
+        (deep(5).encode(), "status nests deeper than 4 levels"),
+        (b"[" * 5000 + b"]" * 5000, "status nests deeper than 4 levels"),
+        (b"{" + b" " * 100 + b"}", "status is 102 bytes, over the 101-byte limit"),
+    ]
+    for data, message in cases:
+        with pytest.raises(Rejected) as refused:
+            loads(data, max_bytes=101 if data.startswith(b"{ ") else 100_000, max_depth=4, what="status")
+        assert message in str(refused.value), (data[:20], str(refused.value))
+    assert loads(b"{" + b" " * 99 + b"}", max_bytes=101, what="status") == {}  # exactly the limit
+    assert loads(deep(4), max_bytes=1000, max_depth=4) is not None
+    for value, message in [
+        ({"a": {"b": {"c": {"d": {"e": 1}}}}}, "event nests deeper than 4 levels"),
+        ({"x": float("-inf")}, "event holds a non-finite number (-inf)"),
+        ({"x": "\udfff"}, "event holds a lone surrogate"),
+        ({"x": b"bytes"}, "event holds a bytes, which JSON cannot carry"),
+    ]:
+        with pytest.raises(Rejected, match=message.replace("(", r"\(").replace(")", r"\)")):
+            check(value, max_depth=4, what="event")
+    with pytest.raises(Rejected, match="^document is not JSON"):
+        loads(b"{", max_bytes=10)
+    with pytest.raises(Rejected, match="^document holds"):
+        check({"x": float("nan")})
+
+
+def test_text_with_a_lone_surrogate_is_refused_not_raised() -> None:
+    """A str argument is encoded with surrogatepass, so the refusal is the reader's, not a UnicodeEncodeError."""
+    with pytest.raises(Rejected) as refused:
+        loads('{"x": "\ud800"}', max_bytes=100)
+    assert refused.value.reason == "not_json"
+    assert loads('{"x": "é"}', max_bytes=100) == {"x": "é"}

@@ -98,3 +98,15 @@ def test_replay_device_prefixes_make_thing_names(prefix: str) -> None:
         ReplayConfig(device_prefix=prefix, model_id="m", count=1)
     assert [e["loc"] for e in refused.value.errors()] == [("device_prefix",)]
     assert ReplayConfig(device_prefix="cam", model_id="m", count=1).device_ids() == ["cam-000"]
+
+
+def test_the_refusal_says_what_and_shows_at_most_80_characters() -> None:
+    from model.contracts.thing_name import RULE, check_thing_name
+
+    assert check_thing_name("cam-01") == "cam-01"
+    with pytest.raises(ValueError) as refused:
+        check_thing_name("a.b", "device_id")
+    assert str(refused.value) == f"device_id 'a.b' is not {RULE}"
+    with pytest.raises(ValueError) as refused:
+        check_thing_name("x" * 100 + ".")
+    assert str(refused.value) == f"device id '{'x' * 80}' is not {RULE}"

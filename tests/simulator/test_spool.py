@@ -75,3 +75,31 @@ def test_an_unusable_folder_is_named(tmp_path: Path) -> None:
     (tmp_path / "s" / "spool.head").write_bytes((10**6).to_bytes(8, "little"))
     with pytest.raises(SpoolError, match="delete the spool folder"):
         Spool(tmp_path / "s")
+
+
+def test_an_emptied_spool_takes_new_messages_and_reopens(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    spool.append("t", b"first")
+    spool.pop()  # empty: truncated, head back to 0
+    spool.append("t", b"second")
+    assert spool.peek() == ("t", b"second") and spool.bytes_used == HEADER.size + 1 + 6
+    spool.pop()
+    spool.close()
+    again = Spool(tmp_path / "s")
+    assert len(again) == 0 and again.peek() is None
+    again.append("t", b"third")
+    again.close()
+    assert Spool(tmp_path / "s").peek() == ("t", b"third")
+
+
+def test_topic_length_limit_is_exact(tmp_path: Path) -> None:
+    from simulator.stack.spool import MAX_TOPIC_BYTES
+
+    spool = Spool(tmp_path / "s")
+    assert spool.append("t" * MAX_TOPIC_BYTES, b"x")
+    with pytest.raises(ValueError, match=f"over {MAX_TOPIC_BYTES}"):
+        spool.append("t" * (MAX_TOPIC_BYTES + 1), b"x")
+    assert len(spool) == 1
+    spool.pop()
+    with pytest.raises(IndexError, match="empty spool"):
+        spool.pop()
