@@ -9,6 +9,7 @@ search answer 500 with no log line.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -188,11 +189,11 @@ def test_each_refusal_names_the_document_and_the_problem() -> None:
         ({"x": "\udfff"}, "event holds a lone surrogate"),
         ({"x": b"bytes"}, "event holds a bytes, which JSON cannot carry"),
     ]:
-        with pytest.raises(Rejected, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(Rejected, match=re.escape(message)):
             check(value, max_depth=4, what="event")
-    with pytest.raises(Rejected, match="^document is not JSON"):
+    with pytest.raises(Rejected, match=r"^document is not JSON"):
         loads(b"{", max_bytes=10)
-    with pytest.raises(Rejected, match="^document holds"):
+    with pytest.raises(Rejected, match=r"^document holds"):
         check({"x": float("nan")})
 
 
