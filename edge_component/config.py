@@ -180,6 +180,17 @@ class PublishConfig(_Model):
         return self
 
 
+class ThumbnailConfig(_Model):
+    """A small JPEG of the prepared frame on ``visualsearch/{device_id}/thumbnail``, so people can see what the
+    camera searched with. Off by default: it costs bandwidth (≤ 8 KB/s) and shows the scene in the cloud."""
+
+    enabled: bool = Field(default=False, description="Publish query thumbnails (the demo turns them on).")
+    interval_s: float = Field(default=1.0, ge=1.0, le=3600, description="At most one thumbnail this often.")
+    max_bytes: int = Field(
+        default=8192, ge=1024, le=8192, description="JPEG size limit; quality, then size, step down to fit."
+    )
+
+
 class HealthConfig(_Model):
     status_interval_s: float = Field(default=30.0, gt=0, description="Status message period (also sent on change).")
 
@@ -196,6 +207,7 @@ class EdgeConfig(_Model):
     live: LiveSettings = Field(default_factory=LiveSettings)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    thumbnail: ThumbnailConfig = Field(default_factory=ThumbnailConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
 
     @field_validator("device_id")

@@ -25,6 +25,7 @@ from edge_component.packaging.device_install import installed_runtime
 from edge_component.publishers.base import Publisher
 from edge_component.sources.base import Frame, FrameSource
 from edge_component.stats import RateMeter, Timings
+from edge_component.thumbnail import ThumbnailSender
 from model.contracts.errors import Rejected
 from model.contracts.status import State, build_status, encode_status
 from model.contracts.topics import features_topic, status_topic
@@ -81,6 +82,7 @@ class EdgeLoop:
         self._state: State | None = None
         self._last_status_at = 0.0
         self._topic = features_topic(config.device_id)
+        self.thumbnails = ThumbnailSender(config.thumbnail, config.device_id, publisher)
         self._status_topic = status_topic(config.device_id)
         self.thread: threading.Thread | None = None
         # For the grabber's "will this frame be taken?" guess (monotonic seconds; plain floats, written by
@@ -213,6 +215,8 @@ class EdgeLoop:
         self.timings.add("encode", (t3 - t2) * 1000)
         self.publisher.publish(self._topic, payload, seq=self._seq)
         t4 = time.perf_counter()
+        # After the timestamp: a thumbnail is not part of the frame's age (≈ 1 ms at most once a second).
+        self.thumbnails.offer(prepared, self._seq, frame.wall_ts)
         age_ms = (time.monotonic() - frame.captured_at) * 1000
         self.timings.add("frame_age", age_ms)
         self.frame_age_ms.append(age_ms)
@@ -293,6 +297,7 @@ class EdgeLoop:
             "skipped_rate": self.skipped["rate"],
             "skipped_unchanged": self.skipped["unchanged"],
             "published_seq": self._seq - self.first_seq,
+            "thumbnails": self.thumbnails.sent,
             "errors": self.errors,
             "publisher": self.publisher.stats(),
             "source": self.source.info(),

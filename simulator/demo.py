@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "live": {"max_rate_hz": 0, "change_threshold": None} if args.once else {"max_rate_hz": 5},
             "publish": {"kind": "mqtt", "mqtt": {"host": host, "port": mqtt_port}},
             "health": {"status_interval_s": 2},
+            "thumbnail": {"enabled": True},  # off by default on a device; the demo's web app shows them
         }
     )
     watcher = MatchWatcher(host, mqtt_port, echo=True).start()

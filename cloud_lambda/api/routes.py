@@ -1,4 +1,5 @@
-"""The HTTP API's routes: health, devices, every device's latest match (paged), match lists, photo search.
+"""The HTTP API's routes: health, devices, every device's latest match (paged), match lists, query thumbnails,
+photo search.
 
 Routes read the service through ``request.app.state.service`` (a callable: the Lambda builds it once per
 container, the local server and the tests hand in their own). Blocking work (Redis, inference) runs in
@@ -19,6 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cloud_lambda.api.responses import HttpError, JsonResponse, error
+from cloud_lambda.api.uploads import photo_from_body
+from cloud_lambda.device_notes import HISTORY_MAX
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
@@ -106,21 +109,41 @@ def _paged(items: list[dict[str, Any]], total: int, cursor: int) -> dict[str, An
     return {"devices": items, "total": total, "next": str(end) if items and end < total else None}
 
 
+def _page_with_notes(svc: SearchService, cursor: int, limit: int, records: bool, history: int) -> Any:
+    items, total = svc.matches.page(cursor, limit, records)
+    svc.notes.enrich(items, history)  # thumbnail {seq, ts}, last refusal, newest `history` records in brief
+    return items, total
+
+
 @guarded
 async def devices(request: Request) -> Response:
     cursor, limit = _page_params(request)
     svc = await run_in_threadpool(_service, request)
-    items, total = await run_in_threadpool(svc.matches.page, cursor, limit, False)
+    items, total = await run_in_threadpool(_page_with_notes, svc, cursor, limit, False, 0)
     return JsonResponse(_paged(items, total, cursor))
 
 
 @guarded
 async def latest_of_every_device(request: Request) -> Response:
-    """One call for the whole dashboard: each device's status and its newest record, a page at a time."""
+    """One call for the whole dashboard: each device's status, newest record, thumbnail, last refusal and (with
+    ``history=N``) its newest N records in brief, a page at a time."""
     cursor, limit = _page_params(request)
+    history = int_param(request, "history", 0, 0, HISTORY_MAX)
     svc = await run_in_threadpool(_service, request)
-    items, total = await run_in_threadpool(svc.matches.page, cursor, limit, True)
+    items, total = await run_in_threadpool(_page_with_notes, svc, cursor, limit, True, history)
     return JsonResponse(_paged(items, total, cursor))
+
+
+@guarded
+async def device_thumbnail(request: Request) -> Response:
+    """The device's newest query thumbnail (image/jpeg); 404 when it sends none (it is opt-in)."""
+    device_id = device_param(request)
+    svc = await run_in_threadpool(_service, request)
+    found = await run_in_threadpool(svc.notes.thumbnail, device_id)
+    if found is None:
+        raise HttpError(404, "not_found", f"no thumbnail from {device_id} in the last hour (thumbnail.enabled?)")
+    jpeg, seq, ts = found
+    return Response(jpeg, media_type="image/jpeg", headers={"x-thumbnail-seq": str(seq), "x-thumbnail-ts": str(ts)})
 
 
 @guarded
@@ -185,11 +208,16 @@ async def photo_search(request: Request) -> Response:
     svc = await run_in_threadpool(_service, request)
     k = int_param(request, "k", svc.settings.top_k, 1, 50)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in IMAGE_TYPES:
+    if content_type not in (*IMAGE_TYPES, "multipart/form-data"):
         raise HttpError(
-            415, "unsupported_media_type", f"Content-Type must be image/jpeg or image/png, got {content_type!r}"
+            415,
+            "unsupported_media_type",
+            "send the photo as the body (Content-Type image/jpeg or image/png) or as a multipart/form-data file"
+            f" field (curl -F photo=@photo.jpg), got {content_type!r}",
         )
     body = await read_body(request, svc.settings.max_upload_bytes, request.app.state.request_timeout_s)
+    if content_type == "multipart/form-data":
+        body = await photo_from_body(request.headers, body, svc.settings.max_upload_bytes)
     if not body:
         raise HttpError(400, "empty", "the request body must be the image bytes")
     try:
@@ -208,5 +236,6 @@ ROUTES = [
     Route("/api/latest", latest_of_every_device, methods=["GET"]),
     Route("/api/devices/{device_id}/matches", device_matches, methods=["GET"]),
     Route("/api/devices/{device_id}/matches/latest", device_latest, methods=["GET"]),
+    Route("/api/devices/{device_id}/thumbnail", device_thumbnail, methods=["GET"]),
     Route("/api/search", photo_search, methods=["POST"]),
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cloud_lambda.catalog.layout import Catalog, load_catalog
+from cloud_lambda.device_notes import DeviceNotes
 from cloud_lambda.logs import Counters, get_logger, log_event
 from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
 from cloud_lambda.metadata import MetadataStore, open_metadata_store
@@ -25,6 +26,7 @@ from model.contracts.errors import Rejected
 from model.contracts.limits import MAX_PAYLOAD_BYTES
 from model.contracts.status import encode_status, parse_status
 from model.contracts.thing_name import is_thing_name
+from model.contracts.thumbnail import decode_thumbnail
 from model.contracts.topics import matches_topic, parse_topic
 from model.contracts.wire import decode
 from model.retrieval.catalog_views import aggregate_max, oversample
@@ -71,6 +73,7 @@ class SearchService:
             settings.device_ttl_s,
             settings.max_devices,
         )
+        self.notes = DeviceNotes(self.matches.client)
         self.publisher = (
             publisher
             if publisher is not None
@@ -327,7 +330,18 @@ class SearchService:
             topic_device=str(device)[:200] if device else None,
             seq=event.get("seq") if isinstance(event.get("seq"), int) else None,
         )
+        if is_thing_name(device):
+            self._note_rejection(device, reason, str(exc), event.get("seq"))
         return {"status": "rejected", "reason": reason, "message": str(exc)}
+
+    def _note_rejection(self, device_id: str, reason: str, message: str, seq: Any) -> None:
+        """Tell the web app why this camera's messages are refused; a failed note never fails the event
+        (a retry of a refused message would be refused again)."""
+        try:
+            self.notes.note_rejection(device_id, reason, message, seq if isinstance(seq, int) else None)
+        except MatchStoreUnavailable as exc:
+            self.counters.inc("rejection_note_failed")
+            log_event(self.log, "rejection_note_failed", logging.WARNING, device_id=device_id, error=str(exc))
 
     # --- device status (IoT rule on visualsearch/+/status) -------------------------------------------
     def handle_status_event(self, event: Any) -> dict[str, Any]:
@@ -346,10 +360,29 @@ class SearchService:
         except Rejected as exc:
             self.counters.inc(f"status_rejected.{exc.reason}")
             log_event(self.log, "status_rejected", logging.WARNING, reason=exc.reason, message=str(exc)[:300])
+            if isinstance(event, dict) and is_thing_name(event.get("topic_device")):
+                self._note_rejection(event["topic_device"], exc.reason, str(exc), None)
             return {"status": "rejected", "reason": exc.reason, "message": str(exc)}
         self.matches.put_status(topic_device, text, self.clock())
         self.counters.inc("status")
         return {"status": "accepted", "device_id": topic_device}
+
+    # --- query thumbnails (IoT rule on visualsearch/+/thumbnail) -------------------------------------
+    def handle_thumbnail_event(self, event: Any) -> dict[str, Any]:
+        """Keep the newest thumbnail per device for the web app; a bad one is refused and counted."""
+        try:
+            if not isinstance(event, dict) or not is_thing_name(event.get("topic_device")):
+                raise Rejected("bad_topic", "thumbnail event lacks a valid 'topic_device'")
+            thumbnail = decode_thumbnail({key: value for key, value in event.items() if key not in RULE_KEYS})
+            if thumbnail.device_id != event["topic_device"]:
+                raise Rejected("device_mismatch", "thumbnail device_id differs from the topic's: refused as spoofed")
+        except Rejected as exc:
+            self.counters.inc(f"thumbnail_rejected.{exc.reason}")
+            log_event(self.log, "thumbnail_rejected", logging.WARNING, reason=exc.reason, message=str(exc)[:300])
+            return {"status": "rejected", "reason": exc.reason, "message": str(exc)}
+        self.notes.put_thumbnail(thumbnail.device_id, thumbnail.seq, thumbnail.ts, thumbnail.jpeg)
+        self.counters.inc("thumbnail")
+        return {"status": "accepted", "device_id": thumbnail.device_id, "seq": thumbnail.seq}
 
     # --- photo search (API "search by photo", CLI search-image) --------------------------------------
     def featurizer(self) -> Any:

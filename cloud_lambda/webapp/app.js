@@ -4,6 +4,7 @@
 const POLL_MS = 1500;
 const PAGE_SIZE = 200; // devices per /api/latest call
 const MAX_PAGES = 25; // at most 5,000 cameras per poll
+const HISTORY = 10; // recent records per camera, summarized by the API
 const API_BASE = (document.querySelector('meta[name="api-base"]')?.content || "").replace(/\/$/, "");
 const cards = new Map(); // device_id -> {root, key}
 
@@ -73,6 +74,10 @@ function renderMatches(list, matches) {
   });
 }
 
+function plural(count, one, many) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
 function deviceCard(deviceId) {
   let card = cards.get(deviceId);
   if (!card) {
@@ -80,15 +85,41 @@ function deviceCard(deviceId) {
     root.dataset.device = deviceId;
     root.querySelector(".device-id").textContent = deviceId;
     document.getElementById("devices").append(root);
-    card = { root, key: null, record: null };
+    card = { root, key: null, record: null, thumbnailSeq: null };
     cards.set(deviceId, card);
   }
   return card;
 }
 
+function isRefused(device) {
+  // A refusal newer than the newest accepted record: the camera's messages are being turned away now.
+  const refusal = device.rejection;
+  if (!refusal || typeof refusal.at !== "number") return false;
+  const newest = device.record && typeof device.record.searched_at === "number" ? device.record.searched_at : 0;
+  return refusal.at > newest;
+}
+
+function renderRefusal(card, device) {
+  const box = card.root.querySelector(".refusal");
+  if (!isRefused(device)) {
+    box.hidden = true;
+    return;
+  }
+  const refusal = device.rejection;
+  const reason = String(refusal.reason || "refused").replace(/_/g, " ");
+  card.root.querySelector(".refusal-title").textContent = `Messages refused (${reason}):`;
+  card.root.querySelector(".refusal-hint").textContent = refusal.hint || "";
+  const when = typeof refusal.at === "number" ? `last ${formatAge(Date.now() / 1000 - refusal.at)} — ` : "";
+  const detail = card.root.querySelector(".refusal-message");
+  detail.textContent = `${when}${refusal.message || ""}`;
+  detail.title = refusal.message || ""; // the whole message on hover; one line on the card
+  box.hidden = false;
+}
+
 function renderStatus(card, device) {
   const status = device.status || {};
-  const state = ["online", "degraded", "offline"].includes(status.state) ? status.state : "unknown";
+  let state = ["online", "degraded", "offline"].includes(status.state) ? status.state : "unknown";
+  if (isRefused(device) && state !== "offline") state = "refused";
   const pill = card.root.querySelector(".state");
   pill.textContent = state;
   pill.className = `pill state ${state}`;
@@ -101,6 +132,61 @@ function renderStatus(card, device) {
   card.root.querySelector(".status-line").textContent = parts.join(" · ");
 }
 
+function renderThumbnail(card, device) {
+  // The newest query thumbnail (opt-in on the camera): fetched again only when its seq changes.
+  const figure = card.root.querySelector(".seen");
+  const thumb = device.thumbnail;
+  if (!thumb || typeof thumb.seq !== "number") {
+    figure.hidden = true;
+    return;
+  }
+  if (thumb.seq !== card.thumbnailSeq) {
+    const id = encodeURIComponent(device.device_id);
+    card.root.querySelector(".thumbnail").src = `${API_BASE}/api/devices/${id}/thumbnail?seq=${thumb.seq}`;
+    card.thumbnailSeq = thumb.seq;
+  }
+  card.root.querySelector(".seen-age").textContent = formatAge(Date.now() / 1000 - thumb.ts);
+  figure.hidden = false;
+}
+
+function renderScores(card, record) {
+  // Every top-k score of the newest frame as a bar: how clear the winner is, at a glance.
+  const box = card.root.querySelector(".scores");
+  const list = card.root.querySelector(".topk");
+  const matches = (record && record.matches) || [];
+  box.hidden = matches.length === 0;
+  list.replaceChildren();
+  matches.forEach((match) => {
+    const score = typeof match.score === "number" ? match.score : 0;
+    const row = el("li", "score-row");
+    row.append(el("span", "score-title", match.title || match.id || "(untitled)"));
+    const bar = el("span", "score-bar");
+    const fill = el("span", "score-fill");
+    fill.style.width = `${Math.max(0, Math.min(1, score)) * 100}%`;
+    bar.append(fill);
+    row.append(bar, el("span", "score-value", score.toFixed(2)));
+    list.append(row);
+  });
+}
+
+function renderHistory(card, history) {
+  // The last frames this camera sent, newest first, with what each matched and how long ago.
+  const box = card.root.querySelector(".recent");
+  const list = card.root.querySelector(".history");
+  const entries = Array.isArray(history) ? history : [];
+  box.hidden = entries.length === 0;
+  list.replaceChildren();
+  const now = Date.now() / 1000;
+  entries.forEach((entry) => {
+    const top = entry.top;
+    const item = el("li", top ? "hit" : "miss");
+    item.append(el("span", "history-title", top ? top.title || top.id || "(untitled)" : "no match"));
+    if (top && typeof top.score === "number") item.append(el("span", "history-score", top.score.toFixed(2)));
+    item.append(el("span", "muted history-age", formatAge(now - entry.searched_at)));
+    list.append(item);
+  });
+}
+
 function renderRecord(card, record) {
   const empty = card.root.querySelector(".no-matches");
   const line = card.root.querySelector(".match-line");
@@ -109,6 +195,7 @@ function renderRecord(card, record) {
     empty.hidden = false;
     line.textContent = "";
     list.replaceChildren();
+    renderScores(card, null);
     card.key = null;
     return;
   }
@@ -116,6 +203,7 @@ function renderRecord(card, record) {
   const key = `${record.seq}/${record.searched_at}`;
   if (key !== card.key) {
     renderMatches(list, record.matches);
+    renderScores(card, record);
     card.key = key;
     if (!record.matches || record.matches.length === 0) {
       list.append(el("li", "empty", "Nothing in the catalog looks like this frame."));
@@ -134,7 +222,7 @@ async function latestOfEveryDevice() {
   const devices = [];
   let cursor = null;
   for (let page = 0; page < MAX_PAGES; page += 1) {
-    const query = `limit=${PAGE_SIZE}` + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
+    const query = `limit=${PAGE_SIZE}&history=${HISTORY}` + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
     const body = await api(`/api/latest?${query}`);
     devices.push(...body.devices);
     if (!body.next) break;
@@ -151,7 +239,10 @@ async function refresh() {
     for (const device of devices) {
       const card = deviceCard(device.device_id);
       renderStatus(card, device);
+      renderRefusal(card, device);
+      renderThumbnail(card, device);
       renderRecord(card, device.record);
+      renderHistory(card, device.history);
     }
     apiState.textContent = "live";
     apiState.className = "pill ok";
@@ -183,7 +274,9 @@ async function searchPhoto(event) {
     renderMatches(results, body.matches);
     const stages = Object.values(body.timing_ms || {}).filter((v) => typeof v === "number");
     const total = stages.length ? ` in ${Math.round(stages.reduce((a, b) => a + b, 0))} ms` : "";
-    message.textContent = body.matches.length ? `${body.matches.length} matches${total}` : "No catalog item looks like this photo.";
+    message.textContent = body.matches.length
+      ? `${plural(body.matches.length, "match", "matches")}${total}`
+      : "No catalog item looks like this photo.";
   } catch (error) {
     message.textContent = `Search failed: ${error.message}`;
   }

@@ -11,7 +11,8 @@ Semantics (exact, and tested):
 - A transport that fails a send (IPC error, timeout) gets its unacknowledged messages put back at the front,
   in order, and is reopened with exponential backoff. A transport that keeps its own in-flight messages
   across reconnects (paho with QoS 1) says so with ``retransmits_inflight`` and is simply waited for.
-- Status messages go through a one-slot "latest wins" box and never displace feature messages.
+- Status messages and query thumbnails go through one-slot "latest wins" boxes (one per topic) and never
+  displace feature messages.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class Publisher(ABC):
         self.last_error: str | None = None
         self.last_sent_seq: int | None = None
         self._inflight: deque[tuple[Outbound, Future[Any], float]] = deque()
-        self._status: Outbound | None = None
+        self._latest: dict[str, tuple[Outbound, int]] = {}
+        """Topic → the newest message waiting for it and its QoS (status, thumbnail): latest wins."""
         self._status_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -152,8 +154,12 @@ class Publisher(ABC):
         self._wake.set()
 
     def publish_status(self, topic: str, payload: bytes) -> None:
+        self.publish_latest(topic, payload, qos=1)
+
+    def publish_latest(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Send ``payload`` on ``topic`` when the link allows, replacing one still waiting there (best effort)."""
         with self._status_lock:
-            self._status = Outbound(topic, payload)
+            self._latest[topic] = (Outbound(topic, payload), qos)
         self._wake.set()
 
     @property
@@ -177,8 +183,8 @@ class Publisher(ABC):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._status_lock:
-                status_pending = self._status is not None
-            if not self.queue_depth and not status_pending:
+                latest_pending = bool(self._latest)
+            if not self.queue_depth and not latest_pending:
                 return True
             time.sleep(0.02)
         return False
@@ -237,9 +243,9 @@ class Publisher(ABC):
             return False
         progressed = False
         with self._status_lock:
-            status, self._status = self._status, None
-        if status is not None:
-            future = self._send(status, 1)
+            latest, self._latest = list(self._latest.values()), {}
+        for message, qos in latest:
+            future = self._send(message, qos)
             future.add_done_callback(self._status_done)
             progressed = True
         while len(self._inflight) < self.max_inflight and self.connected:

@@ -15,6 +15,7 @@ subpackage that all three import, and nothing here imports beyond the standard l
 - :mod:`model.contracts.topics` — the MQTT topics: build and parse.
 - :mod:`model.contracts.wire` — the feature message codec (wire version 1).
 - :mod:`model.contracts.status` — the status message: build, encode, parse (device and cloud), "offline".
+- :mod:`model.contracts.thumbnail` — the opt-in query thumbnail message (a small JPEG of the prepared frame).
 - :mod:`model.contracts.model_file` — the featurizer model file (input/output names, variants, sidecar).
 
 docs/architecture.md describes each contract and names its module here.

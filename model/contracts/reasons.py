@@ -37,6 +37,8 @@ REASONS: dict[str, str] = {
     "bad_timing": "timing_ms is not an object of at most 16 finite stage timings",
     "ts_out_of_range": "the capture time is ahead of the cloud's clock or older than the idempotency window",
     "model_mismatch": "the vector's model differs from the index's: vectors of different models cannot be compared",
+    # the query thumbnail (model.contracts.thumbnail)
+    "bad_jpeg": "the thumbnail is not a complete JPEG (SOI ... EOI) in a base64 string",
     # the status message (model.contracts.status)
     "bad_state": "state is not online, degraded or offline",
 }

@@ -1,6 +1,6 @@
 """The MQTT topics: ``visualsearch/{device_id}/{kind}``, built and parsed here and nowhere else.
 
-The device publishes ``features`` and ``status``; the search publishes ``matches``. The AWS IoT rules select
+The device publishes ``features``, ``status`` and (opt-in) ``thumbnail``; the search publishes ``matches``. The AWS IoT rules select
 ``topic(2)`` as the device id, so the second level must be the device's thing name and nothing else.
 """
 
@@ -12,8 +12,8 @@ from model.contracts.errors import Rejected
 from model.contracts.thing_name import is_thing_name
 
 TOPIC_PREFIX = "visualsearch"
-Kind = Literal["features", "status", "matches"]
-KINDS: tuple[Kind, ...] = ("features", "status", "matches")
+Kind = Literal["features", "status", "thumbnail", "matches"]
+KINDS: tuple[Kind, ...] = ("features", "status", "thumbnail", "matches")
 
 
 def topic(device_id: str, kind: Kind) -> str:

@@ -32,13 +32,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from model.contracts import bounded_json
 from model.contracts.errors import Rejected
 from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
-from model.contracts.topics import parse_topic, topic_filter
+from model.contracts.topics import Kind, parse_topic, topic_filter
 from simulator.stack.spool import DEFAULT_MAX_BYTES, Spool, SpoolError
 
 log = logging.getLogger("simulator.stack.bridge")
 
 FEATURES_FILTER = topic_filter("features")
 STATUS_FILTER = topic_filter("status")
+THUMBNAIL_FILTER = topic_filter("thumbnail")
+KINDS: tuple[Kind, ...] = ("features", "status", "thumbnail")
 DEAD_LETTER = "dead-letter.jsonl"
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -46,8 +48,9 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 def rule_event(topic: str, payload: bytes) -> tuple[str, dict[str, Any]]:
     """(kind, event) as the IoT rule would deliver it: the JSON object plus ``topic_device``."""
-    device_id, kind = parse_topic(topic, ("features", "status"))
+    device_id, kind = parse_topic(topic, KINDS)
     # IoT Core refuses a publish over 128 KB before any rule sees it: the limit is on the raw bytes.
+    # Thumbnails: the same 16 KB bound as status (model.contracts.thumbnail.MAX_MESSAGE_BYTES).
     limit = MAX_PAYLOAD_BYTES if kind == "features" else MAX_STATUS_BYTES
     body = bounded_json.loads(payload, max_bytes=limit, what=f"{kind} message")
     if not isinstance(body, dict):
@@ -169,6 +172,7 @@ class RuleBridge:
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
         username: str | None = None,
         password: str | None = None,
+        on_thumbnail: Handler | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -179,6 +183,8 @@ class RuleBridge:
         check_leftover_spools(spool_dir, workers)
         self._spools = [open_spool(spool_dir, n, spool_max_bytes) for n in range(workers)]
         self._handlers = {"features": on_features, "status": on_status}
+        if on_thumbnail is not None:
+            self._handlers["thumbnail"] = on_thumbnail
         self.host, self.port = host, port
         self.counts = _Counts()
         self._queues: list[queue.Queue[tuple[str, bytes, int, int] | None]] = [
@@ -209,7 +215,8 @@ class RuleBridge:
         if reason.is_failure:
             log.error("broker refused the connection", extra={"reason": str(reason)})
             return
-        client.subscribe([(FEATURES_FILTER, 1), (STATUS_FILTER, 1)])
+        filters = [(FEATURES_FILTER, 1), (STATUS_FILTER, 1)]
+        client.subscribe([*filters, (THUMBNAIL_FILTER, 0)] if "thumbnail" in self._handlers else filters)
         log.info("connected", extra={"broker": f"{self.host}:{self.port}"})
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
@@ -249,6 +256,9 @@ class RuleBridge:
             log.warning(
                 "message rejected by the rule", extra={"topic": topic[:200], "reason": exc.reason, "error": str(exc)}
             )
+            return Outcome(settled=True)
+        if kind not in self._handlers:  # a bridge built without a thumbnail handler (tests) ignores them
+            self.counts.inc(f"ignored:{kind}")
             return Outcome(settled=True)
         delays = (*self.retry_delays_s, None) if retry else (None,)
         for attempt, delay in enumerate(delays):
@@ -396,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             # Set by `stack up` on a non-loopback host (simulator.stack.auth); from the environment, never argv.
             username=service.settings.mqtt_username,
             password=service.settings.mqtt_password.get_secret_value() if service.settings.mqtt_password else None,
+            on_thumbnail=service.handle_thumbnail_event,
         )
     except SpoolError as exc:
         log.error("rule bridge cannot start", extra={"error": str(exc)})
@@ -406,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     bridge.start()
     if args.ready_file:
         args.ready_file.write_text(json.dumps({"pid": threading.get_native_id(), "ts": time.time()}))
-    log.info("rule bridge ready", extra={"filters": [FEATURES_FILTER, STATUS_FILTER]})
+    log.info("rule bridge ready", extra={"filters": [FEATURES_FILTER, STATUS_FILTER, THUMBNAIL_FILTER]})
     while not stop.wait(args.stats_every):
         log.info(
             "bridge stats",

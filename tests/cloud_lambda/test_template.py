@@ -78,6 +78,8 @@ def test_rules_lambda_api_batch_and_parameters(template):
     sql = resources["FeaturesRule"]["Properties"]["TopicRulePayload"]["Sql"]
     assert sql == "SELECT *, topic(2) AS topic_device FROM 'visualsearch/+/features'"
     assert "'status' AS topic_kind" in resources["StatusRule"]["Properties"]["TopicRulePayload"]["Sql"]
+    thumbnails = resources["ThumbnailRule"]["Properties"]["TopicRulePayload"]["Sql"]
+    assert thumbnails == "SELECT *, topic(2) AS topic_device, 'thumbnail' AS topic_kind FROM 'visualsearch/+/thumbnail'"
     kinds = {r["Type"] for r in resources.values()}
     assert {
         "AWS::Serverless::Function",

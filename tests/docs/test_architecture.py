@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from cloud_lambda.catalog.layout import Manifest, write_catalog
+from cloud_lambda.device_notes import rejected_key, thumbnail_key
 from cloud_lambda.matches import DEVICES_KEY, matches_key, seen_key, status_key
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.publish.base import Publisher
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from model.contracts.status import build_status
+from model.contracts.thumbnail import Thumbnail, encode_thumbnail, thumbnail_topic
 from model.contracts.topics import features_topic, matches_topic, status_topic
 from model.contracts.wire import FeatureMessage, encode
 from model.featurizer import Featurizer
@@ -60,7 +62,7 @@ def test_index_manifest_fields() -> None:
 
 def test_topics() -> None:
     text = section("MQTT topics")
-    for topic in (features_topic, status_topic, matches_topic):
+    for topic in (features_topic, status_topic, matches_topic, thumbnail_topic):
         assert f"`{topic('{device_id}')}`" in text
 
 
@@ -99,8 +101,17 @@ def test_redis_keys() -> None:
         matches_key("{device_id}"),
         seen_key("{device_id}", 0).replace(":0", ":{seq}"),
         status_key("{device_id}"),
+        thumbnail_key("{device_id}"),
+        rejected_key("{device_id}"),
     }
     assert documented == written | {DEVICES_KEY}
+
+
+def test_thumbnail_fields() -> None:
+    jpeg = b"\xff\xd8\xff\xe0" + b"\0" * 16 + b"\xff\xd9"
+    written = set(json.loads(encode_thumbnail(Thumbnail("cam-01", 1, time.time(), jpeg))))
+    text = section("Query thumbnail, version 1")
+    assert set(json_example(text)) == written and first_column(text) == written
 
 
 class _Quiet(Publisher):

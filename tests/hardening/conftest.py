@@ -121,9 +121,15 @@ def redis_client(module_redis: RedisProcess) -> redis.Redis:
 
 
 def redis_snapshot(client: redis.Redis) -> dict[bytes, Any]:
-    """Every key with its value: 'nothing written' is checked against the whole database, not one key."""
+    """Every key with its value: 'nothing written' is checked against the whole database, not one key.
+
+    Except the device's last-refusal note (``visualsearch:rejected:{device}``, cloud_lambda/device_notes.py): it
+    is what a refusal is supposed to write, so the web app can say why (tests/cloud_lambda/test_device_notes.py).
+    """
     out: dict[bytes, Any] = {}
     for key in client.scan_iter(count=1000):
+        if key.startswith(b"visualsearch:rejected:"):
+            continue
         kind = client.type(key)
         if kind == b"string":
             out[key] = client.get(key)

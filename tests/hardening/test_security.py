@@ -34,10 +34,12 @@ from tests.wait import stays_false, wait_for
 DEVICE_ACL = """\
 pattern write visualsearch/%u/features
 pattern write visualsearch/%u/status
+pattern write visualsearch/%u/thumbnail
 pattern read visualsearch/%u/matches
 user rule-bridge
 topic read visualsearch/+/features
 topic read visualsearch/+/status
+topic read visualsearch/+/thumbnail
 """
 
 
