@@ -145,7 +145,7 @@ def test_malformed_events_are_rejected_and_leave_redis_untouched(
         assert result["reason"] == expected, (expected, result)
         assert result["message"]
     # Nothing but the refusal notes the web app shows (cloud_lambda/device_notes.py): no record, marker, status.
-    assert [key for key in client.keys() if not key.startswith(b"visualsearch:rejected:")] == []
+    assert [key for key in client.scan_iter() if not key.startswith(b"visualsearch:rejected:")] == []
     assert service.counters.get("rejected") == len(cases)
     assert service.counters.get("accepted") == 0
 
