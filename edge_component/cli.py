@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from edge_component.config import ConfigError, EdgeConfig, build_config, live_from_mapping, load_yaml, parse_overrides
+from edge_component.publishers.base import publisher_kinds
 from model.logs import setup_logging
 
 log = logging.getLogger("edge_component")
@@ -55,7 +56,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     src.add_argument("--stream", metavar="URL", help="RTSP/HTTP stream URL")
     src.add_argument("--video", metavar="FILE", help="video file")
     src.add_argument("--folder", metavar="DIR", help="folder of images")
-    p.add_argument("--publish", choices=["greengrass", "mqtt", "stdout", "file", "greengrass_v1"])
+    p.add_argument("--publish", choices=publisher_kinds(), help="a registered publisher (publish.kind)")
     p.add_argument("--mqtt-host")
     p.add_argument("--mqtt-port", type=int)
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model.contracts.thing_name import check_thing_name
+from model.plugins import unknown_kind
 
 DEFAULT_DEVICE_ID = "edge-device"
 
@@ -30,6 +31,12 @@ class _Model(BaseModel):
     # extra="forbid": a misspelt key must stop start-up, not be silently ignored.
     # allow_inf_nan=False: "gt=0" lets .inf through, and an infinite timeout turns the watchdog off.
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+def _registered_kind(value: str, registered: list[str], package: str) -> str:
+    if value not in registered:
+        raise ValueError(unknown_kind(value, package, registered))
+    return value
 
 
 class RoiConfig(_Model):
@@ -50,9 +57,10 @@ class RoiConfig(_Model):
 class SourceConfig(_Model):
     """Where frames come from."""
 
-    kind: Literal["camera", "stream", "video", "folder", "deeplens"] = Field(
+    kind: str = Field(
         default="camera",
-        description="camera: USB/V4L2 index; stream: RTSP/HTTP URL; video: a file; folder: images; deeplens: awscam.",
+        description="A registered source (one file each in edge_component/sources/): camera: USB/V4L2 index; "
+        "stream: RTSP/HTTP URL; video: a file; folder: images; deeplens: awscam.",
     )
     camera_index: int = Field(default=0, ge=0, description="V4L2 device index for kind=camera (/dev/videoN).")
     url: str | None = Field(default=None, description="rtsp://, http(s):// or a file path, for kind=stream.")
@@ -74,6 +82,13 @@ class SourceConfig(_Model):
     stall_timeout_s: float = Field(default=5.0, gt=0, description="No frame for this long: the watchdog reopens.")
     reconnect_min_s: float = Field(default=0.5, gt=0, description="First reopen delay; doubles up to the max.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest delay between reopen attempts.")
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from edge_component.sources.base import source_kinds  # the sources import this module
+
+        return _registered_kind(value, source_kinds(), "edge_component.sources")
 
     @model_validator(mode="after")
     def _needs(self) -> SourceConfig:
@@ -161,8 +176,10 @@ class MqttConfig(_Model):
 class PublishConfig(_Model):
     """Where messages go and how they wait while the link is down."""
 
-    kind: Literal["greengrass", "mqtt", "stdout", "file", "greengrass_v1"] = Field(
-        default="mqtt", description="greengrass: v2 IPC PublishToIoTCore; mqtt: paho; stdout/file: debugging."
+    kind: str = Field(
+        default="mqtt",
+        description="A registered publisher (one file each in edge_component/publishers/): greengrass: v2 IPC "
+        "PublishToIoTCore; mqtt: paho; stdout/file: debugging; greengrass_v1.",
     )
     qos: Literal[0, 1] = Field(default=1, description="MQTT QoS of feature messages.")
     dtype: Literal["float16", "float32"] = Field(default="float16", description="Vector encoding on the wire.")
@@ -172,6 +189,13 @@ class PublishConfig(_Model):
     timeout_s: float = Field(default=10.0, gt=0, description="How long one publish may wait for its acknowledgement.")
     file_path: str | None = Field(default=None, description="JSON-lines output for kind=file.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from edge_component.publishers.base import publisher_kinds  # the publishers import this module
+
+        return _registered_kind(value, publisher_kinds(), "edge_component.publishers")
 
     @model_validator(mode="after")
     def _needs(self) -> PublishConfig:

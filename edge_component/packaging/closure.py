@@ -3,7 +3,8 @@
 The zip is computed, not listed by hand: starting from the entry modules, every project module reached by
 an ``import`` / ``from ... import`` statement (at module level or inside a function: lazy imports run later,
 on the device) and every string constant that names a project module (plugin registries such as
-``model.runtime.base._PLUGIN_MODULES`` load their modules with ``importlib.import_module(name)``), plus the
+``model.runtime.base._PLUGIN_MODULES`` load their modules with ``importlib.import_module(name)``), every module
+of a package named in ``load_plugins("pkg")`` (:mod:`model.plugins` imports them all), plus the
 ``__init__.py`` of every package on the way, because Python imports a module's parent packages first.
 Imports under ``if TYPE_CHECKING:`` never run and are skipped.
 
@@ -88,7 +89,24 @@ def _imports_of(root: Path, name: str, path: Path) -> list[str]:
             found += [f"{base}.{a.name}" for a in node.names if module_file(root, f"{base}.{a.name}") is not None]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _names_project_module(root, node.value):
             found.append(node.value)
+        elif (plugins := _plugin_package(node)) is not None:
+            found += _package_modules(root, plugins)
     return found
+
+
+def _plugin_package(node: ast.AST) -> str | None:
+    """``"pkg"`` of ``load_plugins("pkg")`` (:mod:`model.plugins`): every module of it is imported at run time."""
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+        return None
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    package = node.args[0].value
+    return package if name == "load_plugins" and isinstance(package, str) else None
+
+
+def _package_modules(root: Path, package: str) -> list[str]:
+    folder = root.joinpath(*package.split("."))
+    return [f"{package}.{path.stem}" for path in sorted(folder.glob("*.py")) if not path.stem.startswith("_")]
 
 
 def _names_project_module(root: Path, value: str) -> bool:

@@ -13,6 +13,9 @@ Semantics (exact, and tested):
   across reconnects (paho with QoS 1) says so with ``retransmits_inflight`` and is simply waited for.
 - Status messages and query thumbnails go through one-slot "latest wins" boxes (one per topic) and never
   displace feature messages.
+
+Each transport is one file in this package whose publisher class carries :func:`register_publisher` and builds
+itself from the configuration (``from_config``); ``publish.kind`` accepts exactly the registered kinds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from model.plugins import load_plugins
+
+if TYPE_CHECKING:
+    from edge_component.config import EdgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,12 @@ class Publisher(ABC):
     """One transport (IPC, MQTT, file...) behind the common queue and sender thread."""
 
     kind: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, cfg: EdgeConfig, **common: Any) -> Publisher:
+        """The publisher ``cfg.publish`` asks for; ``common`` holds the queue settings every transport takes."""
+        return cls(cfg.device_id, **common)
+
     retransmits_inflight: ClassVar[bool] = False
     """True when the transport itself re-sends unacknowledged messages after a reconnect (paho QoS 1)."""
 
@@ -302,6 +316,22 @@ class Publisher(ABC):
         if message != self.last_error:
             log.warning("publisher error", extra={"error": message})
         self.last_error = message
+
+
+PUBLISHERS: dict[str, type[Publisher]] = {}
+"""``publish.kind`` → publisher class; filled by :func:`register_publisher` as each module of this package loads."""
+_Publisher = TypeVar("_Publisher", bound=type[Publisher])
+
+
+def register_publisher(cls: _Publisher) -> _Publisher:
+    PUBLISHERS[cls.kind] = cls
+    return cls
+
+
+def publisher_kinds() -> list[str]:
+    """Every registered ``publish.kind`` (each module of this package imported once)."""
+    load_plugins("edge_component.publishers")
+    return sorted(PUBLISHERS)
 
 
 def completed(value: Any = None, error: BaseException | None = None) -> Future[Any]:

@@ -9,7 +9,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge_component.publishers.base import Outbound, Publisher, PublishError, completed
+from edge_component.config import EdgeConfig
+from edge_component.publishers.base import Outbound, Publisher, PublishError, completed, register_publisher
 
 
 def _line(item: Outbound) -> str:
@@ -20,6 +21,7 @@ def _line(item: Outbound) -> str:
     return json.dumps({"topic": item.topic, "payload": payload}, separators=(",", ":")) + "\n"
 
 
+@register_publisher
 class StdoutPublisher(Publisher):
     kind = "stdout"
 
@@ -45,8 +47,14 @@ class StdoutPublisher(Publisher):
         pass
 
 
+@register_publisher
 class FilePublisher(Publisher):
     kind = "file"
+
+    @classmethod
+    def from_config(cls, cfg: EdgeConfig, **common: Any) -> FilePublisher:
+        assert cfg.publish.file_path is not None  # checked by PublishConfig
+        return cls(cfg.device_id, cfg.publish.file_path, **common)
 
     def __init__(self, device_id: str, path: str, **kwargs: Any) -> None:
         super().__init__(device_id, **kwargs)

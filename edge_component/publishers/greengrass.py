@@ -11,13 +11,14 @@ import logging
 from concurrent.futures import Future
 from typing import Any
 
-from edge_component.publishers.base import Outbound, Publisher, PublishError
+from edge_component.publishers.base import Outbound, Publisher, PublishError, register_publisher
 from model.contracts.status import offline_payload
 from model.contracts.topics import status_topic
 
 log = logging.getLogger(__name__)
 
 
+@register_publisher
 class GreengrassIpcPublisher(Publisher):
     kind = "greengrass"
 

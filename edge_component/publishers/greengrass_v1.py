@@ -7,14 +7,23 @@ is Greengrass v2 IPC (:mod:`edge_component.publishers.greengrass`).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from concurrent.futures import Future
 from typing import Any
 
-from edge_component.publishers.base import Outbound, Publisher, PublishError, completed
+from edge_component.config import EdgeConfig
+from edge_component.publishers.base import Outbound, Publisher, PublishError, completed, register_publisher
 
 
+@register_publisher
 class GreengrassV1Publisher(Publisher):
     kind = "greengrass_v1"
+
+    @classmethod
+    def from_config(cls, cfg: EdgeConfig, **common: Any) -> GreengrassV1Publisher:
+        if importlib.util.find_spec("greengrasssdk") is None:
+            raise PublishError("publish.kind 'greengrass_v1' needs the 'greengrasssdk' module (Greengrass v1 only)")
+        return cls(cfg.device_id, **common)
 
     def __init__(self, device_id: str, **kwargs: Any) -> None:
         super().__init__(device_id, **kwargs)

@@ -17,17 +17,22 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edge_component.config import MqttConfig
-from edge_component.publishers.base import Outbound, Publisher, PublishError, completed
+from edge_component.config import EdgeConfig, MqttConfig
+from edge_component.publishers.base import Outbound, Publisher, PublishError, completed, register_publisher
 from model.contracts.status import offline_payload
 from model.contracts.topics import status_topic
 
 log = logging.getLogger(__name__)
 
 
+@register_publisher
 class MqttPublisher(Publisher):
     kind = "mqtt"
     retransmits_inflight = True
+
+    @classmethod
+    def from_config(cls, cfg: EdgeConfig, **common: Any) -> MqttPublisher:
+        return cls(cfg.device_id, cfg.publish.mqtt, **common)
 
     def __init__(self, device_id: str, mqtt_cfg: MqttConfig, **kwargs: Any) -> None:
         super().__init__(

@@ -1,41 +1,25 @@
-"""Frame sources chosen by configuration; see :mod:`edge_component.sources.base`."""
+"""Frame sources chosen by configuration; see :mod:`edge_component.sources.base` (one file per kind)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 from edge_component.config import SourceConfig
-from edge_component.sources.base import EndOfStream, Frame, FrameReader, FrameSource, SourceError
+from edge_component.sources.base import (
+    READERS,
+    EndOfStream,
+    Frame,
+    FrameReader,
+    FrameSource,
+    SourceError,
+    source_kinds,
+)
+from model.plugins import unknown_kind
 
 
 def create_reader(cfg: SourceConfig) -> FrameReader:
-    # Imports stay inside the branches: the DeepLens module needs awscam, the others cv2.
-    if cfg.kind == "camera":
-        from edge_component.sources.camera import CameraReader
-
-        return CameraReader(cfg.camera_index, cfg.width, cfg.height)
-    if cfg.kind == "stream":
-        from edge_component.sources.stream import StreamReader
-
-        assert cfg.url is not None  # checked by SourceConfig
-        return StreamReader(cfg.url, timeout_s=cfg.stall_timeout_s)
-    if cfg.kind == "video":
-        from edge_component.sources.video import VideoFileReader
-
-        assert cfg.path is not None
-        return VideoFileReader(cfg.path, loop=cfg.loop, realtime=cfg.realtime, fps=cfg.fps)
-    if cfg.kind == "folder":
-        from edge_component.sources.folder import FolderReader
-
-        assert cfg.path is not None
-        return FolderReader(cfg.path, loop=cfg.loop, fps=cfg.fps, realtime=cfg.realtime)
-    if cfg.kind == "deeplens":
-        if importlib.util.find_spec("awscam") is None:
-            raise SourceError("source.kind 'deeplens' needs the 'awscam' module, which exists only on a DeepLens")
-        from edge_component.sources.deeplens import DeepLensReader
-
-        return DeepLensReader()
-    raise SourceError(f"unknown source kind {cfg.kind!r}")
+    kinds = source_kinds()
+    if cfg.kind not in READERS:
+        raise SourceError(f"source.kind: {unknown_kind(cfg.kind, 'edge_component.sources', kinds)}")
+    return READERS[cfg.kind].from_config(cfg)
 
 
 def create_source(cfg: SourceConfig) -> FrameSource:

@@ -7,6 +7,9 @@ stalled or dropped input with exponential backoff and reports it in the status m
 
 Non-live inputs (a video file read as fast as possible, a folder) hand over every frame instead: the
 grabber waits for the loop to take each one, so runs over a file are exact and repeatable.
+
+Each kind of input is one file in this package whose reader class carries :func:`register_reader` and builds
+itself from the configuration (``from_config``); ``source.kind`` accepts exactly the registered kinds.
 """
 
 from __future__ import annotations
@@ -17,9 +20,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
+
+from model.plugins import load_plugins
+
+if TYPE_CHECKING:
+    from edge_component.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,27 @@ class FrameReader(ABC):
 
     def describe(self) -> str:
         return self.kind
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfig) -> FrameReader:
+        """The reader ``cfg`` asks for (registered kinds only)."""
+        raise NotImplementedError(f"{cls.__name__} is not built from configuration")
+
+
+READERS: dict[str, type[FrameReader]] = {}
+"""``source.kind`` → reader class; filled by :func:`register_reader` as each module of this package loads."""
+_Reader = TypeVar("_Reader", bound=type[FrameReader])
+
+
+def register_reader(cls: _Reader) -> _Reader:
+    READERS[cls.kind] = cls
+    return cls
+
+
+def source_kinds() -> list[str]:
+    """Every registered ``source.kind`` (each module of this package imported once)."""
+    load_plugins("edge_component.sources")
+    return sorted(READERS)
 
 
 class FrameSource:

@@ -7,12 +7,18 @@ import sys
 import cv2
 import numpy as np
 
-from edge_component.sources.base import SourceError
+from edge_component.config import SourceConfig
+from edge_component.sources.base import SourceError, register_reader
 from edge_component.sources.opencv_capture import CaptureReader, open_capture
 
 
+@register_reader
 class CameraReader(CaptureReader):
     kind = "camera"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfig) -> CameraReader:
+        return cls(cfg.camera_index, cfg.width, cfg.height)
 
     def __init__(self, index: int, width: int | None = None, height: int | None = None) -> None:
         self.index = index

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 import numpy as np
 
-from edge_component.sources.base import FrameReader, SourceError
+from edge_component.config import SourceConfig
+from edge_component.sources.base import FrameReader, SourceError, register_reader
 
 
+@register_reader
 class DeepLensReader(FrameReader):
     kind = "deeplens"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfig) -> DeepLensReader:
+        if importlib.util.find_spec("awscam") is None:
+            raise SourceError("source.kind 'deeplens' needs the 'awscam' module, which exists only on a DeepLens")
+        return cls()
 
     def __init__(self) -> None:
         self._awscam: Any = None

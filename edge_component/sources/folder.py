@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_component.sources.base import EndOfStream, FrameReader, SourceError
+from edge_component.config import SourceConfig
+from edge_component.sources.base import EndOfStream, FrameReader, SourceError, register_reader
 from model.image_rules import ImageRejected, frame_dimensions
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,14 @@ def load_frame(path: Path) -> tuple[np.ndarray | None, str]:
     return (image, "") if image is not None else (None, f"{info.format.upper()} header is valid but it does not decode")
 
 
+@register_reader
 class FolderReader(FrameReader):
     kind = "folder"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfig) -> FolderReader:
+        assert cfg.path is not None  # checked by SourceConfig
+        return cls(cfg.path, loop=cfg.loop, fps=cfg.fps, realtime=cfg.realtime)
 
     def __init__(self, path: str, loop: bool = False, fps: float | None = None, realtime: bool = True) -> None:
         self.path = Path(path)

@@ -7,12 +7,19 @@ import re
 import cv2
 import numpy as np
 
-from edge_component.sources.base import SourceError
+from edge_component.config import SourceConfig
+from edge_component.sources.base import SourceError, register_reader
 from edge_component.sources.opencv_capture import CaptureReader, open_capture
 
 
+@register_reader
 class StreamReader(CaptureReader):
     kind = "stream"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfig) -> StreamReader:
+        assert cfg.url is not None  # checked by SourceConfig
+        return cls(cfg.url, timeout_s=cfg.stall_timeout_s)
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url

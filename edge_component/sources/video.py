@@ -8,12 +8,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_component.sources.base import EndOfStream, SourceError
+from edge_component.config import SourceConfig
+from edge_component.sources.base import EndOfStream, SourceError, register_reader
 from edge_component.sources.opencv_capture import CaptureReader, open_capture, read_frame
 
 
+@register_reader
 class VideoFileReader(CaptureReader):
     kind = "video"
+
+    @classmethod
+    def from_config(cls, cfg: SourceConfig) -> VideoFileReader:
+        assert cfg.path is not None  # checked by SourceConfig
+        return cls(cfg.path, loop=cfg.loop, realtime=cfg.realtime, fps=cfg.fps)
 
     def __init__(self, path: str, loop: bool = False, realtime: bool = True, fps: float | None = None) -> None:
         self.path = path
