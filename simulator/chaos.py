@@ -130,7 +130,12 @@ class Stack:
 
     def __init__(self, root: Path, index_dir: Path) -> None:
         self.root = root
-        self.broker = MosquittoProcess(workdir=root / "mosquitto", persistence=True)  # as `stack up` runs it
+        # As `stack up` runs it, plus a save after every change: with the default once-a-second save a SIGKILL
+        # loses what the broker acknowledged in its last second (documented in docs/reliability.md), which
+        # IoT Core does not; like DurableRedis, the stand-in must not be what "lost" measures.
+        self.broker = MosquittoProcess(
+            workdir=root / "mosquitto", persistence=True, extra_config="autosave_on_changes true"
+        )
         self.redis = DurableRedis(workdir=root / "redis", appendonly=True)
         self.index_dir = index_dir
         self.bridge: PythonServiceProcess | None = None

@@ -187,7 +187,11 @@ class RuleBridge:
             self._handlers["thumbnail"] = on_thumbnail
         self.host, self.port = host, port
         self.counts = _Counts()
-        self._queues: list[queue.Queue[tuple[str, bytes, int, int] | None]] = [
+        # Messages carry the number of the connection they arrived on: a PUBACK is only meaningful on that
+        # connection (after a reconnect the broker resends what was not acked, and reuses packet ids, so acking
+        # an old mid on the new connection could acknowledge another message that was never handled).
+        self._connection = 0
+        self._queues: list[queue.Queue[tuple[str, bytes, int, int, int] | None]] = [
             queue.Queue(maxsize=queue_size) for _ in range(workers)
         ]
         self.subscribed = threading.Event()
@@ -212,6 +216,7 @@ class RuleBridge:
 
     # --- MQTT callbacks (network thread: enqueue only) -----------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._connection += 1
         if reason.is_failure:
             log.error("broker refused the connection", extra={"reason": str(reason)})
             return
@@ -235,11 +240,11 @@ class RuleBridge:
             # Sent because we (re)subscribed, not because a device published now: an IoT rule never sees it,
             # and a stale retained status must not refresh a dead device's "last seen".
             self.counts.inc("skipped:retained")
-            self._ack(message.mid, message.qos)
+            self._ack(message.mid, message.qos, self._connection)
             return
         # Same device → same worker: per-device order is kept, devices run in parallel.
         shard = zlib.crc32(message.topic.encode("utf-8", "replace")) % len(self._queues)
-        self._queues[shard].put((message.topic, bytes(message.payload), message.mid, message.qos))
+        self._queues[shard].put((message.topic, bytes(message.payload), message.mid, message.qos, self._connection))
 
     # --- worker --------------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
@@ -306,7 +311,7 @@ class RuleBridge:
                 continue
             if item is None:
                 return
-            topic, payload, mid, qos = item
+            topic, payload, mid, qos, connection = item
             # Behind older parked messages of the same worker (its devices): park it too, so records keep the
             # order in which messages first arrived.
             settled = not len(spool) and self._settle(topic, payload, retry=True).settled
@@ -319,7 +324,7 @@ class RuleBridge:
             else:
                 self.counts.inc("spooled")
                 log.info("message spooled", extra={"topic": topic[:200], "spool_depth": len(spool)})
-            self._ack(mid, qos)
+            self._ack(mid, qos, connection)
 
     def _replay(self, spool: Spool | MemorySpool) -> bool:
         """Oldest parked messages first, until the spool is empty (True) or the store refuses again (False)."""
@@ -331,9 +336,14 @@ class RuleBridge:
             self.counts.inc("handled")
         return True
 
-    def _ack(self, mid: int, qos: int) -> None:
-        if self.persistent and qos > 0:
-            self._client.ack(mid, qos)
+    def _ack(self, mid: int, qos: int, connection: int) -> None:
+        if not self.persistent or qos == 0:
+            return
+        if connection != self._connection:
+            # Arrived before a reconnect: the broker has resent it (it is handled again, a duplicate).
+            self.counts.inc("ack_skipped:reconnected")
+            return
+        self._client.ack(mid, qos)
 
     def spool_depth(self) -> int:
         return sum(len(spool) for spool in self._spools)

@@ -62,7 +62,7 @@ def drive(bridge: RuleBridge, messages: list[tuple[str, int] | tuple[str, int, i
     """Queue ``(topic, seq[, qos])`` messages (mid = seq), then run the worker until its queue is done."""
     for message in messages:
         topic, seq, qos = (*message, 1) if len(message) == 2 else message
-        bridge._queues[0].put((topic, json.dumps({"seq": seq}).encode(), seq, qos))
+        bridge._queues[0].put((topic, json.dumps({"seq": seq}).encode(), seq, qos, bridge._connection))
     bridge._queues[0].put(None)
     bridge._work(0)
 
@@ -140,6 +140,17 @@ def test_qos_0_and_a_clean_session_are_never_acked(tmp_path: Path) -> None:
     assert volatile.acked == []
 
 
+def test_a_message_from_before_a_reconnect_is_handled_but_not_acked(tmp_path: Path) -> None:
+    """Its packet id belongs to the old connection: the broker resends it, and may reuse the id for another."""
+    store = Store()
+    bridge = bridge_with(store, tmp_path)
+    old = bridge._connection
+    bridge._queues[0].put((FEATURES, b'{"seq": 1}', 1, 1, old))
+    bridge._connection += 1  # reconnected while message 1 waited in the queue
+    drive(bridge, [(FEATURES, 2)])
+    assert store.stored == [1, 2] and bridge.acked == [2] and bridge.counts["ack_skipped:reconnected"] == 1
+
+
 def test_a_retained_message_is_acked_and_skipped(tmp_path: Path) -> None:
     class Message:
         topic, payload, mid, qos, retain = STATUS, b'{"seq": 5}', 5, 1, True
@@ -191,3 +202,33 @@ def test_the_rule_event_is_the_payload_plus_the_topic_device() -> None:
     assert rule_event(FEATURES, fits_features) == ("features", {"topic_device": "cam-1"})
     assert rule_event(STATUS, fits_status) == ("status", {"topic_device": "cam-1"})
     assert rule_event(FEATURES, b'{"seq": 3, "topic_device": "x"}') == ("features", {"seq": 3, "topic_device": "cam-1"})
+
+
+def test_every_outcome_is_logged_with_its_fields(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Structured log lines are how an operator (and `make chaos`) sees what the bridge did with a message."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="simulator.stack.bridge")
+    store = Store(["down", "bug", "bug"], default="down")
+    bridge = bridge_with(store, tmp_path, retry_delays_s=(0.0,), spool_max_bytes=60)
+    drive(bridge, [("visualsearch/cam.1/features", 1), (FEATURES, 2), (FEATURES, 3), (FEATURES, 4)])
+    lines = [
+        (r.getMessage(), {k: v for k, v in vars(r).items() if k in ("topic", "reason", "attempt", "spool_depth")})
+        for r in caplog.records
+    ]
+    assert ("message rejected by the rule", {"topic": "visualsearch/cam.1/features", "reason": "bad_topic"}) in lines
+    assert ("handler failed; retrying", {"topic": FEATURES, "attempt": 1}) in lines
+    assert ("store unavailable; message kept", {"topic": FEATURES}) in lines
+    assert ("handler failed; message dead-lettered", {"topic": FEATURES}) in lines
+    assert ("message spooled", {"topic": FEATURES, "spool_depth": 1}) in lines
+    assert ("spool full; message left unacked with the broker", {"topic": FEATURES}) in lines
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert {r.getMessage() for r in errors} == {
+        "handler failed; message dead-lettered",
+        "spool full; message left unacked with the broker",
+    }
+    assert all(
+        r.levelno == logging.WARNING
+        for r in caplog.records
+        if r.getMessage().startswith(("message rejected", "handler failed; retrying", "store unavailable"))
+    )
