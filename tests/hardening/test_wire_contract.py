@@ -221,3 +221,65 @@ def test_messages_name_the_field() -> None:
             decode(body(**{field: value}))
     with pytest.raises(Rejected, match="holds 30 bytes = 15 float16 values, but 'dim' is 16"):
         decode(body(vector=base64.b64encode(np.zeros(15, "<f2").tobytes()).decode()))
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"", "payload is empty"),
+        (12, "payload must be bytes, text or an object, got int"),
+        (b"[1]", "payload must be a JSON object, got list"),
+        (
+            b" " * (MAX_PAYLOAD_BYTES + 1),
+            f"payload is {MAX_PAYLOAD_BYTES + 1} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit",
+        ),
+        (b'{"x": NaN}', "the non-JSON constant NaN is not a number"),
+        (b"{", "payload is not JSON"),
+        ({"x": float("inf")}, "payload holds a non-finite number (inf)"),
+        ('{"v": 1, "t": "\ud800"}', "payload is not UTF-8"),
+        ({}, "required field 'v' (wire version) is missing"),
+        (
+            {"v": "a-very-long-version-string-indeed"},
+            "wire version 'a-very-long-version-' is not supported (expected 1)",
+        ),
+    ],
+)
+def test_the_message_says_what_is_wrong(payload: Any, message: str) -> None:
+    with pytest.raises(Rejected) as refused:
+        decode(payload)
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("device_id", 7, "'device_id' must be a string, got int"),
+        ("seq", "7", "'seq' must be an integer, got str"),
+        ("ts", None, "'ts' must be a number (seconds since the epoch), got NoneType"),
+        ("model_id", 1, "'model_id' must be a string, got int"),
+        ("dim", "16", "'dim' must be an integer, got str"),
+        ("dtype", 2, "'dtype' must be a string, got int"),
+        ("vector", 3, "'vector' must be a base64 string, got int"),
+        ("vector", "!!", "'vector' is not valid base64: "),
+        ("dim", 0, f"'dim' must be in 1..{MAX_DIM}, got 0"),
+        ("seq", -1, "'seq' must be in [0, 2^63), got -1"),
+        ("ts", -1, "'ts' must be a finite epoch time in seconds, got -1"),
+    ],
+)
+def test_a_wrong_field_is_named_with_what_it_must_be(field: str, value: Any, message: str) -> None:
+    with pytest.raises(Rejected) as refused:
+        decode(body(**{field: value}))
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_vector_refusals_say_why() -> None:
+    with pytest.raises(Rejected, match=r"^'vector' contains NaN or infinity$"):
+        decode_vector(encode_vector(np.array([np.nan, 0], np.float32), "float32"), "float32", 2)
+    with pytest.raises(Rejected, match=r"^'vector' must be L2-normalized, its norm is 2\.0000$"):
+        decode_vector(encode_vector(np.array([2.0, 0.0], np.float32), "float32"), "float32", 2)
+    with pytest.raises(Rejected, match=r"^'vector' must be a base64 string, got int$"):
+        decode_vector(5, "float32", 2)  # type: ignore[arg-type]
+
+
+def test_a_one_dimensional_message_is_valid() -> None:
+    assert decode(encode(FeatureMessage("cam-01", 1, TS, "m-1", np.array([1.0], np.float32)))).dim == 1
