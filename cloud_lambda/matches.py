@@ -17,7 +17,7 @@ import redis
 from pydantic import SecretStr
 
 from model.contracts import bounded_json
-from model.contracts.errors import Rejected
+from model.contracts.errors import Rejected, VisualSearchError
 
 PREFIX = "visualsearch"
 MAX_STORED_BYTES = 2 * 1024 * 1024
@@ -57,7 +57,7 @@ device ttl, oldest last-seen kept, most devices kept. Redis refuses the script a
 when it cannot take writes (OOM, READONLY), so a refusal never leaves a marker without its record."""
 
 
-class MatchStoreUnavailable(RuntimeError):
+class MatchStoreUnavailable(VisualSearchError, RuntimeError):
     """Redis could not be reached or refused the write: the invocation must fail so the event is retried."""
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from model.contracts.errors import VisualSearchError
+
 ENV_PREFIX = "VS_"
 PUBLISH_RE = re.compile(r"^(none|iot-data|mqtt://[^/:]+:\d{1,5})$")
 METADATA_RE = re.compile(r"^(|sqlite:///.+|dynamodb://[A-Za-z0-9_.-]{3,255})$")
 
 
-class SettingsError(ValueError):
+class SettingsError(VisualSearchError, ValueError):
     """A ``VS_*`` variable is missing or invalid; the message names it."""
 
 

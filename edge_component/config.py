@@ -17,13 +17,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from model.contracts.errors import VisualSearchError
 from model.contracts.thing_name import check_thing_name
 from model.plugins import unknown_kind
 
 DEFAULT_DEVICE_ID = "edge-device"
 
 
-class ConfigError(ValueError):
+class ConfigError(VisualSearchError, ValueError):
     """A configuration value is missing or wrong; the message names the key."""
 
 

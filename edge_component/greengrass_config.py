@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_component.config import ConfigError
+from model.contracts.errors import VisualSearchError
 
 log = logging.getLogger(__name__)
 
 
-class GreengrassConfigError(RuntimeError):
+class GreengrassConfigError(VisualSearchError, RuntimeError):
     """The nucleus could not be reached or refused the configuration request."""
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from model.contracts.errors import VisualSearchError
 from model.prepare import Roi, prepare_frame
 from model.runtime.base import BackendInfo, InferenceBackend
 from model.runtime.choice_cache import ChoiceCache
@@ -19,7 +20,7 @@ from model.sidecar import Sidecar, SidecarError, read_sidecar
 log = logging.getLogger(__name__)
 
 
-class FeaturizerError(ValueError):
+class FeaturizerError(VisualSearchError, ValueError):
     """Wrong input (shape, dtype) or a model that does not honour its contract."""
 
 

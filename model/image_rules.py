@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.contracts.errors import Rejected
 from model.stderr_filter import LIBJPEG_WARNINGS, filtered_stderr
 
 MAX_BYTES = 4 * 1024 * 1024
@@ -53,12 +54,8 @@ REASONS = (
 )
 
 
-class ImageRejected(ValueError):
+class ImageRejected(Rejected):
     """An image that breaks a rule; ``reason`` is one of :data:`REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

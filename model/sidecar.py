@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from model.contracts.errors import VisualSearchError
 from model.contracts.model_file import sidecar_path_for
 
 
-class SidecarError(ValueError):
+class SidecarError(VisualSearchError, ValueError):
     """A sidecar is missing, unreadable, or does not describe the model beside it."""
 
 

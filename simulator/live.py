@@ -18,10 +18,11 @@ from edge_component.config import ConfigError, EdgeConfig, build_config
 from edge_component.loop import EdgeLoop
 from edge_component.publishers import create_publisher
 from edge_component.sources import create_source
+from model.contracts.errors import VisualSearchError
 from model.featurizer import Featurizer
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(VisualSearchError, RuntimeError):
     """The chosen input cannot be opened now; the message names it and says what to do."""
 
 

@@ -20,6 +20,7 @@ from cloud_lambda.api.app import create_app
 from cloud_lambda.api.responses import common_headers, to_json
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
+from model.contracts.errors import VisualSearchError
 
 _service: SearchService | None = None
 _lock = threading.Lock()
@@ -42,7 +43,7 @@ def set_service(service: SearchService | None) -> None:
         _service = service
 
 
-class BadEvent(ValueError):
+class BadEvent(VisualSearchError, ValueError):
     """An event that is not an API Gateway HTTP API (payload 2.0) event; answered with a 400."""
 
 

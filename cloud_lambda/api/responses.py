@@ -11,6 +11,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from model.contracts.errors import VisualSearchError
+
 CSP = (
     "default-src 'self'; img-src 'self' https: data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -44,7 +46,7 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
     return JsonResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-class HttpError(Exception):
+class HttpError(VisualSearchError):
     """Raised by a route; answered with :func:`error`."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -28,9 +28,10 @@ import numpy as np
 
 from cloud_lambda.catalog import items as items_mod
 from cloud_lambda.catalog.layout import write_catalog
-from cloud_lambda.catalog.sources import CatalogSource, SourceError, open_source
+from cloud_lambda.catalog.sources import CatalogSource, CatalogSourceError, open_source
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.metadata.base import RESERVED, ItemRecord
+from model.contracts.errors import VisualSearchError
 from model.image_rules import ImageRejected
 from model.image_rules import decode as decode_image
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
@@ -41,7 +42,7 @@ WORKER_NICE = 10
 PARTS = "parts"
 
 
-class IndexingError(RuntimeError):
+class IndexingError(VisualSearchError, RuntimeError):
     """The run cannot proceed (bad options, a work dir of another model, an unreadable source)."""
 
 
@@ -169,7 +170,7 @@ def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
 
     try:
         data = _W["source"].read(key)
-    except SourceError as exc:
+    except CatalogSourceError as exc:
         return key, "", "read_error", ("read_error", str(exc))
     sha = hashlib.sha256(data).hexdigest()
     if sha in _W["skip"]:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from model.contracts import bounded_json
-from model.contracts.errors import Rejected
+from model.contracts.errors import Rejected, VisualSearchError
 
 FILE_KEYS = ("file", "image", "path")
 MAX_ID_CHARS = 256
@@ -27,11 +27,11 @@ MAX_PROBLEMS = 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class ItemsError(ValueError):
+class ItemsError(VisualSearchError, ValueError):
     """The metadata file cannot be used; one line per problem, each naming the file and line."""
 
 
-class RowProblem(ValueError):
+class RowProblem(VisualSearchError, ValueError):
     """What is wrong with one row (the caller adds where)."""
 
 

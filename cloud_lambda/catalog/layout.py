@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cloud_lambda.index import VectorIndex, create_index, load_index
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.metadata.sqlite_store import SqliteStore
+from model.contracts.errors import VisualSearchError
 from model.retrieval.catalog_views import CatalogViews
 from model.retrieval.settings import catalog_views_of
 
@@ -36,7 +37,7 @@ REPORT = "report.jsonl"
 FORMAT_VERSION = 1
 
 
-class CatalogError(ValueError):
+class CatalogError(VisualSearchError, ValueError):
     """A catalog folder that is missing, incomplete or inconsistent."""
 
 

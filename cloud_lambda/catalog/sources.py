@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from model.contracts.errors import VisualSearchError
+
 # Metadata and docs that may sit beside the images; anything else is a candidate (and is validated).
 SKIP_SUFFIXES = frozenset({".jsonl", ".csv", ".json", ".md"})
 
 
-class SourceError(RuntimeError):
+class CatalogSourceError(VisualSearchError, RuntimeError):
     """The source cannot be listed or an object cannot be read."""
 
 
@@ -51,7 +53,7 @@ class LocalFolderSource(CatalogSource):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
-            raise SourceError(f"catalog source {root} is not a folder")
+            raise CatalogSourceError(f"catalog source {root} is not a folder")
         self.uri = str(self.root)
 
     def list(self) -> list[SourceItem]:
@@ -68,11 +70,11 @@ class LocalFolderSource(CatalogSource):
     def read(self, key: str) -> bytes:
         path = (self.root / key).resolve()
         if self.root not in path.parents:
-            raise SourceError(f"key {key!r} escapes the source folder")
+            raise CatalogSourceError(f"key {key!r} escapes the source folder")
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise SourceError(f"cannot read {path}: {exc}") from exc
+            raise CatalogSourceError(f"cannot read {path}: {exc}") from exc
 
     def url_for(self, key: str) -> str:
         # Where `stack up --catalog-dir` serves the folder; a file:// URL would show the server's paths to every
@@ -82,10 +84,10 @@ class LocalFolderSource(CatalogSource):
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("s3://"):
-        raise SourceError(f"{uri!r} is not an s3:// URI")
+        raise CatalogSourceError(f"{uri!r} is not an s3:// URI")
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
-        raise SourceError(f"{uri!r} has no bucket")
+        raise CatalogSourceError(f"{uri!r} has no bucket")
     return bucket, prefix
 
 
@@ -122,7 +124,7 @@ class S3Source(CatalogSource):
                     if key and not key.endswith("/") and _wanted(key.rsplit("/", 1)[-1]):
                         items.append(SourceItem(key, int(obj["Size"])))
         except (BotoCoreError, ClientError) as exc:
-            raise SourceError(f"cannot list {self.uri}: {exc}") from exc
+            raise CatalogSourceError(f"cannot list {self.uri}: {exc}") from exc
         return sorted(items, key=lambda item: item.key)
 
     def read(self, key: str) -> bytes:
@@ -131,7 +133,7 @@ class S3Source(CatalogSource):
         try:
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
         except (BotoCoreError, ClientError) as exc:
-            raise SourceError(f"cannot read s3://{self.bucket}/{self.prefix}{key}: {exc}") from exc
+            raise CatalogSourceError(f"cannot read s3://{self.bucket}/{self.prefix}{key}: {exc}") from exc
         return body
 
     def url_for(self, key: str) -> str:
@@ -159,7 +161,7 @@ def download_prefix(uri: str, local: Path, client: Any = None) -> Path:
                     continue  # the index folder is flat; shard subfolders are not part of it
                 source.client.download_file(source.bucket, obj["Key"], str(tmp / rel))
     except (BotoCoreError, ClientError) as exc:
-        raise SourceError(f"cannot download {uri}: {exc}") from exc
+        raise CatalogSourceError(f"cannot download {uri}: {exc}") from exc
     os.replace(tmp, local)
     return local
 
@@ -210,7 +212,7 @@ def local_file(path: str, client: Any = None) -> Path:
 
     bucket, key = split_s3_uri(path)
     if not key or key.endswith("/"):
-        raise SourceError(f"{path!r} names no object")
+        raise CatalogSourceError(f"{path!r} names no object")
     if client is None:
         import boto3
 
@@ -219,7 +221,7 @@ def local_file(path: str, client: Any = None) -> Path:
     try:
         client.download_file(bucket, key, str(local))
     except (BotoCoreError, ClientError) as exc:
-        raise SourceError(f"cannot download {path}: {exc}") from exc
+        raise CatalogSourceError(f"cannot download {path}: {exc}") from exc
     return local
 
 

@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from model.contracts.errors import VisualSearchError
+
 INDEX_KINDS: dict[str, type[VectorIndex]] = {}
 _PLUGINS = {"exact": "cloud_lambda.index.exact", "hnsw": "cloud_lambda.index.hnsw"}
 
 
-class IndexError_(ValueError):
+class VectorIndexError(VisualSearchError, ValueError):
     """Wrong vectors for this index, unknown kind, or an unreadable index file."""
 
 
@@ -29,14 +31,14 @@ class VectorIndex(ABC):
 
     def __init__(self, dim: int, **params: Any) -> None:
         if dim <= 0:
-            raise IndexError_(f"dim must be positive, got {dim}")
+            raise VectorIndexError(f"dim must be positive, got {dim}")
         self.dim = dim
         self.params = self.check_params(params)
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         if params:
-            raise IndexError_(f"index '{cls.kind}' takes no parameters, got {sorted(params)}")
+            raise VectorIndexError(f"index '{cls.kind}' takes no parameters, got {sorted(params)}")
         return {}
 
     @property
@@ -67,10 +69,10 @@ class VectorIndex(ABC):
         if arr.ndim == 1:
             arr = arr[None]
         if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise IndexError_(f"{what} must be [N, {self.dim}], got {list(arr.shape)}")
+            raise VectorIndexError(f"{what} must be [N, {self.dim}], got {list(arr.shape)}")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
-            raise IndexError_(f"{what} contain NaN or infinity")
+            raise VectorIndexError(f"{what} contain NaN or infinity")
         return arr
 
 
@@ -86,7 +88,7 @@ def register(cls: type[VectorIndex]) -> type[VectorIndex]:
 
 def _kind(kind: str) -> type[VectorIndex]:
     if kind not in _PLUGINS:
-        raise IndexError_(f"unknown index kind '{kind}'; known: {', '.join(sorted(_PLUGINS))}")
+        raise VectorIndexError(f"unknown index kind '{kind}'; known: {', '.join(sorted(_PLUGINS))}")
     importlib.import_module(_PLUGINS[kind])
     return INDEX_KINDS[kind]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud_lambda.index.base import IndexError_, VectorIndex, register
+from cloud_lambda.index.base import VectorIndex, VectorIndexError, register
 
 
 @register
@@ -59,7 +59,7 @@ class ExactIndex(VectorIndex):
         try:
             vectors = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise IndexError_(f"cannot read exact index {path}: {exc}") from exc
+            raise VectorIndexError(f"cannot read exact index {path}: {exc}") from exc
         index = cls(dim, **params)
         index.build(vectors)
         return index

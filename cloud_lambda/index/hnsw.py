@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud_lambda.index.base import IndexError_, VectorIndex, register
+from cloud_lambda.index.base import VectorIndex, VectorIndexError, register
 
 DEFAULTS = {"M": 32, "ef_construction": 80, "ef_search": 64}
 
@@ -29,11 +29,11 @@ class HnswIndex(VectorIndex):
     def check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         unknown = set(params) - set(DEFAULTS)
         if unknown:
-            raise IndexError_(f"unknown hnsw parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+            raise VectorIndexError(f"unknown hnsw parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
         merged = {**DEFAULTS, **params}
         for key, value in merged.items():
             if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 4096:
-                raise IndexError_(f"hnsw parameter {key} must be an integer in 2..4096, got {value!r}")
+                raise VectorIndexError(f"hnsw parameter {key} must be an integer in 2..4096, got {value!r}")
         return merged
 
     def _new(self) -> Any:
@@ -84,8 +84,8 @@ class HnswIndex(VectorIndex):
         try:
             index._index = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise IndexError_(f"cannot read hnsw index {path}: {str(exc).splitlines()[0]}") from exc
+            raise VectorIndexError(f"cannot read hnsw index {path}: {str(exc).splitlines()[0]}") from exc
         if index._index.d != dim:
-            raise IndexError_(f"hnsw index {path} has dim {index._index.d}, manifest says {dim}")
+            raise VectorIndexError(f"hnsw index {path} has dim {index._index.d}, manifest says {dim}")
         index._index.hnsw.efSearch = int(index.params["ef_search"])
         return index

@@ -9,10 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.contracts.errors import VisualSearchError
+
 RESERVED = ("id", "title", "image_url", "model_id")
 
 
-class MetadataError(RuntimeError):
+class MetadataError(VisualSearchError, RuntimeError):
     """The store cannot be opened or read."""
 
 

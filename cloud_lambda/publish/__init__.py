@@ -1,5 +1,5 @@
 """Where match records are published after they are stored: IoT data plane, MQTT, or nowhere."""
 
-from cloud_lambda.publish.base import NullPublisher, Publisher, PublishError, create_publisher
+from cloud_lambda.publish.base import MatchPublisher, MatchPublishError, NullMatchPublisher, create_match_publisher
 
-__all__ = ["NullPublisher", "PublishError", "Publisher", "create_publisher"]
+__all__ = ["MatchPublishError", "MatchPublisher", "NullMatchPublisher", "create_match_publisher"]

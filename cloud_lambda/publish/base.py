@@ -1,15 +1,17 @@
-"""Publisher interface and factory (``VS_MATCH_PUBLISH``: ``iot-data`` | ``mqtt://host:port`` | ``none``)."""
+"""MatchPublisher interface and factory (``VS_MATCH_PUBLISH``: ``iot-data`` | ``mqtt://host:port`` | ``none``)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from model.contracts.errors import VisualSearchError
 
-class PublishError(RuntimeError):
+
+class MatchPublishError(VisualSearchError, RuntimeError):
     """The record could not be published (it is already stored in Redis)."""
 
 
-class Publisher(ABC):
+class MatchPublisher(ABC):
     name: str = "publisher"
 
     @abstractmethod
@@ -19,25 +21,25 @@ class Publisher(ABC):
         """Release connections."""
 
 
-class NullPublisher(Publisher):
+class NullMatchPublisher(MatchPublisher):
     name = "none"
 
     def publish(self, topic: str, payload: bytes) -> None:
         return None
 
 
-def create_publisher(
+def create_match_publisher(
     spec: str, iot_endpoint: str | None = None, username: str | None = None, password: str | None = None
-) -> Publisher:
+) -> MatchPublisher:
     if spec == "none":
-        return NullPublisher()
+        return NullMatchPublisher()
     if spec == "iot-data":
-        from cloud_lambda.publish.iot_data import IotDataPublisher
+        from cloud_lambda.publish.iot_data import IotDataMatchPublisher
 
-        return IotDataPublisher(endpoint=iot_endpoint)
+        return IotDataMatchPublisher(endpoint=iot_endpoint)
     if spec.startswith("mqtt://"):
-        from cloud_lambda.publish.mqtt import MqttPublisher
+        from cloud_lambda.publish.mqtt import MqttMatchPublisher
 
         host, _, port = spec[len("mqtt://") :].rpartition(":")
-        return MqttPublisher(host, int(port), username=username, password=password)
-    raise PublishError(f"unknown publisher {spec!r}: use iot-data, mqtt://host:port or none")
+        return MqttMatchPublisher(host, int(port), username=username, password=password)
+    raise MatchPublishError(f"unknown publisher {spec!r}: use iot-data, mqtt://host:port or none")

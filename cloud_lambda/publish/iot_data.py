@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud_lambda.publish.base import Publisher, PublishError
+from cloud_lambda.publish.base import MatchPublisher, MatchPublishError
 
 
-class IotDataPublisher(Publisher):
+class IotDataMatchPublisher(MatchPublisher):
     name = "iot-data"
 
     def __init__(self, client: Any = None, endpoint: str | None = None) -> None:
@@ -23,4 +23,4 @@ class IotDataPublisher(Publisher):
         try:
             self._client.publish(topic=topic, qos=1, payload=payload)
         except (BotoCoreError, ClientError) as exc:
-            raise PublishError(f"iot-data publish to {topic} failed: {exc}") from exc
+            raise MatchPublishError(f"iot-data publish to {topic} failed: {exc}") from exc

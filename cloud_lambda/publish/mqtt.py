@@ -7,10 +7,10 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
-from cloud_lambda.publish.base import Publisher, PublishError
+from cloud_lambda.publish.base import MatchPublisher, MatchPublishError
 
 
-class MqttPublisher(Publisher):
+class MqttMatchPublisher(MatchPublisher):
     name = "mqtt"
 
     def __init__(
@@ -28,20 +28,20 @@ class MqttPublisher(Publisher):
         try:
             self._client.connect(host, port, keepalive=30)
         except OSError as exc:
-            raise PublishError(f"cannot connect to MQTT broker {host}:{port}: {exc}") from exc
+            raise MatchPublishError(f"cannot connect to MQTT broker {host}:{port}: {exc}") from exc
         self._client.loop_start()
 
     def publish(self, topic: str, payload: bytes) -> None:
         with self._lock:
             info = self._client.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
-            raise PublishError(f"mqtt publish to {topic} failed: rc={info.rc}")
+            raise MatchPublishError(f"mqtt publish to {topic} failed: rc={info.rc}")
         try:
             info.wait_for_publish(self.timeout_s)
         except (RuntimeError, ValueError) as exc:
-            raise PublishError(f"mqtt publish to {topic} failed: {exc}") from exc
+            raise MatchPublishError(f"mqtt publish to {topic} failed: {exc}") from exc
         if not info.is_published():
-            raise PublishError(f"mqtt publish to {topic} not acknowledged within {self.timeout_s:.0f} s")
+            raise MatchPublishError(f"mqtt publish to {topic} not acknowledged within {self.timeout_s:.0f} s")
 
     def close(self) -> None:
         self._client.loop_stop()

@@ -20,10 +20,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from model.contracts.errors import VisualSearchError
+
 CONDITIONS = frozenset({"RetriesExhausted", "EventAgeExceeded"})
 
 
-class BadRecord(ValueError):
+class BadRecord(VisualSearchError, ValueError):
     """A message that is not a failed-invocation record of an asynchronous invocation."""
 
 

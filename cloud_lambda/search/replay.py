@@ -30,13 +30,14 @@ from typing import Any
 
 from cloud_lambda.logs import get_logger, log_event
 from cloud_lambda.search.failed_invocations import BadRecord, parse_record
+from model.contracts.errors import VisualSearchError
 
 Runner = Callable[[dict[str, Any]], dict[str, Any]]
 DONE = frozenset({"accepted", "duplicate", "rejected"})
 """Handler results after which the record is finished with (and its message deleted)."""
 
 
-class ReplayFailed(RuntimeError):
+class ReplayFailed(VisualSearchError, RuntimeError):
     """The event failed again (the handler raised, or the invoked function returned a function error)."""
 
 

@@ -19,10 +19,10 @@ from cloud_lambda.device_notes import DeviceNotes
 from cloud_lambda.logs import Counters, get_logger, log_event
 from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
 from cloud_lambda.metadata import MetadataStore, open_metadata_store
-from cloud_lambda.publish import Publisher, PublishError, create_publisher
+from cloud_lambda.publish import MatchPublisher, MatchPublishError, create_match_publisher
 from cloud_lambda.settings import CloudSettings
 from model.contracts import bounded_json
-from model.contracts.errors import Rejected
+from model.contracts.errors import Rejected, VisualSearchError
 from model.contracts.limits import MAX_PAYLOAD_BYTES
 from model.contracts.status import encode_status, parse_status
 from model.contracts.thing_name import is_thing_name
@@ -45,7 +45,7 @@ def _size(record: dict[str, Any]) -> int:
     return len(json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8"))
 
 
-class PhotoModelUnavailable(RuntimeError):
+class PhotoModelUnavailable(VisualSearchError, RuntimeError):
     """Photo search was asked for but no (matching) featurizer is configured."""
 
 
@@ -53,7 +53,7 @@ class SearchService:
     def __init__(
         self,
         settings: CloudSettings,
-        publisher: Publisher | None = None,
+        publisher: MatchPublisher | None = None,
         *,
         catalog: Catalog | None = None,
         metadata: MetadataStore | None = None,
@@ -77,7 +77,7 @@ class SearchService:
         self.publisher = (
             publisher
             if publisher is not None
-            else create_publisher(
+            else create_match_publisher(
                 settings.match_publish,
                 settings.iot_endpoint,
                 settings.mqtt_username,
@@ -312,7 +312,7 @@ class SearchService:
             self.publisher.publish(
                 matches_topic(record["device_id"]), json.dumps(record, separators=(",", ":")).encode("utf-8")
             )
-        except PublishError as exc:
+        except MatchPublishError as exc:
             self.counters.inc("publish_failed")
             log_event(self.log, "publish_failed", logging.WARNING, device_id=record["device_id"], error=str(exc))
 

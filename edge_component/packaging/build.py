@@ -34,6 +34,7 @@ import yaml
 from edge_component.packaging.closure import ClosureError, import_closure
 from edge_component.packaging.validate import SEMVER_RE, check_gdk_config, check_recipe
 from edge_component.packaging.wheelhouse import DEVICE_PYTHONS, MACHINES, WheelhouseError, build_wheelhouse, wheel_name
+from model.contracts.errors import VisualSearchError
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = "recipe.yaml"
@@ -63,7 +64,7 @@ DEFAULT_MODELS = [
 ]
 
 
-class BuildError(RuntimeError):
+class BuildError(VisualSearchError, RuntimeError):
     pass
 
 

@@ -21,11 +21,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.contracts.errors import VisualSearchError
+
 PROJECT_PACKAGES = ("edge_component", "model", "cloud_lambda", "simulator", "bench")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 
-class ClosureError(ValueError):
+class ClosureError(VisualSearchError, ValueError):
     """An import of a project module that does not exist (the device would fail the same way)."""
 
 

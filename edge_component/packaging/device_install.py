@@ -38,6 +38,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from model.contracts.errors import VisualSearchError
 from model.logs import setup_logging
 
 log = logging.getLogger("edge_component.install")
@@ -56,7 +57,7 @@ COMMON_IMPORTS = ["pydantic", "yaml", "paho.mqtt", "awsiot.greengrasscoreipc"]
 REPORT_NAME = "install.json"
 
 
-class InstallError(RuntimeError):
+class InstallError(VisualSearchError, RuntimeError):
     """Install cannot go on; the message says why and what to do."""
 
 

@@ -23,6 +23,8 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from model.contracts.errors import VisualSearchError
+
 DEVICE_PYTHONS = ("3.10", "3.11", "3.12")
 MACHINES = ("x86_64", "aarch64")
 OLDEST_GLIBC_MINOR = 35
@@ -31,7 +33,7 @@ RUNTIMES_BY_MACHINE = {"x86_64": ("cpu", "openvino", "cuda"), "aarch64": ("cpu",
 """Which requirement files exist as PyPI wheels per machine (jetson uses JetPack; cuda wheels are x86_64)."""
 
 
-class WheelhouseError(RuntimeError):
+class WheelhouseError(VisualSearchError, RuntimeError):
     pass
 
 

@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from model.contracts.errors import VisualSearchError
 from model.plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class PublishError(RuntimeError):
+class PublishError(VisualSearchError, RuntimeError):
     """The transport cannot be opened or refused a message."""
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
+from model.contracts.errors import VisualSearchError
 from model.plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 SourceState = Literal["starting", "ok", "reconnecting", "ended", "stopped"]
 
 
-class SourceError(RuntimeError):
+class SourceError(VisualSearchError, RuntimeError):
     """The input cannot be opened or read (the watchdog retries; the message goes to ``last_error``)."""
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from model.backbones.base import Backbone, BackboneSpec, register
+from model.contracts.errors import VisualSearchError
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -144,7 +145,7 @@ def resnet50() -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3))
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(VisualSearchError, ValueError):
     """A ``--weights`` file that cannot be read or does not fit the network."""
 
 

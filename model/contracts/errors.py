@@ -1,7 +1,9 @@
 """The project's one error base, and the shape of a refusal: a ``reason`` code plus a message.
 
-Every error the project raises on purpose derives from :class:`VisualSearchError`, so a caller can tell
-ours from a library's and always finds a short ``reason`` for counters and log fields. Input refused at a
+Every error the project raises on purpose derives from :class:`VisualSearchError` (each class also keeps the
+built-in base it had, ``ValueError`` or ``RuntimeError``, so existing ``except`` clauses still hold), so a
+caller can tell ours from a library's and always finds a short ``reason`` for counters and log fields.
+``tests/model/contracts/test_reasons.py`` checks that every exception class in product code is under it. Input refused at a
 door (a feature or status message, an MQTT topic, a rule event) raises :class:`Rejected` with one of the
 codes listed in :mod:`model.contracts.reasons`; the message says what was wrong for a person.
 """
@@ -15,8 +17,8 @@ class VisualSearchError(Exception):
 
     reason: str = "error"
 
-    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, *args: object, reason: str | None = None) -> None:
+        super().__init__(*args)
         if reason is not None:
             self.reason = reason
 

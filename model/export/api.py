@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from model.backbones.base import Backbone, get_backbone
+from model.contracts.errors import VisualSearchError
 from model.contracts.model_file import VARIANTS
 from model.export.calibration import prepared_views
 from model.export.graph import OPSET, FeaturizerGraph, export_onnx
@@ -49,7 +50,7 @@ CALIBRATION_SEED = 0
 PARITY_SEED = 1234
 
 
-class ExportError(RuntimeError):
+class ExportError(VisualSearchError, RuntimeError):
     """The export produced a model that does not match its reference."""
 
 

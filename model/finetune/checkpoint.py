@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.contracts.errors import VisualSearchError
+
 FORMAT = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VisualSearchError, ValueError):
     """A checkpoint that cannot be resumed: unreadable, or written with other settings or data."""
 
 

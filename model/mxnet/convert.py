@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from model.contracts.errors import VisualSearchError
 from model.mxnet.env import ensure_mxnet_env
 from model.sidecar import Normalization, Parity, Sidecar, file_sha256, make_model_id, write_sidecar
 
@@ -39,7 +40,7 @@ SAGEMAKER_MEAN = (0.0, 0.0, 0.0)
 SAGEMAKER_STD = (1.0, 1.0, 1.0)
 
 
-class MxnetConvertError(ValueError):
+class MxnetConvertError(VisualSearchError, ValueError):
     """The checkpoint cannot be converted; the message names the file, layer or step and why."""
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from model.contracts.errors import VisualSearchError
+
 log = logging.getLogger(__name__)
 
 REQUIREMENTS = Path(__file__).with_name("requirements-mxnet.txt")
@@ -34,7 +36,7 @@ SUPPORTED_PYTHONS = ((3, 9), (3, 10), (3, 11))
 PIP_TIMEOUT_S = 1800
 
 
-class MxnetEnvError(RuntimeError):
+class MxnetEnvError(VisualSearchError, RuntimeError):
     """The MXNet environment could not be created or does not work."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from model.contracts.errors import VisualSearchError
 from model.prepare import Roi
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
@@ -29,7 +30,7 @@ DEFAULT_QUERY_REGIONS = QueryRegions(kind="centre", scales=(0.6,), combine="firs
 inference on the centre 0.6 of the frame's centre square. Catalog views stay an indexing option (default 1)."""
 
 
-class SettingsMismatch(ValueError):
+class SettingsMismatch(VisualSearchError, ValueError):
     """A model and an index were made with different retrieval settings."""
 
 

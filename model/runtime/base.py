@@ -10,8 +10,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from model.contracts.errors import VisualSearchError
 
-class BackendUnavailable(RuntimeError):
+
+class BackendUnavailable(VisualSearchError, RuntimeError):
     """The runtime is not installed, or the requested device/provider is not present."""
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from model.contracts.errors import VisualSearchError
 from simulator.stack.auth import is_loopback, prepare_auth
 from simulator.stack.config import StackConfig
 from simulator.stack.processes import (
@@ -40,7 +41,7 @@ from simulator.stack.state import (
 log = logging.getLogger("simulator.stack")
 
 
-class StackError(RuntimeError):
+class StackError(VisualSearchError, RuntimeError):
     """The stack could not start (a port in use, a service that never became ready)."""
 
 

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from model.contracts.errors import VisualSearchError
+
 _P = TypeVar("_P", bound="ManagedProcess")
 
 
-class ServiceError(RuntimeError):
+class ServiceError(VisualSearchError, RuntimeError):
     """A service binary is missing, or the service did not become ready."""
 
 

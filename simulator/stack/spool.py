@@ -17,12 +17,14 @@ import struct
 from collections import deque
 from pathlib import Path
 
+from model.contracts.errors import VisualSearchError
+
 HEADER = struct.Struct("<II")
 MAX_TOPIC_BYTES = 65_535
 DEFAULT_MAX_BYTES = 1024**3
 
 
-class SpoolError(RuntimeError):
+class SpoolError(VisualSearchError, RuntimeError):
     """The spool folder cannot be used (not writable, or damaged beyond a torn last record)."""
 
 
@@ -142,5 +144,5 @@ class Spool:
         os.replace(tmp, self._head_path)
 
 
-class _Torn(Exception):
+class _Torn(VisualSearchError):
     """A record that ends before its declared length."""

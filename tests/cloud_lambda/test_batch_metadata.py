@@ -11,7 +11,7 @@ import pytest
 from cfnlint.decode import decode_str
 from moto import mock_aws
 
-from cloud_lambda.catalog.sources import SourceError, local_file
+from cloud_lambda.catalog.sources import CatalogSourceError, local_file
 from cloud_lambda.metadata.sqlite_store import SqliteStore
 from model.data.photos import load_photos
 from model.hub import main
@@ -47,7 +47,7 @@ def test_index_job_reads_its_metadata_from_s3(tiny_model: Path, tmp_path: Path, 
         s3.put_object(Bucket="cat", Key="catalog/items.jsonl", Body=items.encode())
         argv = _batch_argv(str(folder), "s3://cat/catalog/items.jsonl", tiny_model, tmp_path / "index")
         assert main(argv) == 0
-        with pytest.raises(SourceError, match=r"cannot download s3://cat/catalog/missing\.jsonl"):
+        with pytest.raises(CatalogSourceError, match=r"cannot download s3://cat/catalog/missing\.jsonl"):
             local_file("s3://cat/catalog/missing.jsonl")
     out = tmp_path / "index" / "shard-00000-of-00001"  # the job writes its shard folder under --out
     record = SqliteStore(out / "metadata.sqlite", create=False).get_many(["SKU-1"])["SKU-1"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud_lambda.index import IndexError_, create_index, load_index
+from cloud_lambda.index import VectorIndexError, create_index, load_index
 
 
 def unit(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -57,16 +57,16 @@ def test_fewer_items_than_k_and_empty(kind: str):
 
 
 def test_bad_input_and_params():
-    with pytest.raises(IndexError_, match="unknown index kind"):
+    with pytest.raises(VectorIndexError, match="unknown index kind"):
         create_index("ivfpq", 8)
-    with pytest.raises(IndexError_, match="unknown hnsw parameters"):
+    with pytest.raises(VectorIndexError, match="unknown hnsw parameters"):
         create_index("hnsw", 8, m=3)
-    with pytest.raises(IndexError_, match=r"2\.\.4096"):
+    with pytest.raises(VectorIndexError, match=r"2\.\.4096"):
         create_index("hnsw", 8, M=1)
-    with pytest.raises(IndexError_, match="takes no parameters"):
+    with pytest.raises(VectorIndexError, match="takes no parameters"):
         create_index("exact", 8, M=16)
     index = create_index("exact", 8)
-    with pytest.raises(IndexError_, match=r"\[N, 8\]"):
+    with pytest.raises(VectorIndexError, match=r"\[N, 8\]"):
         index.build(unit(3, 9, 0))
-    with pytest.raises(IndexError_, match="NaN"):
+    with pytest.raises(VectorIndexError, match="NaN"):
         index.build(np.full((2, 8), np.nan, np.float32))

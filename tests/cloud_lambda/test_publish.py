@@ -10,8 +10,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from botocore.stub import Stubber
 
-from cloud_lambda.publish import NullPublisher, PublishError, create_publisher
-from cloud_lambda.publish.iot_data import IotDataPublisher
+from cloud_lambda.publish import MatchPublishError, NullMatchPublisher, create_match_publisher
+from cloud_lambda.publish.iot_data import IotDataMatchPublisher
 from cloud_lambda.search.service import SearchService
 from tests.cloud_lambda.conftest import TinyCatalog, feature_event
 
@@ -26,7 +26,7 @@ def test_mqtt_publish_reaches_a_subscriber(mosquitto, cloud_settings, tiny_catal
     sub.loop_start()
     sub.subscribe("visualsearch/+/matches", qos=1)
     subscribed.get(timeout=5)
-    publisher = create_publisher(f"mqtt://127.0.0.1:{mosquitto.port}")
+    publisher = create_match_publisher(f"mqtt://127.0.0.1:{mosquitto.port}")
     service = SearchService(cloud_settings, publisher)
     try:
         result = service.handle_feature_event(feature_event(tiny_catalog.vectors[9], tiny_catalog.model_id, seq=7))
@@ -50,9 +50,9 @@ def test_mqtt_publish_reaches_a_subscriber(mosquitto, cloud_settings, tiny_catal
 
 
 def test_publish_failure_is_counted_not_fatal(cloud_settings, tiny_catalog: TinyCatalog):
-    class Broken(NullPublisher):
+    class Broken(NullMatchPublisher):
         def publish(self, topic: str, payload: bytes) -> None:
-            raise PublishError("broker gone")
+            raise MatchPublishError("broker gone")
 
     service = SearchService(cloud_settings, Broken())
     result = service.handle_feature_event(feature_event(tiny_catalog.vectors[1], tiny_catalog.model_id, seq=3))
@@ -64,8 +64,8 @@ def test_publish_failure_is_counted_not_fatal(cloud_settings, tiny_catalog: Tiny
 def test_mqtt_publisher_refuses_unreachable_broker():
     from simulator.stack.processes import free_port
 
-    with pytest.raises(PublishError, match="cannot connect"):
-        create_publisher(f"mqtt://127.0.0.1:{free_port()}")
+    with pytest.raises(MatchPublishError, match="cannot connect"):
+        create_match_publisher(f"mqtt://127.0.0.1:{free_port()}")
 
 
 def test_iot_data_publisher_with_stubber():
@@ -80,8 +80,8 @@ def test_iot_data_publisher_with_stubber():
     stub.add_response("publish", {}, {"topic": "visualsearch/cam-01/matches", "qos": 1, "payload": b'{"v":1}'})
     stub.add_client_error("publish", service_error_code="ThrottlingException", http_status_code=429)
     with stub:
-        publisher = IotDataPublisher(client)
+        publisher = IotDataMatchPublisher(client)
         publisher.publish("visualsearch/cam-01/matches", b'{"v":1}')
-        with pytest.raises(PublishError, match="ThrottlingException"):
+        with pytest.raises(MatchPublishError, match="ThrottlingException"):
             publisher.publish("visualsearch/cam-01/matches", b'{"v":1}')
     stub.assert_no_pending_responses()

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from cloud_lambda.catalog.indexer import IndexOptions, run_index
 from cloud_lambda.catalog.layout import load_catalog
-from cloud_lambda.catalog.sources import LocalFolderSource, S3Source, SourceError, download_prefix, upload_folder
+from cloud_lambda.catalog.sources import CatalogSourceError, LocalFolderSource, S3Source, download_prefix, upload_folder
 from tests.cloud_lambda.conftest import smooth_image
 
 
@@ -39,9 +39,9 @@ def test_local_folder_lists_recursively_and_skips_hidden(tmp_path: Path):
     source = LocalFolderSource(tmp_path)
     assert [(i.key, i.size) for i in source.list()] == [("a/x.jpg", 1), ("b.png", 2)]
     assert source.read("a/x.jpg") == b"1"
-    with pytest.raises(SourceError):
+    with pytest.raises(CatalogSourceError):
         source.read("../../etc/passwd")
-    with pytest.raises(SourceError):
+    with pytest.raises(CatalogSourceError):
         LocalFolderSource(tmp_path / "nope")
 
 
@@ -56,7 +56,7 @@ def test_s3_source_lists_pages_and_pickles(aws):
     assert source.read("0003.jpg") == b"x"
     clone = pickle.loads(pickle.dumps(source))
     assert clone.uri == "s3://cat/imgs/" and clone._client is None
-    with pytest.raises(SourceError):
+    with pytest.raises(CatalogSourceError):
         source.read("missing.jpg")
 
 

@@ -14,7 +14,7 @@ from cloud_lambda.catalog.layout import Manifest, write_catalog
 from cloud_lambda.device_notes import rejected_key, thumbnail_key
 from cloud_lambda.matches import DEVICES_KEY, matches_key, seen_key, status_key
 from cloud_lambda.metadata.base import ItemRecord
-from cloud_lambda.publish.base import Publisher
+from cloud_lambda.publish.base import MatchPublisher
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from model.contracts.status import build_status
@@ -114,7 +114,7 @@ def test_thumbnail_fields() -> None:
     assert set(json_example(text)) == written and first_column(text) == written
 
 
-class _Quiet(Publisher):
+class _Quiet(MatchPublisher):
     name = "none"
 
     def publish(self, topic: str, payload: bytes) -> None:

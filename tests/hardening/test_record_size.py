@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_lambda.metadata.base import ItemRecord
-from cloud_lambda.publish.base import Publisher
+from cloud_lambda.publish.base import MatchPublisher
 from cloud_lambda.search.service import MAX_RECORD_BYTES, SearchService
 from cloud_lambda.settings import CloudSettings
 from model.contracts.limits import MAX_PAYLOAD_BYTES
@@ -27,7 +27,7 @@ from simulator.stack.processes import MosquittoProcess, RedisProcess
 from tests.hardening.conftest import Catalog, count_case
 
 
-class Recording(Publisher):
+class Recording(MatchPublisher):
     name = "recording"
 
     def __init__(self) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.metadata.base import ItemRecord
-from cloud_lambda.publish.base import Publisher, PublishError
+from cloud_lambda.publish.base import MatchPublisher, MatchPublishError
 from cloud_lambda.search.service import MAX_CLOCK_AHEAD_S, MAX_RECORD_BYTES, SearchService
 from cloud_lambda.settings import CloudSettings
 from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
@@ -22,11 +22,11 @@ from tests.hardening.conftest import Catalog
 NOW = 1_796_000_000.0
 
 
-class Failing(Publisher):
+class Failing(MatchPublisher):
     name = "failing"
 
     def publish(self, topic: str, payload: bytes) -> None:
-        raise PublishError("broker away")
+        raise MatchPublishError("broker away")
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from model.contracts.errors import VisualSearchError
 
-class DatasetError(ValueError):
+
+class DatasetError(VisualSearchError, ValueError):
     """The input cannot be trained on at all (unreadable, empty class, unknown format)."""
 
 
