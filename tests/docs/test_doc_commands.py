@@ -208,6 +208,10 @@ cat .interrupted.log
 def script(plan: list[Command]) -> str:
     lines = [
         "set -u",
+        # Whatever way the script ends (a step fails, pytest is killed and the script runs on alone), nothing it
+        # started keeps running: the stack recorded in .state/stack and an interrupted `make demo`.
+        "trap '.venv/bin/visual-search stack down >/dev/null 2>&1;"
+        " [ -f .interrupted.pid ] && kill -KILL -- -$(cat .interrupted.pid) 2>/dev/null; true' EXIT",
         'echo "### CMD 0 make demo ONCE=1"; SECONDS=0',
         "make demo ONCE=1",
         'rc=$?; echo "### RC 0 $rc ${SECONDS}s"; [ $rc -eq 0 ] || exit $rc',
