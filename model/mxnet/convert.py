@@ -16,8 +16,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -137,122 +139,190 @@ def convert_mxnet_checkpoint(
     ``color_order``/``mean``/``std`` describe what the checkpoint was trained on (0..255 scale, in
     ``color_order``); the graph converts the contract's uint8 BGR input to that. ``pooling`` (avg|gem)
     applies when ``layer`` is a feature map ``[N, C, H, W]``; flat outputs are only L2-normalized.
+    Stages: MXNet environment → MXNet to ONNX (worker) → contract front and L2 → parity → model + sidecar.
     Returns ``out_path``.
     """
-    # The shared wrap helper lives beside the torch exporter (imports torch): load it only when converting.
     from tqdm import tqdm
-
-    from model.export.graph import GEM_P
-    from model.export.wrap import wrap_onnx_with_preprocessing
 
     symbol_json, params, out_path = Path(symbol_json), Path(params), Path(out_path)
     _check_inputs(symbol_json, params, input_size, layer)
-    if color_order not in ("RGB", "BGR"):
-        raise MxnetConvertError(f"color_order must be RGB or BGR, got {color_order!r}")
-    if pooling not in ("avg", "gem"):
-        raise MxnetConvertError(f"pooling must be avg or gem, got {pooling!r}")
+    front = Front(input_size, color_order, tuple(mean), tuple(std), pooling)
+    front.check()
     backbone = f"mxnet-{name or checkpoint_name(symbol_json)}"
     started = time.monotonic()
     steps = tqdm(total=4, desc=f"convert {backbone}", unit="step", disable=not progress)
     steps.set_postfix_str("MXNet environment")
     python = ensure_mxnet_env(venv)
     steps.update()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".mxnet-convert-", dir=out_path.parent) as tmp_dir:
-        tmp = Path(tmp_dir)
-        photos, photos_source = parity_photos(input_size)
-        np.save(tmp / "photos.npy", photos)
-        steps.set_postfix_str("MXNet → ONNX")
-        args = ["--symbol", str(symbol_json), "--params", str(params), "--out", str(tmp / "raw.onnx")]
-        args += ["--report", str(tmp / "report.json"), "--input-size", str(input_size)]
-        args += ["--check-images", str(tmp / "photos.npy"), "--check-out", str(tmp / "reference.npy")]
-        args += ["--color-order", color_order, "--mean", *map(str, mean), "--std", *map(str, std)]
-        args += ["--pooling", pooling, "--gem-p", str(GEM_P)]
-        if layer is not None:
-            args += ["--layer", layer]
-        _run_worker(python, args)
-        report = json.loads((tmp / "report.json").read_text())
-        steps.update()
-
-        steps.set_postfix_str("contract front and L2")
-        shape = [int(d) for d in report["output_shape"]]
-        dim = shape[1] if len(shape) in (2, 4) else 0
-        if not dim:
-            raise MxnetConvertError(
-                f"layer '{report['layer']}' gives shape {shape}: need [N, D] or a feature map [N, C, H, W]"
-                " (cut at a flatten or pooling output, e.g. flatten0_output)"
-            )
-        pooling = pooling if len(shape) == 4 else "none"
-        try:
-            # mx.onnx lists every weight as a graph input too: the wrap helper drops those.
-            wrap_onnx_with_preprocessing(
-                tmp / "raw.onnx", tmp / "model.onnx", input_size, color_order, list(mean), list(std), pooling=pooling
-            )
-            wrapped = onnx.load(str(tmp / "model.onnx"))
-        except (ValueError, onnx.checker.ValidationError) as exc:
-            raise MxnetConvertError(f"cannot wrap the converted graph of {symbol_json}: {exc}") from exc
-        steps.update()
-
-        steps.set_postfix_str("parity vs MXNet")
-        got = _onnxruntime_embed(wrapped, photos)
-        reference = np.load(tmp / "reference.npy")
-        cosines = np.sum(got.astype(np.float64) * reference, axis=1)
-        if got.shape != reference.shape or not np.all(np.isfinite(cosines)) or cosines.min() < PARITY_MIN_COSINE:
-            raise MxnetConvertError(
-                f"converted graph disagrees with MXNet on {len(photos)} photos (cosine min"
-                f" {cosines.min() if cosines.size else math.nan:.5f} < {PARITY_MIN_COSINE}); nothing written"
-            )
-        steps.update()
-
-        tmp_model = tmp / "model.onnx"
-        sha = file_sha256(tmp_model)
-        opset = next(int(o.version) for o in wrapped.opset_import if o.domain in ("", "ai.onnx"))
-        sidecar = Sidecar(
-            model_id=make_model_id(backbone, "fp32", sha),
-            backbone=backbone,
-            variant="fp32",
-            dim=dim,
-            input_size=input_size,
-            opset=opset,
-            normalization=Normalization.model_validate(
-                {"color_order": color_order, "mean": list(mean), "std": list(std)}
-            ),
-            pooling=pooling,
-            weights_source=str(params.resolve()),
-            weights_license="user-supplied",
-            sha256=sha,
-            parity=[
-                Parity.model_validate(
-                    {
-                        "reference": f"mxnet {report['mxnet_version']} fp32 ({report['layer']})",
-                        "images": len(photos),
-                        "cosine_min": float(cosines.min()),
-                        "cosine_mean": float(cosines.mean()),
-                        "photos": photos_source,
-                    }
-                )
-            ],
-            exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            extra={
-                "converter": "model.mxnet (mx.onnx.export_model)",
-                "symbol": str(symbol_json.resolve()),
-                "layer": report["layer"],
-                "mxnet_input": report["input_name"],
-                "fix_gamma_set_to_one": report["fix_gamma_set_to_one"],
-                "mxnet_version": report["mxnet_version"],
-                "onnx_version_at_conversion": report["onnx_version"],
-            },
-        )
-        tmp_model.replace(out_path)
-        write_sidecar(out_path, sidecar)
+    report, sidecar = _convert(python, symbol_json, params, out_path, layer, front, backbone, steps)
     steps.close()
     log.info(
         "converted %s (%s, %d-d) to %s in %.1f s; parity cosine min %.6f",
         symbol_json,
         report["layer"],
-        dim,
+        sidecar.dim,
         out_path,
         time.monotonic() - started,
-        cosines.min(),
+        sidecar.parity[0].cosine_min,
     )
     return out_path
+
+
+def _convert(
+    python: Path,
+    symbol_json: Path,
+    params: Path,
+    out_path: Path,
+    layer: str | None,
+    front: Front,
+    backbone: str,
+    steps: Any,
+) -> tuple[dict[str, Any], Sidecar]:
+    """Every stage in a folder beside ``out_path``; the model and its sidecar land only when all succeeded."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".mxnet-convert-", dir=out_path.parent) as tmp_dir:
+        tmp = Path(tmp_dir)
+        photos, photos_source = parity_photos(front.input_size)
+        np.save(tmp / "photos.npy", photos)
+        steps.set_postfix_str("MXNet → ONNX")
+        report = _mxnet_to_onnx(python, symbol_json, params, layer, front, tmp)
+        steps.update()
+        steps.set_postfix_str("contract front and L2")
+        wrapped, dim, pooling = _wrap(symbol_json, report, front, tmp)
+        steps.update()
+        steps.set_postfix_str("parity vs MXNet")
+        parity = _parity(wrapped, photos, photos_source, np.load(tmp / "reference.npy"), report)
+        steps.update()
+        model = tmp / "model.onnx"
+        sidecar = _sidecar(backbone, symbol_json, params, report, front, wrapped, model, dim, pooling, parity)
+        model.replace(out_path)
+        write_sidecar(out_path, sidecar)
+    return report, sidecar
+
+
+@dataclass(frozen=True)
+class Front:
+    """What the checkpoint was trained on: the graph's front converts the contract's uint8 BGR input to it."""
+
+    input_size: int
+    color_order: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pooling: str
+
+    def check(self) -> None:
+        if self.color_order not in ("RGB", "BGR"):
+            raise MxnetConvertError(f"color_order must be RGB or BGR, got {self.color_order!r}")
+        if self.pooling not in ("avg", "gem"):
+            raise MxnetConvertError(f"pooling must be avg or gem, got {self.pooling!r}")
+
+
+def _mxnet_to_onnx(
+    python: Path, symbol_json: Path, params: Path, layer: str | None, front: Front, tmp: Path
+) -> dict[str, Any]:
+    """The worker (MXNet environment): ``tmp/raw.onnx``, MXNet's own outputs on the photos, and its report."""
+    from model.export.graph import GEM_P
+
+    args = ["--symbol", str(symbol_json), "--params", str(params), "--out", str(tmp / "raw.onnx")]
+    args += ["--report", str(tmp / "report.json"), "--input-size", str(front.input_size)]
+    args += ["--check-images", str(tmp / "photos.npy"), "--check-out", str(tmp / "reference.npy")]
+    args += ["--color-order", front.color_order, "--mean", *map(str, front.mean), "--std", *map(str, front.std)]
+    args += ["--pooling", front.pooling, "--gem-p", str(GEM_P)]
+    if layer is not None:
+        args += ["--layer", layer]
+    _run_worker(python, args)
+    report: dict[str, Any] = json.loads((tmp / "report.json").read_text())
+    return report
+
+
+def _wrap(symbol_json: Path, report: dict[str, Any], front: Front, tmp: Path) -> tuple[onnx.ModelProto, int, str]:
+    """``tmp/model.onnx``: the raw graph behind the contract's uint8 BGR front, pooling and L2; (model, dim, pooling)."""
+    # The shared wrap helper lives beside the torch exporter (imports torch): load it only when converting.
+    from model.export.wrap import wrap_onnx_with_preprocessing
+
+    shape = [int(d) for d in report["output_shape"]]
+    dim = shape[1] if len(shape) in (2, 4) else 0
+    if not dim:
+        raise MxnetConvertError(
+            f"layer '{report['layer']}' gives shape {shape}: need [N, D] or a feature map [N, C, H, W]"
+            " (cut at a flatten or pooling output, e.g. flatten0_output)"
+        )
+    pooling = front.pooling if len(shape) == 4 else "none"
+    try:
+        # mx.onnx lists every weight as a graph input too: the wrap helper drops those.
+        wrap_onnx_with_preprocessing(
+            tmp / "raw.onnx",
+            tmp / "model.onnx",
+            front.input_size,
+            front.color_order,
+            list(front.mean),
+            list(front.std),
+            pooling=pooling,
+        )
+        return onnx.load(str(tmp / "model.onnx")), dim, pooling
+    except (ValueError, onnx.checker.ValidationError) as exc:
+        raise MxnetConvertError(f"cannot wrap the converted graph of {symbol_json}: {exc}") from exc
+
+
+def _parity(
+    wrapped: onnx.ModelProto, photos: np.ndarray, source: str, reference: np.ndarray, report: dict[str, Any]
+) -> Parity:
+    """Per-photo cosine between onnxruntime on the wrapped graph and MXNet; refuses below PARITY_MIN_COSINE."""
+    got = _onnxruntime_embed(wrapped, photos)
+    cosines = np.sum(got.astype(np.float64) * reference, axis=1)
+    if got.shape != reference.shape or not np.all(np.isfinite(cosines)) or cosines.min() < PARITY_MIN_COSINE:
+        raise MxnetConvertError(
+            f"converted graph disagrees with MXNet on {len(photos)} photos (cosine min"
+            f" {cosines.min() if cosines.size else math.nan:.5f} < {PARITY_MIN_COSINE}); nothing written"
+        )
+    return Parity.model_validate(
+        {
+            "reference": f"mxnet {report['mxnet_version']} fp32 ({report['layer']})",
+            "images": len(photos),
+            "cosine_min": float(cosines.min()),
+            "cosine_mean": float(cosines.mean()),
+            "photos": source,
+        }
+    )
+
+
+def _sidecar(
+    backbone: str,
+    symbol_json: Path,
+    params: Path,
+    report: dict[str, Any],
+    front: Front,
+    wrapped: onnx.ModelProto,
+    model_file: Path,
+    dim: int,
+    pooling: str,
+    parity: Parity,
+) -> Sidecar:
+    sha = file_sha256(model_file)
+    opset = next(int(o.version) for o in wrapped.opset_import if o.domain in ("", "ai.onnx"))
+    return Sidecar(
+        model_id=make_model_id(backbone, "fp32", sha),
+        backbone=backbone,
+        variant="fp32",
+        dim=dim,
+        input_size=front.input_size,
+        opset=opset,
+        normalization=Normalization.model_validate(
+            {"color_order": front.color_order, "mean": list(front.mean), "std": list(front.std)}
+        ),
+        pooling=pooling,
+        weights_source=str(params.resolve()),
+        weights_license="user-supplied",
+        sha256=sha,
+        parity=[parity],
+        exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={
+            "converter": "model.mxnet (mx.onnx.export_model)",
+            "symbol": str(symbol_json.resolve()),
+            "layer": report["layer"],
+            "mxnet_input": report["input_name"],
+            "fix_gamma_set_to_one": report["fix_gamma_set_to_one"],
+            "mxnet_version": report["mxnet_version"],
+            "onnx_version_at_conversion": report["onnx_version"],
+        },
+    )
