@@ -279,7 +279,8 @@ def run_scenario(
     faults: list[Fault],
     progress: bool = True,
 ) -> ScenarioResult:
-    from edge_component.config import EdgeConfig
+    """One scenario: the stack up, the real edge loop publishing into it, the faults on schedule, then the
+    accounting once everything sent has settled."""
     from edge_component.loop import EdgeLoop
     from edge_component.publishers import create_publisher
     from edge_component.sources import create_source
@@ -288,7 +289,35 @@ def run_scenario(
     result = ScenarioResult(name=name, capacity=capacity, duration_s=duration_s, rate_hz=rate_hz, faults=faults)
     stack = Stack(root / name.replace(" ", "-"), index_dir)  # redis.conf cannot take a path with spaces
     stack.start()
-    config = EdgeConfig.model_validate(
+    config = edge_config(model, camera_dir, stack.broker.port, capacity, rate_hz)
+    publisher = create_publisher(config)
+    loop = EdgeLoop(
+        config, create_source(config.source), Featurizer(model, backend="onnxruntime", threads=1), publisher
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=loop.run, args=(stop,), name="chaos-edge-loop", daemon=True)
+    client = redis.Redis(host=stack.redis.host, port=stack.redis.port)
+    try:
+        started = time.monotonic()
+        worker.start()
+        play_faults(faults, started, stack, camera_dir, f"chaos {name}", progress)
+        time.sleep(max(0.0, started + duration_s - time.monotonic()))
+        stop.set()
+        worker.join(15)
+        settle_and_account(result, loop, publisher, client, stack)
+    finally:
+        stop.set()
+        publisher.stop(flush_timeout=1.0)
+        stack.stop()
+    judge(result)
+    return result
+
+
+def edge_config(model: Path, camera_dir: Path, broker_port: int, capacity: int, rate_hz: float) -> Any:
+    """The device's configuration: a looping folder at ``rate_hz``, every frame sent, a queue of ``capacity``."""
+    from edge_component.config import EdgeConfig
+
+    return EdgeConfig.model_validate(
         {
             "device_id": DEVICE_ID,
             "source": {
@@ -307,50 +336,41 @@ def run_scenario(
                 "kind": "mqtt",
                 "queue_capacity": capacity,
                 "timeout_s": 5.0,
-                "mqtt": {"port": stack.broker.port, "reconnect_min_s": 0.5, "reconnect_max_s": 1.0},
+                "mqtt": {"port": broker_port, "reconnect_min_s": 0.5, "reconnect_max_s": 1.0},
             },
             "health": {"status_interval_s": 1.0},
         }
     )
-    featurizer = Featurizer(model, backend="onnxruntime", threads=1)
-    publisher = create_publisher(config)
-    loop = EdgeLoop(config, create_source(config.source), featurizer, publisher)
-    stop = threading.Event()
-    worker = threading.Thread(target=loop.run, args=(stop,), name="chaos-edge-loop", daemon=True)
-    client = redis.Redis(host=stack.redis.host, port=stack.redis.port)
-    try:
-        started = time.monotonic()
-        worker.start()
-        bar = tqdm(total=len(faults), desc=f"chaos {name}", unit="fault", disable=not progress, file=sys.stderr)
-        for fault in faults:
-            wait = started + fault.at_s - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            inject(fault, stack, camera_dir)
-            bar.update(1)
-        bar.close()
-        time.sleep(max(0.0, started + duration_s - time.monotonic()))
-        stop.set()
-        worker.join(15)
-        # Let every queued message reach the broker and the bridge work through what it received.
-        publisher.flush(60)
-        stats = loop.stats()
-        first_seq, last_seq = loop.first_seq + 1, loop.first_seq + stats["published_seq"]
-        _wait_settled(client, first_seq, last_seq)
-        result.sent = stats["published_seq"]
-        result.acknowledged = int(publisher.stats()["sent"])
-        result.dropped = int(publisher.stats()["dropped"])
-        result.source_reconnects = int(stats["source"]["reconnects"])
-        account(result, client, first_seq, last_seq)
-        assert stack.bridge is not None
-        result.duplicate_deliveries = count_bridge_duplicates(stack.bridge.log_path)
-        result.spooled = count_bridge_lines(stack.bridge.log_path, '"msg":"message spooled"')
-    finally:
-        stop.set()
-        publisher.stop(flush_timeout=1.0)
-        stack.stop()
-    judge(result)
-    return result
+
+
+def play_faults(
+    faults: list[Fault], started: float, stack: Stack, camera_dir: Path, label: str, progress: bool
+) -> None:
+    """Each fault at its time (seconds after ``started``), with a progress bar."""
+    bar = tqdm(total=len(faults), desc=label, unit="fault", disable=not progress, file=sys.stderr)
+    for fault in faults:
+        wait = started + fault.at_s - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        inject(fault, stack, camera_dir)
+        bar.update(1)
+    bar.close()
+
+
+def settle_and_account(result: ScenarioResult, loop: Any, publisher: Any, client: redis.Redis, stack: Stack) -> None:
+    """Let every queued message reach the broker and the bridge work through what it received, then count."""
+    publisher.flush(60)
+    stats = loop.stats()
+    first_seq, last_seq = loop.first_seq + 1, loop.first_seq + stats["published_seq"]
+    _wait_settled(client, first_seq, last_seq)
+    result.sent = stats["published_seq"]
+    result.acknowledged = int(publisher.stats()["sent"])
+    result.dropped = int(publisher.stats()["dropped"])
+    result.source_reconnects = int(stats["source"]["reconnects"])
+    account(result, client, first_seq, last_seq)
+    assert stack.bridge is not None
+    result.duplicate_deliveries = count_bridge_duplicates(stack.bridge.log_path)
+    result.spooled = count_bridge_lines(stack.bridge.log_path, '"msg":"message spooled"')
 
 
 def _wait_settled(client: redis.Redis, first_seq: int, last_seq: int, timeout_s: float = 90.0) -> None:
@@ -446,7 +466,7 @@ def print_table(results: list[ScenarioResult], seed: int) -> None:
             )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m simulator.chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=20250601, help="seed of the fault schedule (printed)")
     parser.add_argument("--duration", type=float, default=90.0, help="seconds per scenario")
@@ -461,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-overflow", action="store_true", help="only the within-capacity scenario")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary folder)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     unknown = set(kinds) - set(FAULT_KINDS)
@@ -472,41 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chaos: seed {args.seed}, {args.duration:g} s per scenario at {args.rate:g} msg/s", flush=True)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="chaos-"))
     root.mkdir(parents=True, exist_ok=True)
-    results = []
     try:
-        model, index_dir, camera_dir = build_fixture(root / "fixture")
-        long_s = {"store-refuses": args.store_refuses_s, "store-down": args.store_down_s}
-        within = schedule(args.seed, args.duration, kinds, args.faults, long_s)
-        results.append(
-            run_scenario(
-                "within capacity",
-                root,
-                model,
-                index_dir,
-                camera_dir,
-                capacity=100_000,
-                duration_s=args.duration,
-                rate_hz=args.rate,
-                faults=within,
-            )
-        )
-        if not args.skip_overflow:
-            # A broker outage long enough to overflow a small queue: drops are forced and must equal the loss.
-            capacity = max(5, int(args.rate))
-            outage = Fault(at_s=3.0, kind="mosquitto", down_s=round(3.0 * capacity / args.rate + 1.0, 2))
-            results.append(
-                run_scenario(
-                    "over capacity",
-                    root,
-                    model,
-                    index_dir,
-                    camera_dir,
-                    capacity=capacity,
-                    duration_s=max(10.0, outage.at_s + outage.down_s + 5.0),
-                    rate_hz=args.rate,
-                    faults=[outage],
-                )
-            )
+        results = run_scenarios(args, kinds, root)
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -514,6 +506,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"seed": args.seed, "results": [asdict(r) for r in results]}, indent=2))
     return 0 if all(r.ok for r in results) else 1
+
+
+def run_scenarios(args: argparse.Namespace, kinds: tuple[str, ...], root: Path) -> list[ScenarioResult]:
+    """The seeded faults within the queue's capacity, then (unless skipped) one outage that overflows it."""
+    model, index_dir, camera_dir = build_fixture(root / "fixture")
+    long_s = {"store-refuses": args.store_refuses_s, "store-down": args.store_down_s}
+    within = schedule(args.seed, args.duration, kinds, args.faults, long_s)
+    results = [
+        run_scenario(
+            "within capacity",
+            root,
+            model,
+            index_dir,
+            camera_dir,
+            capacity=100_000,
+            duration_s=args.duration,
+            faults=within,
+            rate_hz=args.rate,
+        )
+    ]
+    if not args.skip_overflow:
+        # A broker outage long enough to overflow a small queue: drops are forced and must equal the loss.
+        capacity = max(5, int(args.rate))
+        outage = Fault(at_s=3.0, kind="mosquitto", down_s=round(3.0 * capacity / args.rate + 1.0, 2))
+        results.append(
+            run_scenario(
+                "over capacity",
+                root,
+                model,
+                index_dir,
+                camera_dir,
+                capacity=capacity,
+                duration_s=max(10.0, outage.at_s + outage.down_s + 5.0),
+                faults=[outage],
+                rate_hz=args.rate,
+            )
+        )
+    return results
 
 
 if __name__ == "__main__":
