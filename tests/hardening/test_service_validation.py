@@ -226,3 +226,33 @@ def test_status_events(service: SearchService) -> None:
         assert refused(result) == code
         assert service.counters.get(f"status_rejected.{code}") == 1
     assert refused(service.handle_status_event(["not", "an", "object"])) == "not_object"
+
+
+def test_refusals_are_logged_with_reason_message_device_and_seq(
+    service: SearchService, hardening_catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    service.handle_feature_event(event(hardening_catalog, seq=11, model_id="m-2"))
+    service.handle_feature_payload("visualsearch/cam.9/features", b"{}")
+    service.handle_status_event({"v": 1, "device_id": "cam-1", "state": "online", "topic_device": "cam-2"})
+    fields = [r.__dict__["fields"] for r in caplog.records if isinstance(r.__dict__.get("fields"), dict)]
+    rejected = [f for f in fields if f["event"] == "feature_rejected"]
+    assert rejected[0]["reason"] == "model_mismatch" and rejected[0]["topic_device"] == "cam-1"
+    assert rejected[0]["seq"] == 11 and "'m-2'" in rejected[0]["message"]
+    assert rejected[1]["reason"] == "bad_topic" and rejected[1]["topic_device"] == "visualsearch/cam.9/features"
+    assert rejected[1]["seq"] is None
+    status = [f for f in fields if f["event"] == "status_rejected"]
+    assert status == [
+        {
+            "event": "status_rejected",
+            "reason": "device_mismatch",
+            "message": "status device_id 'cam-1' differs from the topic's",
+        }
+    ]
+    assert all(
+        r.levelno == logging.WARNING
+        for r in caplog.records
+        if r.__dict__.get("fields", {}).get("event", "").endswith("rejected")
+    )

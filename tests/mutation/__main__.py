@@ -81,6 +81,7 @@ MODULES = {
             "tests/hardening/test_lower_items.py",
             "tests/hardening/test_record_size.py",
             "tests/hardening/test_json_bounds.py",
+            "tests/cloud_lambda/test_multiview_catalog.py",
         ),
         tuple(
             f"*{name}__mutmut_*"
