@@ -5,13 +5,15 @@ for the image's root (only what the Dockerfile copies is there), and the ``pip i
 lines run with a fresh venv's pip in the ``WORKDIR`` of that moment. The rest of a ``RUN`` line (``useradd``)
 is the operating system's business; ``rm -rf`` of a folder inside the root is replayed, so the sources the
 install was made from are gone, as in the image. ``--no-cache-dir`` is dropped so the pip cache is reused (the
-install itself is the same). The container is then started from the ``ENTRYPOINT`` in the last ``WORKDIR``,
-with a clean environment: the venv's ``bin`` first on ``PATH``, no ``PYTHONPATH``, no checkout anywhere.
+install itself is the same), and the build sees this machine's pip configuration (its index mirror and wheel
+folders), as a build sees its network. The container is then started from the ``ENTRYPOINT`` in the last
+``WORKDIR``, with a clean environment: the venv's ``bin`` first on ``PATH``, no ``PYTHONPATH``, no checkout.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -67,13 +69,22 @@ def _logical_lines(text: str) -> list[str]:
     return lines
 
 
+def _build_env(image: ImageInstall) -> dict[str, str]:
+    """The build's environment: this machine's pip configuration, index mirrors and cache (what a ``docker build``
+    would get from its own network and cache), nothing that points Python at a checkout or another venv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PATH"] = f"{image.venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
 def _run_step(words: list[str], cwd: Path, image: ImageInstall) -> None:
     """One ``&&``-separated command of a RUN line, in the image's terms."""
     if words[:2] == ["pip", "install"]:
         args = [w for w in words[2:] if w != "--no-cache-dir"]
         command = [str(image.python), "-m", "pip", "install", "--quiet", *args]
         image.commands.append(command)
-        subprocess.run(command, cwd=cwd, check=True, env=image.env(PIP_DISABLE_PIP_VERSION_CHECK="1"))
+        subprocess.run(command, cwd=cwd, check=True, env=_build_env(image))
     elif words[:2] == ["rm", "-rf"]:
         for target in words[2:]:
             shutil.rmtree(image.in_root(target), ignore_errors=True)
