@@ -1,7 +1,9 @@
 """Featurizer speed: every backend on the real EfficientNet-Lite0, in one run, as ratios to torch eager fp32.
 
 Batch 1 is latency (median of rounds, what the camera loop sees); batches 8 and 32 are throughput (images/s,
-what catalog indexing sees). 2 threads everywhere. Also the frame preparation cost next to inference.
+what catalog indexing sees). 2 threads everywhere. Then the backend ``auto`` picks next to every candidate
+present (its start-up trial, no cache), and frame preparation options as a share of that pick's inference
+time (target ≤ 0.25).
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ def _backend_runner(path: Path, backend: str, **kwargs: object) -> tuple[Callabl
 
 def run(quick: bool) -> None:
     from model.export.api import ensure_exported
-    from model.prepare import prepare_frame
 
     models = ensure_exported(CACHE, ("fp32", "int8"))
     rng = np.random.default_rng(0)
@@ -107,20 +108,93 @@ def run(quick: bool) -> None:
         "b1 × = torch eager b1 latency / this b1 latency; b8/b32 × = throughput ratio. One process, same inputs.",
     )
 
-    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
-    prep_ms = _median_ms(lambda: prepare_frame(frame, 224), 20 if quick else 100)
+    auto_ms = _auto_table(models["int8"], frames[1], rounds[1])
+    _prepare_table(auto_ms, 20 if quick else 100)
+
+
+def _auto_table(model: Path, frame: np.ndarray, rounds: int) -> float:
+    """What ``auto`` picks on this machine (a fresh trial, no cache) next to every candidate, in one run."""
+    from model.runtime.selection import select_backend
+
+    selected = select_backend(str(model), "auto", threads=THREADS, cache=False)
+    choice = selected.choice
+    pick = f"{choice.backend}/{choice.device}"
+    pick_ms = _median_ms(partial(selected.backend.run, frame), rounds)
+    rows: list[list[object]] = [
+        [
+            label,
+            trial_ms,
+            trial_ms / choice.measured_ms[pick] if pick in choice.measured_ms else "-",
+            "<- auto" if label == pick else "",
+        ]
+        for label, trial_ms in sorted(choice.measured_ms.items(), key=lambda item: item[1])
+    ]
+    rows += [[label, "skipped", "-", error[:60]] for label, error in sorted(choice.skipped.items())]
+    print_table(
+        f"auto's pick — int8 model, {THREADS} threads, start-up trial (model/runtime/trial.py)",
+        ["candidate", "trial ms", "× auto's pick", ""],
+        rows,
+        f"auto picks {pick} — {choice.reason}; the pick re-timed over {rounds} runs: "
+        f"{pick_ms:.2f} ms. GPU candidates (CUDA, TensorRT, OpenVINO GPU) join when present — none here.",
+    )
+    return pick_ms
+
+
+def _resize_in_graph(side: int, size: int) -> Callable[[np.ndarray], object] | None:
+    """The 'resize inside the model' option: an ONNX Resize (antialiased, opset 18) on onnxruntime."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+        helper.make_node("Resize", ["xf", "", "", "sizes"], ["y"], mode="linear", antialias=1, axes=[1, 2]),
+    ]
+    sizes = helper.make_tensor("sizes", TensorProto.INT64, [2], [size, size])
+    graph = helper.make_graph(
+        nodes,
+        "resize",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, side, side, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, size, size, 3])],
+        [sizes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return lambda square: session.run(None, {"x": square[None]})
+
+
+def _prepare_table(inference_ms: float, rounds: int) -> None:
+    """Frame preparation options as a share of the inference auto picked (target ≤ 0.25), in one run."""
     import cv2
 
-    area_ms = _median_ms(
-        lambda: cv2.resize(frame[:, 280:1000], (224, 224), interpolation=cv2.INTER_AREA), 20 if quick else 100
-    )
-    best = min(rows, key=lambda r: float(r[1]))  # type: ignore[arg-type]
+    from model.prepare import Roi, crop_square, prepare_frame
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    small = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA)
+    centre = Roi(0.2, 0.2, 0.6, 0.6)  # the default model's query crop (centre 0.6)
+    square, square_06 = np.ascontiguousarray(crop_square(frame)), np.ascontiguousarray(crop_square(frame, centre))
+    options: list[tuple[str, Callable[[], object]]] = [
+        ("prepare_frame, whole centre square (720 px)", lambda: prepare_frame(frame, 224)),
+        ("prepare_frame, centre 0.6 crop (432 px, the device default)", lambda: prepare_frame(frame, 224, centre)),
+        ("before: INTER_AREA from 720 px", lambda: cv2.resize(square, (224, 224), interpolation=cv2.INTER_AREA)),
+        ("before: INTER_AREA from 432 px", lambda: cv2.resize(square_06, (224, 224), interpolation=cv2.INTER_AREA)),
+        ("option: smaller camera frame, 640×360 → prepare_frame", lambda: prepare_frame(small, 224)),
+    ]
+    in_graph = _resize_in_graph(720, 224)
+    if in_graph is not None:
+        options.append(("option: resize inside the graph (ORT Resize, antialias)", partial(in_graph, square)))
+    rows = []
+    for name, fn in options:
+        ms = _median_ms(fn, rounds)
+        rows.append([name, ms, ms / inference_ms, "yes" if ms <= 0.25 * inference_ms else "no"])
     print_table(
-        "frame preparation, 1280×720 → 224 (1 call, same process)",
-        ["step", "ms", "share of best b1 inference"],
-        [
-            ["prepare_frame (crop + 2× box + INTER_AREA)", prep_ms, prep_ms / float(best[1])],  # type: ignore[arg-type]
-            ["plain INTER_AREA from 720 px crop", area_ms, area_ms / float(best[1])],  # type: ignore[arg-type]
-        ],
-        f"best inference: {best[0]} at {float(best[1]):.2f} ms",  # type: ignore[arg-type]
+        "frame preparation, 1280×720 → 224 (1 call; share of auto's pick's inference)",
+        ["option", "ms", "× inference", "≤ 0.25"],
+        rows,
+        f"inference: auto's pick at {inference_ms:.2f} ms (table above). prepare_frame = bilinear to 448 + exact "
+        "2×2 box (model/prepare.py); a 640×360 camera frame gives the centre 0.6 crop only 216 px (< 224: upscaled).",
     )
