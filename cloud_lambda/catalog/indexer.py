@@ -335,45 +335,83 @@ def _index_locked(
     on_batch: Callable[[int], None] | None,
     started: float,
 ) -> RunResult:
-    """The run proper, while this process holds the work dir's lock."""
+    """The run proper, while this process holds the work dir's lock: clip-retrieval's reader → mapper → writer
+    shape. Featurize what the journal lacks (reader + mapper, resumable), assemble the catalog from the journal
+    and the metadata rows, write it."""
     log = get_logger("visualsearch.catalog")
-    views = options.views
-    by_file, by_id = items_mod.match_rows(rows)
-    journal = Journal(options.resolved_work_dir(), featurizer.model_id, views)
+    journal = Journal(options.resolved_work_dir(), featurizer.model_id, options.views)
     reused = len(journal.done)
-    hashes: dict[str, str] = {}
-    reasons: Counter[str] = Counter()
-    read_errors: list[dict[str, Any]] = []
-    featurized = 0
-    featurize_s = 0.0
+    log_event(log, "index_start", source=source.uri, items=len(keys), shard=str(options.shard), resumed=reused)
+    run = _featurize(options, featurizer, source, keys, journal, on_batch)
+    catalog = _assemble(options, featurizer, source, keys, rows, journal, run)
+    summary = _summary(options, featurizer, source, keys, catalog, run, reused, time.perf_counter() - started)
+    views = options.views
+    write_catalog(
+        options.out,
+        model_id=featurizer.model_id,
+        dim=featurizer.dim,
+        input_size=featurizer.input_size,
+        ids=catalog.ids,
+        vectors=catalog.matrix,
+        records=catalog.records,
+        index_kind=options.index_kind,
+        index_params=options.index_params,
+        summary=summary,
+        report_lines=catalog.report,
+        shard=str(options.shard) if options.shard else None,
+        owners=None if views.is_single else np.repeat(np.arange(len(catalog.ids), dtype=np.int64), views.count),
+        retrieval=retrieval,
+    )
+    log_event(log, "index_done", out=str(options.out), **{k: summary[k] for k in ("indexed", "rejected", "seconds")})
+    return RunResult(options.out, summary)
+
+
+@dataclass
+class Featurized:
+    """What the featurize stage learned about this run's keys (the vectors themselves are in the journal)."""
+
+    hashes: dict[str, str] = field(default_factory=dict)
+    """key → SHA-256 of its bytes, for every key that could be read."""
+    read_errors: list[dict[str, Any]] = field(default_factory=list)
+    featurized: int = 0
+    featurize_s: float = 0.0
+
+
+def _featurize(
+    options: IndexOptions,
+    featurizer: Any,
+    source: CatalogSource,
+    keys: list[str],
+    journal: Journal,
+    on_batch: Callable[[int], None] | None,
+) -> Featurized:
+    """Read, validate and prepare every key the journal has not seen (worker processes), featurize in batches of
+    ``options.batch_size`` rows and journal each batch; byte-identical images are featurized once."""
+    run = Featurized()
     pending_keys: list[str] = []
     pending: list[np.ndarray] = []
 
     def flush() -> None:
-        nonlocal featurized, featurize_s
         if not pending:
             return
         t0 = time.perf_counter()
         vectors = featurizer.featurize(np.concatenate(pending))
-        featurize_s += time.perf_counter() - t0
-        journal.add_part(
-            [hashes[k] for k, views_of in zip(pending_keys, pending, strict=True) for _ in views_of], vectors
-        )
-        featurized += len(pending)
+        run.featurize_s += time.perf_counter() - t0
+        journal.add_part([run.hashes[k] for k, rows in zip(pending_keys, pending, strict=True) for _ in rows], vectors)
+        run.featurized += len(pending)
         pending.clear()
         pending_keys.clear()
         if on_batch is not None:
-            on_batch(featurized)
+            on_batch(run.featurized)
 
     skip = frozenset(journal.done) | frozenset(journal.rejects)
-    log_event(log, "index_start", source=source.uri, items=len(keys), shard=str(options.shard), resumed=reused)
-    for key, sha, kind, payload in _prepared(options, source, featurizer.input_size, skip, keys, views):
+    for key, sha, kind, payload in _prepared(options, source, featurizer.input_size, skip, keys, options.views):
         if kind == "read_error":
-            read_errors.append({"key": key, "reason": "read_error", "message": payload[1]})
+            run.read_errors.append({"key": key, "reason": "read_error", "message": payload[1]})
             continue
-        hashes[key] = sha
+        run.hashes[key] = sha
         if kind == "ok":
-            if sha in journal.done or any(hashes[k] == sha for k in pending_keys):
+            if sha in journal.done or any(run.hashes[k] == sha for k in pending_keys):
                 continue  # byte-identical to an image already featurized: the same rows serve both ids
             pending_keys.append(key)
             pending.append(payload)
@@ -382,15 +420,39 @@ def _index_locked(
         elif kind == "reject":
             journal.add_reject(sha, key, payload[0], payload[1])
     flush()
+    return run
 
+
+@dataclass
+class Assembled:
+    """The catalog to write, sorted by id, and every refusal with its reason."""
+
+    ids: list[str]
+    records: list[ItemRecord]
+    matrix: np.ndarray
+    report: list[dict[str, Any]]
+    reasons: Counter[str]
+
+
+def _assemble(
+    options: IndexOptions,
+    featurizer: Any,
+    source: CatalogSource,
+    keys: list[str],
+    rows: list[dict[str, Any]],
+    journal: Journal,
+    run: Featurized,
+) -> Assembled:
+    """Join each key's journaled vectors with its metadata row; rejects, duplicate ids, unreadable files and
+    metadata rows without an image go to the report."""
+    by_file, by_id = items_mod.match_rows(rows)
     vectors_by_sha = journal.vectors()
-    ids: list[str] = []
-    vectors: list[np.ndarray] = []
-    records: list[ItemRecord] = []
+    found: list[tuple[ItemRecord, np.ndarray]] = []
     report: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
     seen_ids: dict[str, str] = {}
     for key in keys:
-        content = hashes.get(key)
+        content = run.hashes.get(key)
         if content is None:
             continue
         if content in journal.rejects:
@@ -398,79 +460,64 @@ def _index_locked(
             reasons[entry["reason"]] += 1
             report.append({"key": key, "sha256": content, "reason": entry["reason"], "message": entry["message"]})
             continue
-        row = items_mod.row_for(key, by_file, by_id)
-        record = _record(key, row, featurizer.model_id, source, options.image_base_url)
+        record = _record(
+            key, items_mod.row_for(key, by_file, by_id), featurizer.model_id, source, options.image_base_url
+        )
         if record.id in seen_ids:
             reasons["duplicate_id"] += 1
-            report.append(
-                {
-                    "key": key,
-                    "sha256": content,
-                    "reason": "duplicate_id",
-                    "message": f"id {record.id!r} is also {seen_ids[record.id]}",
-                }
-            )
+            message = f"id {record.id!r} is also {seen_ids[record.id]}"
+            report.append({"key": key, "sha256": content, "reason": "duplicate_id", "message": message})
             continue
         seen_ids[record.id] = key
         rows_of = vectors_by_sha[content]
-        if len(rows_of) != views.count:
-            raise IndexingError(f"{key}: journal holds {len(rows_of)} view rows, expected {views.count}")
-        ids.append(record.id)
-        vectors.append(rows_of)
-        records.append(record)
-    for entry in read_errors:
+        if len(rows_of) != options.views.count:
+            raise IndexingError(f"{key}: journal holds {len(rows_of)} view rows, expected {options.views.count}")
+        found.append((record, rows_of))
+    for entry in run.read_errors:
         reasons["read_error"] += 1
         report.append(entry)
-    matched = {id(row) for row in (items_mod.row_for(k, by_file, by_id) for k in keys) if row is not None}
     if options.shard is None:
+        matched = {id(row) for row in (items_mod.row_for(k, by_file, by_id) for k in keys) if row is not None}
         for row in rows:
             if id(row) not in matched:
                 reasons["missing_image"] += 1
                 report.append({"id": row["id"], "reason": "missing_image", "message": "metadata row has no image file"})
+    found.sort(key=lambda pair: pair[0].id)
+    matrix = np.concatenate([v for _, v in found]) if found else np.zeros((0, featurizer.dim), np.float32)
+    return Assembled([r.id for r, _ in found], [r for r, _ in found], matrix, report, reasons)
 
-    order = sorted(range(len(ids)), key=lambda i: ids[i])
-    ids = [ids[i] for i in order]
-    records = [records[i] for i in order]
-    matrix = np.concatenate([vectors[i] for i in order]) if order else np.zeros((0, featurizer.dim), np.float32)
-    elapsed = time.perf_counter() - started
-    summary = {
+
+def _summary(
+    options: IndexOptions,
+    featurizer: Any,
+    source: CatalogSource,
+    keys: list[str],
+    catalog: Assembled,
+    run: Featurized,
+    reused: int,
+    elapsed: float,
+) -> dict[str, Any]:
+    """The run's ``summary.json``: counts, refusals by reason, index size, time and throughput."""
+    return {
         "model_id": featurizer.model_id,
         "source": source.uri,
         "shard": str(options.shard) if options.shard else None,
         "listed": len(keys),
-        "indexed": len(ids),
-        "rejected": sum(reasons.values()),
-        "rejects_by_reason": dict(sorted(reasons.items())),
-        "featurized_this_run": featurized,
+        "indexed": len(catalog.ids),
+        "rejected": sum(catalog.reasons.values()),
+        "rejects_by_reason": dict(sorted(catalog.reasons.items())),
+        "featurized_this_run": run.featurized,
         "reused_from_journal": reused,
         "index": {"kind": options.index_kind, "params": options.index_params},
-        "catalog_views": views.describe(),
-        "index_rows": int(matrix.shape[0]),
-        "index_mb": round(matrix.nbytes / 1e6, 3),
+        "catalog_views": options.views.describe(),
+        "index_rows": int(catalog.matrix.shape[0]),
+        "index_mb": round(catalog.matrix.nbytes / 1e6, 3),
         "seconds": round(elapsed, 3),
         "throughput": {
-            "images_per_s": round(featurized / elapsed, 2) if elapsed > 0 else None,
-            "featurize_images_per_s": round(featurized / featurize_s, 2) if featurize_s > 0 else None,
+            "images_per_s": round(run.featurized / elapsed, 2) if elapsed > 0 else None,
+            "featurize_images_per_s": round(run.featurized / run.featurize_s, 2) if run.featurize_s > 0 else None,
         },
     }
-    write_catalog(
-        options.out,
-        model_id=featurizer.model_id,
-        dim=featurizer.dim,
-        input_size=featurizer.input_size,
-        ids=ids,
-        vectors=matrix,
-        records=records,
-        index_kind=options.index_kind,
-        index_params=options.index_params,
-        summary=summary,
-        report_lines=report,
-        shard=str(options.shard) if options.shard else None,
-        owners=None if views.is_single else np.repeat(np.arange(len(ids), dtype=np.int64), views.count),
-        retrieval=retrieval,
-    )
-    log_event(log, "index_done", out=str(options.out), **{k: summary[k] for k in ("indexed", "rejected", "seconds")})
-    return RunResult(options.out, summary)
 
 
 def _prepared(
