@@ -61,7 +61,8 @@ class CachedChoice:
 
 
 class ChoiceCache:
-    """Read and write ``path`` (JSON: ``{"version": 1, "models": {model_id: CachedChoice}}``), atomically."""
+    """Read and write ``path`` (JSON: ``{"version": 1, "models": {entry: CachedChoice}}``), atomically; an entry is
+    the model id, plus ``?threads=..&spinning=..`` when those are set (``selection.cache_entry``)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
@@ -90,10 +91,11 @@ class ChoiceCache:
         self._write(models)
 
     def forget(self, model_id: str) -> None:
-        """Drop ``model_id``'s entry so the next start measures again."""
+        """Drop every entry of ``model_id`` (all its settings) so the next start measures again."""
         models = self._load()
-        if models.pop(model_id, None) is not None:
-            self._write(models)
+        kept = {key: value for key, value in models.items() if key != model_id and not key.startswith(model_id + "?")}
+        if len(kept) != len(models):
+            self._write(kept)
 
     def _write(self, models: dict[str, Any]) -> None:
         body = json.dumps({"version": FORMAT_VERSION, "models": models}, indent=1, sort_keys=True)

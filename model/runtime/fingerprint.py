@@ -83,7 +83,7 @@ def fingerprint(
     backends: Mapping[str, type[InferenceBackend]], threads: int | None, options: Mapping[str, Any]
 ) -> dict[str, str]:
     """Everything a measured choice depends on, as flat strings (stored with the choice, compared on start)."""
-    settings = {"threads": str(threads)} | {f"option.{k}": str(v) for k, v in sorted(options.items())}
+    settings = {"threads": str(threads)} | {f"option.{k}": str(v) for k, v in sorted(options.items()) if v is not None}
     return cpu_fingerprint() | gpu_fingerprint() | runtime_fingerprint(backends) | settings
 
 

@@ -108,7 +108,7 @@ def _now() -> str:
 
 def _from_cache(
     cache: ChoiceCache,
-    model_id: str,
+    entry: str,
     printed: dict[str, str],
     candidates: list[Candidate],
     backends: Mapping[str, type[InferenceBackend]],
@@ -116,14 +116,12 @@ def _from_cache(
     threads: int | None,
     options: dict[str, Any],
 ) -> Selected | None:
-    cached = cache.get(model_id)
+    cached = cache.get(entry)
     if cached is None:
         return None
     changed = differences(cached.fingerprint, printed)
     if changed:
-        log.info(
-            "machine or runtimes changed, measuring backends again", extra={"model_id": model_id, "changed": changed}
-        )
+        log.info("machine or runtimes changed, measuring backends again", extra={"entry": entry, "changed": changed})
         return None
     if Candidate(cached.backend, cached.device) not in candidates:
         return None
@@ -203,20 +201,28 @@ def _auto(
         return _only(candidates[0], backends, model_path, threads, options)
     store = None if cache is False else (cache or ChoiceCache())
     printed = fingerprint({c.backend: backends[c.backend] for c in candidates}, threads, options)
+    entry = cache_entry(model_id, threads, options)
     if store is not None:
-        hit = _from_cache(store, model_id, printed, candidates, backends, model_path, threads, options)
+        hit = _from_cache(store, entry, printed, candidates, backends, model_path, threads, options)
         if hit is not None:
             return hit
-    return _measure(
-        candidates, backends, model_path, model_id, input_size, threads, options, trial, clock, store, printed
-    )
+    return _measure(candidates, backends, model_path, entry, input_size, threads, options, trial, clock, store, printed)
+
+
+def cache_entry(model_id: str, threads: int | None, options: Mapping[str, Any]) -> str:
+    """The cache key: the model id, plus the settings when not the defaults, so a device (threads unset, no
+    spinning) and a catalog run (2 threads, spinning) of the same model on one machine keep their own choices
+    instead of evicting each other. Machine and runtimes stay in the fingerprint: their change re-measures."""
+    settings = {"threads": threads} if threads is not None else {}
+    settings |= {key: value for key, value in sorted(options.items()) if value is not None}
+    return model_id if not settings else model_id + "?" + "&".join(f"{k}={v}" for k, v in settings.items())
 
 
 def _measure(
     candidates: list[Candidate],
     backends: Mapping[str, type[InferenceBackend]],
     model_path: str,
-    model_id: str,
+    entry: str,
     input_size: int,
     threads: int | None,
     options: dict[str, Any],
@@ -240,7 +246,7 @@ def _measure(
     )
     if store is not None:
         store.put(
-            model_id,
+            entry,
             CachedChoice(choice.backend, choice.device, choice.measured_ms, choice.skipped, measured_at, printed),
         )
     return Selected(result.backend, choice)

@@ -21,6 +21,7 @@ from model.runtime.selection import Selected, list_candidates, select_backend
 from model.runtime.trial import TrialSettings
 
 MODEL_ID = "fake-int8-00000000"
+ENTRY = f"{MODEL_ID}?threads=2"  # the cache entry of MODEL_ID at choose()'s 2 threads
 
 
 class FakeClock:
@@ -140,23 +141,30 @@ def test_the_choice_is_cached_and_reused_without_a_new_trial(cache: ChoiceCache)
     assert [device for _, device, _ in fast.opened] == ["CPU"]
 
 
-@pytest.mark.parametrize("change", ["runtime upgrade", "threads"])
-def test_a_changed_fingerprint_measures_again(
-    cache: ChoiceCache, change: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_runtime_upgrade_measures_again(cache: ChoiceCache, caplog: pytest.LogCaptureFixture) -> None:
     slow, fast = make_backend("ort", 10, {"cpu": 6.0}), make_backend("ov", 20, {"CPU": 3.0})
     choose({"ort": slow, "ov": fast}, cache)
-    threads = 2
-    if change == "runtime upgrade":
-        slow.version, slow.ms = "2.0", {"cpu": 1.0}  # the new release is faster here
-    else:
-        threads, slow.ms = 4, {"cpu": 1.0}
+    slow.version, slow.ms = "2.0", {"cpu": 1.0}  # the new release is faster here
     with caplog.at_level(logging.INFO, logger="model.runtime.selection"):
-        choice = choose({"ort": slow, "ov": fast}, cache, threads=threads).choice
+        choice = choose({"ort": slow, "ov": fast}, cache).choice
     assert (choice.backend, choice.how) == ("ort", "measured")
     changed = [r for r in caplog.records if r.getMessage().startswith("machine or runtimes changed")]
-    assert changed and changed[0].changed == (["ort"] if change == "runtime upgrade" else ["threads"])  # type: ignore[attr-defined]
-    assert cache.get(MODEL_ID) is not None and cache.get(MODEL_ID).backend == "ort"  # type: ignore[union-attr]
+    assert changed and changed[0].changed == ["ort"]  # type: ignore[attr-defined]
+    assert cache.get(ENTRY) is not None and cache.get(ENTRY).backend == "ort"  # type: ignore[union-attr]
+
+
+def test_other_settings_are_measured_and_kept_beside_the_first(cache: ChoiceCache) -> None:
+    """A device (threads unset) and a catalog run (2 threads, spinning) of one model keep their own choices."""
+    slow, fast = make_backend("ort", 10, {"cpu": 6.0}), make_backend("ov", 20, {"CPU": 3.0})
+    choose({"ort": slow, "ov": fast}, cache)
+    slow.ms = {"cpu": 1.0}  # with 4 threads onnxruntime wins
+    assert choose({"ort": slow, "ov": fast}, cache, threads=4, spinning=True).choice.how == "measured"
+    entries = set(json.loads(cache.path.read_text())["models"])
+    assert entries == {ENTRY, f"{MODEL_ID}?threads=4&spinning=True"}
+    again = [choose({"ort": slow, "ov": fast}, cache, threads=t, spinning=s).choice for t, s in ((2, None), (4, True))]
+    assert [(c.how, c.backend) for c in again] == [("cached", "ov"), ("cached", "ort")]
+    cache.forget(MODEL_ID)  # `model info --remeasure`: every settings' entry of the model goes
+    assert json.loads(cache.path.read_text())["models"] == {}
 
 
 def test_another_model_is_measured_on_its_own(cache: ChoiceCache) -> None:
@@ -171,7 +179,7 @@ def test_another_model_is_measured_on_its_own(cache: ChoiceCache) -> None:
         clock=CLOCK,
     )
     assert other.choice.how == "measured"
-    assert {MODEL_ID, "other-fp32-11111111"} <= set(json.loads(cache.path.read_text())["models"])
+    assert set(json.loads(cache.path.read_text())["models"]) == {ENTRY, "other-fp32-11111111"}
 
 
 def test_an_explicit_backend_wins_without_a_trial(cache: ChoiceCache) -> None:
@@ -243,7 +251,11 @@ def test_a_cached_choice_that_no_longer_loads_is_measured_again(cache: ChoiceCac
 
 @pytest.mark.parametrize(
     "content",
-    ["{not json", '{"version": 99, "models": {}}', '{"version": 1, "models": {"fake-int8-00000000": {"backend": 3}}}'],
+    [
+        "{not json",
+        '{"version": 99, "models": {}}',
+        '{"version": 1, "models": {"fake-int8-00000000?threads=2": {"backend": 3}}}',
+    ],
 )
 def test_an_unreadable_cache_is_ignored_and_rewritten(cache: ChoiceCache, content: str) -> None:
     cache.path.write_text(content)
@@ -251,7 +263,7 @@ def test_an_unreadable_cache_is_ignored_and_rewritten(cache: ChoiceCache, conten
         {"ort": make_backend("ort", 10, {"cpu": 6.0}), "ov": make_backend("ov", 20, {"CPU": 3.0})}, cache
     ).choice
     assert choice.how == "measured"
-    assert json.loads(cache.path.read_text())["models"][MODEL_ID]["backend"] == "ov"
+    assert json.loads(cache.path.read_text())["models"][ENTRY]["backend"] == "ov"
 
 
 def test_an_unwritable_cache_never_stops_start_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
