@@ -16,7 +16,13 @@ import numpy as np
 from model.contracts.errors import VisualSearchError
 
 INDEX_KINDS: dict[str, type[VectorIndex]] = {}
-_PLUGINS = {"exact": "cloud_lambda.index.exact", "hnsw": "cloud_lambda.index.hnsw"}
+_PLUGINS = {
+    "exact": "cloud_lambda.index.exact",
+    "hnsw": "cloud_lambda.index.hnsw",
+    "hnsw-fp16": "cloud_lambda.index.hnsw_sq",
+    "hnsw-sq8": "cloud_lambda.index.hnsw_sq",
+    "ivfpq": "cloud_lambda.index.ivfpq",
+}
 
 
 class VectorIndexError(VisualSearchError, ValueError):
@@ -91,6 +97,11 @@ def _kind(kind: str) -> type[VectorIndex]:
         raise VectorIndexError(f"unknown index kind '{kind}'; known: {', '.join(sorted(_PLUGINS))}")
     importlib.import_module(_PLUGINS[kind])
     return INDEX_KINDS[kind]
+
+
+def kinds() -> list[str]:
+    """Every index kind (for option choices), without importing faiss."""
+    return list(_PLUGINS)
 
 
 def create_index(kind: str, dim: int, **params: Any) -> VectorIndex:

@@ -1,4 +1,4 @@
-"""Exact and HNSW indexes behind one interface: agreement, save/load, parameters, edge cases."""
+"""Every index kind behind one interface: agreement with exact search, save/load, parameters, edge cases."""
 
 from __future__ import annotations
 
@@ -25,13 +25,21 @@ def test_exact_top_k_matches_brute_force():
     np.testing.assert_allclose(scores, np.sort(sims, axis=1)[:, ::-1][:, :5], rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+PARAMS = {
+    "exact": {},
+    "hnsw": {"M": 16, "ef_search": 64},
+    "hnsw-fp16": {"M": 16},
+    "hnsw-sq8": {"M": 16},
+    "ivfpq": {"nlist": 16, "nprobe": 16, "pq_m": 16, "rerank": 8},  # all lists: the codes + re-rank decide
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PARAMS))
 def test_save_load_and_recall(kind: str, tmp_path: Path):
     base = unit(2000, 48, 2)
     queries = base[:50] + 0.05 * unit(50, 48, 3)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    params = {"M": 16, "ef_search": 64} if kind == "hnsw" else {}
-    index = create_index(kind, 48, **params)
+    index = create_index(kind, 48, **PARAMS[kind])
     index.build(base)
     name = index.save(tmp_path)
     assert (tmp_path / name).exists() and index.describe()["file"] == name
@@ -46,7 +54,7 @@ def test_save_load_and_recall(kind: str, tmp_path: Path):
     assert (got[:, 0] == np.arange(50)).mean() >= 0.95
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "hnsw-fp16", "hnsw-sq8"])
 def test_fewer_items_than_k_and_empty(kind: str):
     index = create_index(kind, 8)
     scores, positions = index.search(unit(1, 8, 0), 3)
@@ -58,7 +66,7 @@ def test_fewer_items_than_k_and_empty(kind: str):
 
 def test_bad_input_and_params():
     with pytest.raises(VectorIndexError, match="unknown index kind"):
-        create_index("ivfpq", 8)
+        create_index("annoy", 8)
     with pytest.raises(VectorIndexError, match="unknown hnsw parameters"):
         create_index("hnsw", 8, m=3)
     with pytest.raises(VectorIndexError, match=r"2\.\.4096"):
@@ -70,3 +78,74 @@ def test_bad_input_and_params():
         index.build(unit(3, 9, 0))
     with pytest.raises(VectorIndexError, match="NaN"):
         index.build(np.full((2, 8), np.nan, np.float32))
+
+
+def test_empty_compact_indexes_save_and_load(tmp_path: Path):
+    for kind, params in (("hnsw-sq8", {"pca": 16}), ("ivfpq", {"pq_m": 4})):
+        index = create_index(kind, 32, **params)
+        index.build(np.zeros((0, 32), np.float32))
+        index.save(tmp_path)
+        loaded = load_index(tmp_path, kind, 32, index.params)
+        scores, positions = loaded.search(unit(1, 32, 0), 3)
+        assert loaded.count == 0 and (positions == -1).all() and np.isneginf(scores).all()
+
+
+def test_pca_keeps_the_neighbours_of_low_rank_vectors(tmp_path: Path):
+    """Vectors that live in 12 of 64 dimensions (plus a shared mean, as CNN descriptors have) lose nothing in a
+    16-d projection: the uncentred principal directions keep every inner product, the mean term included."""
+    rng = np.random.default_rng(5)
+    basis = np.linalg.qr(rng.standard_normal((64, 12)))[0].T
+    base = rng.standard_normal((3000, 12)) @ basis + 3.0 * basis[0]
+    base = (base / np.linalg.norm(base, axis=1, keepdims=True)).astype(np.float32)
+    queries = base[:40] + 0.02 * (rng.standard_normal((40, 12)) @ basis).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    index = create_index("hnsw-fp16", 64, M=16, pca=16)
+    index.build(base)
+    index.save(tmp_path)
+    loaded = load_index(tmp_path, "hnsw-fp16", 64, index.params)
+    exact = create_index("exact", 64)
+    exact.build(base)
+    truth_scores, truth = exact.search(queries, 5)
+    scores, got = loaded.search(queries, 5)
+    assert np.mean([len(set(g) & set(t)) / 5 for g, t in zip(got, truth, strict=True)]) >= 0.98
+    np.testing.assert_allclose(scores, truth_scores, atol=2e-3)  # cosine scores, not shifted by a centring
+
+
+def test_compact_parameters_are_checked():
+    with pytest.raises(VectorIndexError, match="pca must be 0"):
+        create_index("hnsw-sq8", 64, pca=4)
+    with pytest.raises(VectorIndexError, match="below the vectors' 16 dims"):
+        create_index("hnsw-sq8", 16, pca=16).build(unit(300, 16, 0))
+    with pytest.raises(VectorIndexError, match="pq_m=5 must divide"):
+        create_index("ivfpq", 16, pq_m=5).build(unit(300, 16, 0))
+    with pytest.raises(VectorIndexError, match="at least that many rows, got 10"):
+        create_index("ivfpq", 16, pq_m=4).build(unit(10, 16, 0))
+    with pytest.raises(VectorIndexError, match="not a search-time parameter"):
+        create_index("hnsw-sq8", 16).set_search_param("M", 8)  # type: ignore[attr-defined]
+
+
+def test_reranking_restores_what_the_projection_loses(tmp_path: Path):
+    """A 12-d projection of 48-d vectors with a decaying spectrum misorders near neighbours; re-scoring 8·k of
+    its candidates with 8-bit codes of the full vectors gives the exact ones back (after a save/load); a 24-byte
+    PQ code (2 dims a byte) recovers part of it."""
+    rng = np.random.default_rng(6)
+    decay = 0.93 ** np.arange(48)
+    base = rng.standard_normal((3000, 48)) * decay
+    base = (base / np.linalg.norm(base, axis=1, keepdims=True)).astype(np.float32)
+    queries = (base[:60] + 0.1 * rng.standard_normal((60, 48)) * decay).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = create_index("exact", 48)
+    exact.build(base)
+    _, truth = exact.search(queries, 5)
+
+    def recall(kind_params: dict) -> float:
+        index = create_index("hnsw-sq8", 48, M=16, pca=12, **kind_params)
+        index.build(base)
+        folder = tmp_path / str(sorted(kind_params.items()))
+        folder.mkdir()
+        index.save(folder)
+        _, got = load_index(folder, "hnsw-sq8", 48, index.params).search(queries, 5)
+        return float(np.mean([len(set(g) & set(t)) / 5 for g, t in zip(got, truth, strict=True)]))
+
+    plain, sq8, pq = recall({}), recall({"rerank": 8}), recall({"rerank": 8, "rerank_pq": 24})
+    assert plain < 0.8 and sq8 >= 0.95 and pq >= plain + 0.05
