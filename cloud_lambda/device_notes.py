@@ -32,8 +32,8 @@ NOTE_EVERY_S = 1.0
 """A device whose every message is refused gets its note rewritten at most this often (per container)."""
 
 HINTS = {
-    "model_mismatch": "the camera runs another model than the catalog index was built with: deploy the index's "
-    ".onnx to the camera (model.path / --model), or re-index the catalog with the camera's model",
+    "no_index_for_model": "no catalog index was built with the camera's model: re-index the catalog with it into"
+    " the index root (catalog index --root), or deploy to the camera a model the root has (the message names them)",
     "wrong_dim": "the camera's vectors have another size than the index's: deploy the index's model to the camera",
     "device_mismatch": "the message's device_id is not the thing name in its topic: set device_id to the thing "
     "name (AWS_IOT_THING_NAME) — the search refuses it as spoofed",

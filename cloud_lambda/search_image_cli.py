@@ -11,7 +11,7 @@ from pathlib import Path
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photo", type=Path, help="a JPEG or PNG file (same rules as catalog images)")
-    parser.add_argument("--index", required=True, help="catalog index folder (or s3://bucket/prefix)")
+    parser.add_argument("--index", required=True, help="catalog index folder or index root (or s3://bucket/prefix)")
     from_env = os.environ.get("VS_PHOTO_MODEL")
     # Required in the usage line too, unless the environment already names it (as in the Lambda image).
     parser.add_argument(
@@ -27,8 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cloud_lambda.catalog.layout import CatalogError, load_catalog
-    from cloud_lambda.metadata import open_metadata_store
+    from cloud_lambda.catalog.layout import CatalogError
     from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
     from cloud_lambda.settings import CloudSettings, SettingsError
     from model.image_rules import ImageRejected
@@ -39,15 +38,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot read {args.photo}: {exc}", file=sys.stderr)
         return 2
     try:
-        catalog = load_catalog(args.index)
         settings = CloudSettings.build(
             index_dir=str(args.index), top_k=args.top_k, min_score=args.min_score, photo_model=args.model
         )
         if not settings.photo_model:
             print("error: --model is required (the ONNX featurizer the catalog was indexed with)", file=sys.stderr)
             return 2
-        # The Redis client connects lazily and a photo search never writes, so no Redis is needed here.
-        service = SearchService(settings, catalog=catalog, metadata=open_metadata_store("", catalog.folder))
+        # The Redis client connects lazily and a photo search never writes, so no Redis is needed here. A root
+        # of several model ids works too: the photo model picks its index, as in the API.
+        service = SearchService(settings)
         result = service.search_photo(data, args.top_k)
     except ImageRejected as exc:
         print(f"error: image rejected ({exc.reason}): {exc}", file=sys.stderr)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from model.contracts.errors import VisualSearchError
 
 ENV_PREFIX = "VS_"
+LAMBDA_INDEX_SHARE = 0.7
+"""Share of a Lambda's memory the indexes may use by default; the rest is the runtime (docs/scale.md: RSS)."""
 PUBLISH_RE = re.compile(r"^(none|iot-data|mqtt://[^/:]+:\d{1,5})$")
 METADATA_RE = re.compile(r"^(|sqlite:///.+|dynamodb://[A-Za-z0-9_.-]{3,255})$")
 
@@ -68,6 +70,20 @@ class CloudSettings(BaseModel):
     )
     redis_timeout_s: float = Field(default=2.0, gt=0, le=60, description="Redis socket timeout.")
     hnsw_ef_search: int | None = Field(default=None, ge=1, le=4096, description="Override the index's efSearch.")
+    index_memory_mb: int | None = Field(
+        default=None,
+        ge=64,
+        description="Memory the loaded indexes may take together; past it the least recently used are unloaded."
+        f" Default: {LAMBDA_INDEX_SHARE:.0%} of the function's memory in Lambda (AWS_LAMBDA_FUNCTION_MEMORY_SIZE),"
+        " no limit elsewhere.",
+    )
+    index_relist_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="A message for a model id with no loaded index lists the index root again at most this often"
+        " (picks up an index added for a new model; drops retired ones).",
+    )
     max_upload_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Photo search upload limit.")
     cors_origin: str = Field(default="*", description="Access-Control-Allow-Origin for the HTTP API.")
 
@@ -98,6 +114,12 @@ class CloudSettings(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    def index_budget_bytes(self, env: Mapping[str, str] | None = None) -> int | None:
+        if self.index_memory_mb is not None:
+            return self.index_memory_mb * 2**20
+        lambda_mb = (os.environ if env is None else env).get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        return int(int(lambda_mb) * LAMBDA_INDEX_SHARE * 2**20) if lambda_mb.isdigit() else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> CloudSettings:

@@ -1,4 +1,5 @@
-"""``visual-search catalog``: index (one machine or one shard), merge shards, load metadata, info."""
+"""``visual-search catalog``: index (one machine or one shard), merge shards, load metadata, info, and the
+indexes of every model id under an index root (list, retire)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,20 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     idx = sub.add_parser("index", help="validate, featurize and index a folder or s3:// prefix of images")
     idx.add_argument("source", help="local folder or s3://bucket/prefix of catalog images")
-    idx.add_argument("--out", required=True, type=Path, help="index folder to write (with --shard: the shard's)")
+    where = idx.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="index folder to write (with --shard: the shard's)")
+    where.add_argument(
+        "--root",
+        type=Path,
+        help="index root holding one folder per model id: writes ROOT/<model id>/ beside the live indexes"
+        " (atomically), so a new model is indexed before cameras move to it (docs/scale.md)",
+    )
     idx.add_argument("--model", required=True, help="ONNX featurizer (with its .json sidecar); path or s3://")
     idx.add_argument(
         "--metadata",
         help="items .jsonl or .csv (id, title, image_url, file, extras); path or s3://bucket/key; empty = none",
     )
-    idx.add_argument("--index", dest="index_kind", choices=["exact", "hnsw"], default="exact")
-    idx.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree M")
-    idx.add_argument("--ef-construction", type=int, default=80)
-    idx.add_argument("--ef-search", type=int, default=64)
+    _index_kind_options(idx)
     idx.add_argument(
         "--catalog-views",
         default="1",
@@ -47,9 +52,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     idx.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino")
     idx.add_argument("--shard", help="i/n: process only shard i of n (0-based); AWS Batch: AWS_BATCH_JOB_ARRAY_INDEX")
     idx.add_argument("--shard-count", type=int, help="n when the shard index comes from AWS_BATCH_JOB_ARRAY_INDEX")
-    idx.add_argument("--work-dir", type=Path, help="resume journal and part files (default: OUT.work)")
+    idx.add_argument(
+        "--work-dir",
+        type=Path,
+        help="resume journal and part files (default: OUT.work; with --root: ROOT/.work/<model id>)",
+    )
     idx.add_argument("--image-base-url", help="image_url = BASE/<file> for items without one in --metadata")
-    idx.add_argument("--upload", help="s3://bucket/prefix to upload the finished folder to")
+    idx.add_argument(
+        "--upload",
+        help="s3://bucket/prefix to upload the finished folder to (with --root: the S3 root; the folder"
+        " goes to PREFIX/<model id>/, manifest last)",
+    )
     idx.add_argument("--no-progress", action="store_true", help="no progress bar")
     idx.set_defaults(handler=_index)
 
@@ -57,10 +70,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     merge.add_argument(
         "shards", nargs="+", help="shard folders written by `index --shard`, or an s3:// prefix holding shard-*/"
     )
-    merge.add_argument("--out", required=True, type=Path)
-    merge.add_argument("--index", dest="index_kind", choices=["exact", "hnsw"], default=None)
+    merge_where = merge.add_mutually_exclusive_group(required=True)
+    merge_where.add_argument("--out", type=Path, help="folder to write the merged index to")
+    merge_where.add_argument("--root", type=Path, help="index root: writes ROOT/<the shards' model id>/")
+    _index_kind_options(merge)
     merge.add_argument("--allow-partial", action="store_true", help="merge even if some shards are missing")
-    merge.add_argument("--upload", help="s3://bucket/prefix to upload the merged folder to")
+    merge.add_argument(
+        "--upload", help="s3://bucket/prefix to upload the merged folder to (with --root: the S3 root, see index)"
+    )
     merge.set_defaults(handler=_merge)
 
     load = sub.add_parser("load-metadata", help="copy a catalog's metadata.sqlite into DynamoDB")
@@ -71,6 +88,58 @@ def register(parser: argparse.ArgumentParser) -> None:
     info = sub.add_parser("info", help="print a catalog's manifest and summary")
     info.add_argument("folder", type=Path)
     info.set_defaults(handler=_info)
+
+    from cloud_lambda.catalog import indexes_cli
+
+    indexes_cli.register(sub.add_parser("indexes", help="list or retire the indexes of each model id under a root"))
+
+
+def _index_kind_options(parser: argparse.ArgumentParser) -> None:
+    from cloud_lambda.index import kinds
+    from cloud_lambda.index.choice import AUTO, describe_bands
+
+    parser.add_argument(
+        "--index",
+        dest="index_kind",
+        choices=[AUTO, *kinds()],
+        default=AUTO,
+        help=f"index kind (docs/scale.md); {describe_bands()}",
+    )
+    parser.add_argument(
+        "--index-param",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="a parameter of the named --index kind, repeatable: M, ef_construction, ef_search (hnsw*), pca"
+        " (hnsw-sq8, hnsw-fp16, ivfpq), nlist, pq_m, nprobe, rerank (ivfpq)",
+    )
+    parser.add_argument("--hnsw-m", type=int, help="HNSW graph degree M (= --index-param M=N)")
+    parser.add_argument("--ef-construction", type=int, help="= --index-param ef_construction=N")
+    parser.add_argument("--ef-search", type=int, help="= --index-param ef_search=N")
+
+
+def _index_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters given for ``--index``; a ValueError naming the option when they do not fit."""
+    from cloud_lambda.index import VectorIndexError, create_index
+    from cloud_lambda.index.choice import AUTO
+
+    params: dict[str, Any] = {}
+    for text in args.index_param:
+        key, sep, value = text.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise ValueError(f"--index-param {text!r}: expected KEY=INTEGER")
+        params[key.strip()] = int(value)
+    for key, value in (("M", args.hnsw_m), ("ef_construction", args.ef_construction), ("ef_search", args.ef_search)):
+        if value is not None:
+            params[key] = value
+    if params and args.index_kind == AUTO:
+        raise ValueError("index parameters need the kind they belong to: name it with --index (e.g. --index hnsw)")
+    if params:
+        try:
+            create_index(args.index_kind, 8, **params)  # checks names and ranges before any featurizing
+        except VectorIndexError as exc:
+            raise ValueError(f"--index {args.index_kind}: {exc}") from None
+    return params
 
 
 def _fail(message: str) -> int:
@@ -85,19 +154,23 @@ def _index(args: argparse.Namespace) -> int:
     try:
         views = parse_views(args.catalog_views)
         shard = Shard.parse(args.shard) if args.shard else Shard.from_env(args.shard_count)
-        params: dict[str, Any] = {}
-        if args.index_kind == "hnsw":
-            params = {"M": args.hnsw_m, "ef_construction": args.ef_construction, "ef_search": args.ef_search}
-        out, upload = args.out, args.upload
+        params = _index_params(args)
+        if args.root is not None and shard is not None:
+            raise ValueError("--root writes a whole index: index shards with --out, then `catalog merge --root`")
+        from cloud_lambda.catalog.sources import local_file, local_model
+        from model.featurizer import Featurizer
+
+        model = Path(local_model(str(args.model)))
+        metadata = local_file(args.metadata) if args.metadata else None
+        # The decode workers run on the same cores: spinning featurizer threads would take their time slices.
+        spinning = args.spin if args.spin is not None else args.workers == 0
+        featurizer = Featurizer(model, backend=args.backend, threads=args.threads, spinning=spinning)
+        out, upload = _destination(args.out, args.root, args.upload, featurizer.model_id)
         if shard is not None and args.shard is None:
             # One command line for every array child: each writes (and uploads) its own shard folder.
             name = f"shard-{shard.index:05d}-of-{shard.count:05d}"
             out = out / name
             upload = f"{upload.rstrip('/')}/{name}" if upload else None
-        from cloud_lambda.catalog.sources import local_file, local_model
-
-        model = Path(local_model(str(args.model)))
-        metadata = local_file(args.metadata) if args.metadata else None
         options = IndexOptions(
             source=args.source,
             out=out,
@@ -108,18 +181,14 @@ def _index(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             shard=shard,
-            work_dir=args.work_dir,
+            # In a root, the resume journal stays out of the listing (hidden), one per model id.
+            work_dir=args.work_dir or (args.root / ".work" / featurizer.model_id if args.root else None),
             image_base_url=args.image_base_url,
             backend=args.backend,
             threads=args.threads,
             progress=not args.no_progress,
             views=views,
         )
-        # The decode workers run on the same cores: spinning featurizer threads would take their time slices.
-        spinning = args.spin if args.spin is not None else args.workers == 0
-        from model.featurizer import Featurizer
-
-        featurizer = Featurizer(model, backend=args.backend, threads=args.threads, spinning=spinning)
         result = run_index(options, featurizer=featurizer)
     except (IndexingError, ValueError, FileNotFoundError, RuntimeError) as exc:
         return _fail(str(exc))
@@ -131,20 +200,35 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _destination(out: Path | None, root: Path | None, upload: str | None, model_id: str) -> tuple[Path, str | None]:
+    """(local folder, upload URI): ``--out`` as given, or ``ROOT/<model id>`` (and ``UPLOAD/<model id>``)."""
+    if root is None:
+        assert out is not None  # argparse: one of --out / --root is required
+        return out, upload
+    from cloud_lambda.catalog.roots import LocalRoot
+
+    local = Path(LocalRoot(root).location(model_id))
+    return local, f"{upload.rstrip('/')}/{model_id}" if upload else None
+
+
 def _merge(args: argparse.Namespace) -> int:
-    from cloud_lambda.catalog.layout import CatalogError
+    from cloud_lambda.catalog.layout import CatalogError, read_manifest
     from cloud_lambda.catalog.merge import merge_catalogs
 
     try:
-        shards = _shard_folders(args.shards, args.out)
-        summary = merge_catalogs(shards, args.out, args.index_kind, None, require_complete=not args.allow_partial)
+        params = _index_params(args)
+        staging = args.out or args.root / ".merge"
+        shards = _shard_folders(args.shards, staging)
+        model_id = read_manifest(shards[0]).model_id if shards else ""
+        out, upload = _destination(args.out, args.root, args.upload, model_id)
+        summary = merge_catalogs(shards, out, args.index_kind, params or None, require_complete=not args.allow_partial)
     except (CatalogError, ValueError, OSError) as exc:
         return _fail(str(exc))
     print(json.dumps(summary, indent=2))
-    if args.upload:
+    if upload:
         from cloud_lambda.catalog.sources import upload_folder
 
-        upload_folder(args.out, args.upload)
+        upload_folder(out, upload)
     return 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloud_lambda.index import VectorIndex, create_index, load_index
+from cloud_lambda.index.choice import AUTO, choose, describe_bands
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.metadata.sqlite_store import SqliteStore
 from model.contracts.errors import VisualSearchError
@@ -44,7 +45,7 @@ class CatalogError(VisualSearchError, ValueError):
 class IndexSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(description="exact | hnsw")
+    kind: str = Field(description="exact | hnsw | hnsw-fp16 | hnsw-sq8 | ivfpq (cloud_lambda.index)")
     params: dict[str, Any] = Field(default_factory=dict, description="Index parameters (M, efSearch, ...).")
     file: str = Field(description="Index file name inside the folder.")
 
@@ -110,7 +111,12 @@ def write_catalog(
     """Write everything into a temp sibling of ``out`` and swap it in, so ``out`` is never half-written.
 
     ``owners`` (one item position per vector row) when items have several views; ``None``: row i is item i.
+    ``index_kind`` ``auto`` picks the kind by the number of rows (``cloud_lambda.index.choice``) and records
+    the choice in ``summary["index"]`` (updated in place, so the caller's printed summary shows it too).
     """
+    if index_kind == AUTO:
+        index_kind, index_params = choose(int(vectors.shape[0]), dim)
+        summary["index"] = {"kind": index_kind, "params": index_params, "chosen_by": describe_bands()}
     if owners is not None:
         owners = np.asarray(owners, dtype=np.int64)
         if owners.shape != (vectors.shape[0],) or (len(owners) and (owners.min() < 0 or owners.max() >= len(ids))):
@@ -192,12 +198,13 @@ def load_catalog(folder: str | Path, ef_search: int | None = None) -> Catalog:
     """Load a catalog (local folder, or ``s3://bucket/prefix`` downloaded once to /tmp)."""
     text = str(folder)
     if text.startswith("s3://"):
-        from cloud_lambda.catalog.sources import download_prefix
+        from cloud_lambda.catalog.roots import S3Root
 
-        local = Path(tempfile.gettempdir()) / "vs-index" / text[len("s3://") :].replace("/", "_")
-        if not (local / MANIFEST).exists():
-            download_prefix(text, local)
-        folder = local
+        # Only the files a search needs (roots.SEARCH_FILES + the index file), not vectors.npy.
+        root = S3Root(text)
+        if not root.single:
+            raise CatalogError(f"{text} holds no manifest.json (a root of several indexes: open it with roots)")
+        folder = root.local_folder(root.model_ids()[0])
     folder = Path(folder)
     manifest = read_manifest(folder)
     try:
@@ -205,7 +212,7 @@ def load_catalog(folder: str | Path, ef_search: int | None = None) -> Catalog:
     except (OSError, ValueError) as exc:
         raise CatalogError(f"cannot read {folder / IDS}: {exc}") from exc
     params = dict(manifest.index.params)
-    if ef_search is not None and manifest.index.kind == "hnsw":
+    if ef_search is not None and "ef_search" in manifest.index.params:
         params["ef_search"] = ef_search
     index = load_index(folder, manifest.index.kind, manifest.dim, params)
     if (folder / OWNERS).exists():

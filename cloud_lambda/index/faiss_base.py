@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cloud_lambda.index.base import VectorIndexError, VectorIndex
+from cloud_lambda.index.base import VectorIndex, VectorIndexError
 
 STAGE_BOUNDS = {"pca": (0, 8192), "rerank": (0, 64), "rerank_pq": (0, 8192)}
 """Bounds of the optional stages' parameters (module docstring)."""

@@ -1,5 +1,7 @@
 """``SearchService``: everything the search and API Lambdas do, loaded once per container.
 
+Every message goes to the index of its own model id (:mod:`cloud_lambda.search.catalogs`), so cameras on
+different models are all served during a rollout; an id with no index is refused (``no_index_for_model``).
 A bad message is rejected with its reason and nothing is written; a Redis outage raises
 :class:`~cloud_lambda.matches.MatchStoreUnavailable` so the Lambda invocation fails and IoT retries it.
 """
@@ -14,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from cloud_lambda.catalog.layout import Catalog, load_catalog
+from cloud_lambda.catalog.layout import Catalog
+from cloud_lambda.catalog.roots import open_root
 from cloud_lambda.device_notes import DeviceNotes
 from cloud_lambda.logs import Counters, get_logger, log_event
 from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
-from cloud_lambda.metadata import MetadataStore, open_metadata_store
+from cloud_lambda.metadata import MetadataStore
 from cloud_lambda.publish import MatchPublisher, MatchPublishError, create_match_publisher
+from cloud_lambda.search.catalogs import CatalogSet, LoadedCatalog, NoIndexForModel
 from cloud_lambda.settings import CloudSettings
 from model.contracts import bounded_json
 from model.contracts.errors import Rejected, VisualSearchError
@@ -64,8 +68,19 @@ class SearchService:
         self.log = logger or get_logger()
         self.counters = Counters()
         started = time.perf_counter()
-        self.catalog = catalog or load_catalog(settings.index_dir, ef_search=settings.hnsw_ef_search)
-        self.metadata = metadata or open_metadata_store(settings.metadata, self.catalog.folder)
+        self.catalogs = CatalogSet(
+            open_root(catalog.folder if catalog is not None else settings.index_dir),
+            ef_search=settings.hnsw_ef_search,
+            metadata_spec=settings.metadata,
+            budget_bytes=settings.index_budget_bytes(),
+            relist_s=settings.index_relist_s,
+            log=self.log,
+            counters=self.counters,
+            preloaded=catalog,
+            metadata=metadata,
+        )
+        # The newest index is loaded now, so a broken root fails at start-up; the others on their first message.
+        default = self.catalogs.get(self.catalogs.newest())
         self.matches = match_store or MatchStore(
             connect(settings.redis_url, settings.redis_timeout_s),
             settings.match_list_cap,
@@ -84,23 +99,8 @@ class SearchService:
                 settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             )
         )
-        if self.catalog.manifest.index.kind == "hnsw":
-            import faiss
-
-            # One query per event: OpenMP's fork/join costs more than a second thread gains, and a Lambda
-            # container handles one event at a time (scale-out is more containers, not more threads).
-            faiss.omp_set_num_threads(1)
         self._featurizer: Any = None
-        retrieval = self.catalog.manifest.retrieval
-        # A device sends only its model id; naming the index's settings tells the operator what to export.
-        self._settings_hint = (
-            f"; the index expects pooling {retrieval.get('pooling')!r}, query_regions {retrieval.get('query_regions')}"
-            " (a model exported with other settings has another id)"
-            if retrieval
-            else ""
-        )
         self._photo_roi: Any = None
-        self._metadata_cache: dict[str, Any] = {}
         self._events = 0
         self.clock = time.time
         """The cloud's clock for capture-time checks and "last seen" (tests set a fixed one)."""
@@ -108,31 +108,67 @@ class SearchService:
         log_event(
             self.log,
             "search_service_loaded",
-            model_id=self.catalog.model_id,
-            items=len(self.catalog.ids),
-            rows=self.catalog.index.count,
-            catalog_views=self.catalog.views.describe(),
-            index=self.catalog.manifest.index.kind,
+            model_id=default.catalog.model_id,
+            model_ids=self.catalogs.model_ids(),
+            items=len(default.catalog.ids),
+            rows=default.catalog.index.count,
+            catalog_views=default.catalog.views.describe(),
+            index=default.catalog.manifest.index.kind,
             publisher=self.publisher.name,
             load_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
+    @property
+    def catalog(self) -> Catalog:
+        """The newest index (single-model views: /api/health, tools); messages use :meth:`index_for`."""
+        return self.catalogs.get(self.catalogs.newest()).catalog
+
+    @property
+    def metadata(self) -> MetadataStore:
+        return self.catalogs.get(self.catalogs.newest()).metadata
+
+    def index_for(self, model_id: str) -> LoadedCatalog:
+        """The loaded index of ``model_id``; :class:`Rejected` (``no_index_for_model``) when there is none."""
+        try:
+            return self.catalogs.get(model_id)
+        except NoIndexForModel as exc:
+            raise Rejected("no_index_for_model", str(exc) + self._settings_hint()) from None
+
+    def _settings_hint(self) -> str:
+        # A device sends only its model id; naming the index's settings tells the operator what to export.
+        # From loaded indexes only: a flood of unknown ids must not cost a manifest read each.
+        loaded = self.catalogs.loaded_ids()
+        if len(loaded) != 1 or len(self.catalogs.model_ids()) != 1:
+            return ""
+        retrieval = self.catalogs.get(loaded[0]).catalog.manifest.retrieval
+        if not retrieval:
+            return ""
+        return (
+            f"; the index expects pooling {retrieval.get('pooling')!r}, query_regions {retrieval.get('query_regions')}"
+            " (a model exported with other settings has another id)"
+        )
+
     # --- k-NN + metadata join, shared by device messages and photo search ----------------------------
-    def find(self, vector: np.ndarray, k: int | None = None) -> list[dict[str, Any]]:
+    def find(
+        self, vector: np.ndarray, k: int | None = None, entry: LoadedCatalog | None = None
+    ) -> list[dict[str, Any]]:
+        """Top-k matches of ``vector`` in ``entry`` (default: the newest index), metadata joined."""
         k = self.settings.top_k if k is None else k
-        views = self.catalog.views
+        entry = entry or self.catalogs.get(self.catalogs.newest())
+        catalog = entry.catalog
+        views = catalog.views
         if views.is_single:
-            scores, items = self.catalog.index.search(vector[None], k)
+            scores, items = catalog.index.search(vector[None], k)
         else:
             # Several rows per item: fetch enough rows that k distinct items survive, keep each item's best view.
-            rows, positions = self.catalog.index.search(vector[None], oversample(k, views, self.catalog.index.count))
-            scores, items = aggregate_max(rows, positions, self.catalog.owners, k)
+            rows, positions = catalog.index.search(vector[None], oversample(k, views, catalog.index.count))
+            scores, items = aggregate_max(rows, positions, catalog.owners, k)
         hits = [
-            (self.catalog.ids[int(p)], float(s))
+            (catalog.ids[int(p)], float(s))
             for s, p in zip(scores[0], items[0], strict=True)
             if p >= 0 and s >= self.settings.min_score
         ]
-        records = self._metadata_for([item_id for item_id, _ in hits])
+        records = self._metadata_for([item_id for item_id, _ in hits], entry)
         matches = []
         for item_id, score in hits:
             match: dict[str, Any] = {"id": item_id, "score": round(score, 5)}
@@ -148,9 +184,12 @@ class SearchService:
         return matches
 
     def _match_fields(self, record: Any) -> dict[str, Any] | None:
-        """The record's fields for a match, or None when it cannot be joined (another model, or values JSON
-        cannot carry: a store written by anything but our indexer may hold NaN)."""
-        if record.model_id != self.catalog.model_id:
+        """The record's fields for a match, or None when it cannot be joined (a model with no index here, or
+        values JSON cannot carry: a store written by anything but our indexer may hold NaN).
+
+        Any live model's record joins: an item's metadata does not depend on the model, and one DynamoDB table
+        (keyed by item id) holds the record the latest ``load-metadata`` wrote, whichever index it came with."""
+        if record.model_id not in self.catalogs.model_ids():
             return None
         fields: dict[str, Any] = record.as_match_fields()
         try:
@@ -160,13 +199,18 @@ class SearchService:
             log_event(self.log, "metadata_invalid", logging.WARNING, item_id=record.id[:200], error=str(exc))
             return None
 
-    def _metadata_for(self, ids: list[str]) -> dict[str, Any]:
-        # A catalog version's metadata does not change while it is loaded, so hits are cached per container
-        # (bounded); a DynamoDB BatchGetItem per event would cost more than the search itself.
-        cache = self._metadata_cache
+    def clear_metadata_cache(self) -> None:
+        """Forget cached metadata of every loaded index (after the store was rewritten under a running service)."""
+        for model_id in self.catalogs.loaded_ids():
+            self.catalogs.get(model_id).metadata_cache.clear()
+
+    def _metadata_for(self, ids: list[str], entry: LoadedCatalog) -> dict[str, Any]:
+        # A catalog version's metadata does not change while it is loaded, so hits are cached per index and
+        # container (bounded); a DynamoDB BatchGetItem per event would cost more than the search itself.
+        cache = entry.metadata_cache
         missing = [item_id for item_id in ids if item_id not in cache]
         if missing:
-            fetched = self.metadata.get_many(missing)
+            fetched = entry.metadata.get_many(missing)
             if len(cache) + len(fetched) > METADATA_CACHE_ITEMS:
                 cache.clear()
             cache.update(fetched)
@@ -209,17 +253,11 @@ class SearchService:
                 "device_mismatch",
                 f"device_id {message.device_id!r} differs from the topic's {topic_device!r}: refused as spoofed",
             )
-        if message.model_id != self.catalog.model_id:
-            raise Rejected(
-                "model_mismatch",
-                f"message model {message.model_id!r} differs from the index's {self.catalog.model_id!r}:"
-                " vectors of different models cannot be compared (redeploy the device model or reindex)"
-                + self._settings_hint,
-            )
-        if message.dim != self.catalog.dim:
-            raise Rejected("wrong_dim", f"vector has {message.dim} dims, the index {self.catalog.dim}")
+        entry = self.index_for(message.model_id)
+        if message.dim != entry.catalog.dim:
+            raise Rejected("wrong_dim", f"vector has {message.dim} dims, the index {entry.catalog.dim}")
         self._check_capture_time(message.ts)
-        matches = self.find(message.vector)
+        matches = self.find(message.vector, entry=entry)
         searched_at = time.time()
         record: dict[str, Any] = {
             "v": RECORD_VERSION,
@@ -396,7 +434,12 @@ class SearchService:
 
                 featurizer = Featurizer(local_model(self.settings.photo_model))
                 try:
-                    check_compatible(featurizer.sidecar, self.catalog.model_id, self.catalog.manifest.retrieval)
+                    # The photo model picks its index among those under the root, like a camera's message.
+                    entry = self.catalogs.get(featurizer.model_id)
+                except NoIndexForModel as exc:
+                    raise PhotoModelUnavailable(f"VS_PHOTO_MODEL {self.settings.photo_model}: {exc}") from exc
+                try:
+                    check_compatible(featurizer.sidecar, entry.catalog.model_id, entry.catalog.manifest.retrieval)
                 except SettingsMismatch as exc:
                     raise PhotoModelUnavailable(f"VS_PHOTO_MODEL {self.settings.photo_model}: {exc}") from exc
                 # The same crop a device running this model applies to its frames.
@@ -414,11 +457,15 @@ class SearchService:
         featurizer = self.featurizer()
         vector = featurizer.featurize_frame(image, self._photo_roi)
         featurized = time.perf_counter()
-        matches = self.find(vector, k)
+        try:
+            entry = self.catalogs.get(featurizer.model_id)
+        except NoIndexForModel as exc:  # retired since the featurizer was loaded
+            raise PhotoModelUnavailable(f"VS_PHOTO_MODEL {self.settings.photo_model}: {exc}") from exc
+        matches = self.find(vector, k, entry)
         done = time.perf_counter()
         self.counters.inc("photo_search")
         return {
-            "model_id": self.catalog.model_id,
+            "model_id": featurizer.model_id,
             "matches": matches,
             "timing_ms": {
                 "decode": round((decoded - started) * 1000, 3),

@@ -36,7 +36,8 @@ REASONS: dict[str, str] = {
     "bad_frame": "frame is not {w, h} with positive sizes",
     "bad_timing": "timing_ms is not an object of at most 16 finite stage timings",
     "ts_out_of_range": "the capture time is ahead of the cloud's clock or older than the idempotency window",
-    "model_mismatch": "the vector's model differs from the index's: vectors of different models cannot be compared",
+    "no_index_for_model": "no index under the index root was built with the message's model id (vectors of"
+    " different models cannot be compared); the message names the ids there are",
     # the query thumbnail (model.contracts.thumbnail)
     "bad_jpeg": "the thumbnail is not a complete JPEG (SOI ... EOI) in a base64 string",
     # the status message (model.contracts.status)

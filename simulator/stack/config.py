@@ -27,7 +27,10 @@ class StackConfig(BaseModel):
     mqtt_port: int = Field(default=1883, ge=0, le=65535, description="mosquitto listener port (0: pick a free one).")
     redis_port: int = Field(default=6379, ge=0, le=65535, description="redis-server port (0: pick a free one).")
     http_port: int = Field(default=8080, ge=0, le=65535, description="API + web app port (0: pick a free one).")
-    index_dir: Path = Field(description="Catalog index folder written by `visual-search catalog index`.")
+    index_dir: Path = Field(
+        description="Catalog index folder written by `visual-search catalog index`, or an index root holding one"
+        " per model id (`catalog index --root`): cameras on any of those models get matches."
+    )
     catalog_dir: Path | None = Field(
         default=None, description="Folder of catalog images, served under /catalog/ so the web app can show them."
     )
@@ -47,9 +50,12 @@ class StackConfig(BaseModel):
     @field_validator("index_dir")
     @classmethod
     def _index_exists(cls, value: Path) -> Path:
-        if not (value / "manifest.json").is_file():
+        from cloud_lambda.catalog.roots import LocalRoot
+
+        if not LocalRoot(value).model_ids():
             raise ValueError(
-                f"{value} holds no catalog index (no manifest.json): run `visual-search catalog index` or `make demo`"
+                f"{value} holds no catalog index (no manifest.json, no <model id>/manifest.json):"
+                " run `visual-search catalog index` or `make demo`"
             )
         return value.resolve()
 
@@ -68,12 +74,19 @@ class StackConfig(BaseModel):
         index_dir = info.data.get("index_dir")
         if value is None or index_dir is None:
             return value
+        from cloud_lambda.catalog.roots import LocalRoot
         from model.retrieval.settings import SettingsMismatch, check_compatible
         from model.sidecar import SidecarError, read_sidecar
 
-        manifest = json.loads((index_dir / "manifest.json").read_text())
+        root = LocalRoot(index_dir)
         try:
-            check_compatible(read_sidecar(value), manifest["model_id"], manifest.get("retrieval"))
+            sidecar = read_sidecar(value)
+            # In a root of several model ids the photo model picks its own index; a single index must be its.
+            folder = root.path if root.single else root.path / sidecar.model_id
+            if not (folder / "manifest.json").is_file():
+                raise SettingsMismatch(f"no index for model {sidecar.model_id}; it has {', '.join(root.model_ids())}")
+            manifest = json.loads((folder / "manifest.json").read_text())
+            check_compatible(sidecar, manifest["model_id"], manifest.get("retrieval"))
         except (SidecarError, SettingsMismatch) as exc:
             raise ValueError(f"{value} cannot search the index in {index_dir}: {exc}") from None
         return value

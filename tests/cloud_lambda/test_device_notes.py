@@ -52,14 +52,14 @@ def test_a_camera_of_another_model_shows_why_and_what_to_do(app: SearchService, 
     online(app, "cam-fp32")
     other_model = feature_event(tiny_catalog.vectors[3], "efficientnet-lite0-fp32-0badc0de", "cam-fp32", seq=7)
     result = app.handle_feature_event(other_model)
-    assert result["status"] == "rejected" and result["reason"] == "model_mismatch"
+    assert result["status"] == "rejected" and result["reason"] == "no_index_for_model"
 
     entry = latest_entry("cam-fp32")
     assert entry["record"] is None and entry["status"]["state"] == "online"  # "online", yet refused:
     refusal = entry["rejection"]
-    assert refusal["reason"] == "model_mismatch" and refusal["seq"] == 7
+    assert refusal["reason"] == "no_index_for_model" and refusal["seq"] == 7
     assert "efficientnet-lite0-fp32-0badc0de" in refusal["message"] and tiny_catalog.model_id in refusal["message"]
-    assert refusal["hint"] == HINTS["model_mismatch"] and "re-index" in refusal["hint"]
+    assert refusal["hint"] == HINTS["no_index_for_model"] and "re-index" in refusal["hint"]
     assert 0 < time.time() - refusal["at"] < 60
     ttl = app.matches.client.ttl(rejected_key("cam-fp32"))
     assert 0 < ttl <= 3600  # it goes away once the camera is fixed and quiet

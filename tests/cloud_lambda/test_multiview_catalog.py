@@ -171,7 +171,7 @@ def test_photo_search_uses_the_models_crop_and_refuses_other_settings(
     assert abs(float(row @ cropped) - float(row @ whole)) > 1e-3
 
     other = _model_with_regions(tmp_path, QueryRegions(), "whole")
-    with pytest.raises(PhotoModelUnavailable, match="differs from the index's model"):
+    with pytest.raises(PhotoModelUnavailable, match="no index for model"):
         SearchService(CloudSettings.build(photo_model=str(other), **base)).search_photo(data.tobytes())
     # Same model id, but an index recorded for other query regions (e.g. a hand-edited manifest): named.
     manifest = json.loads((out / MANIFEST).read_text())
@@ -195,6 +195,6 @@ def test_device_with_other_settings_is_refused_naming_the_indexs_settings(
     vector = device.featurize_frame(images[sorted(images)[0]])
     message = FeatureMessage(device_id="cam-02", seq=1, ts=time.time(), model_id=device.model_id, vector=vector)
     result = service.handle_feature_payload("visualsearch/cam-02/features", encode(message))
-    assert result["status"] == "rejected" and result["reason"] == "model_mismatch"
+    assert result["status"] == "rejected" and result["reason"] == "no_index_for_model"
     assert device.model_id in result["message"] and "query_regions" in result["message"]
     assert service.matches.latest("cam-02") == []

@@ -116,7 +116,7 @@ def _malformed(vector: np.ndarray, model_id: str) -> list[tuple[str, Any]]:
         ("bad_frame", with_(frame={"w": -1, "h": 720})),
         ("bad_timing", with_(timing_ms={"x": "slow"})),
         ("bad_timing", with_(timing_ms={f"s{i}": 1.0 for i in range(20)})),
-        ("model_mismatch", with_(model_id="efficientnet-lite0-int8-00000000")),
+        ("no_index_for_model", with_(model_id="efficientnet-lite0-int8-00000000")),
         ("device_mismatch", with_(topic_device="cam-99")),
         ("bad_topic", with_(topic_device=_DROP)),
         ("bad_topic", with_(topic_device="cam/+")),
@@ -232,6 +232,6 @@ def test_logs_are_json_lines_with_reasons_and_counters(service: SearchService, t
         service.log.removeHandler(keep)
     lines = [json.loads(service.log.handlers[0].format(r)) for r in records]
     rejected = next(line for line in lines if line["event"] == "feature_rejected")
-    assert rejected["reason"] == "model_mismatch" and rejected["topic_device"] == "cam-01"
+    assert rejected["reason"] == "no_index_for_model" and rejected["topic_device"] == "cam-01"
     counters = next(line for line in lines if line["event"] == "search_counters")
-    assert counters["events"] == 2 and counters["rejected.model_mismatch"] == 1
+    assert counters["events"] == 2 and counters["rejected.no_index_for_model"] == 1

@@ -147,7 +147,7 @@ def test_non_finite_metadata_in_a_store_loses_no_frame(
     count_case("json: NaN in stored metadata")
     store = hardened_service.metadata
     original = store.get_many(["item-1"])["item-1"]
-    hardened_service._metadata_cache.clear()
+    hardened_service.clear_metadata_cache()
     store.put_many([ItemRecord(id="item-1", model_id=hardening_catalog.model_id, title="x", extra={"price": value})])
     try:
         seq = int(time.time() * 1000) % 10**9
@@ -162,7 +162,7 @@ def test_non_finite_metadata_in_a_store_loses_no_frame(
         assert hardened_service.counters.get("metadata_invalid") >= 1
     finally:
         store.put_many([original])
-        hardened_service._metadata_cache.clear()
+        hardened_service.clear_metadata_cache()
 
 
 def test_each_refusal_names_the_document_and_the_problem() -> None:

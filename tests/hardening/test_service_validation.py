@@ -78,7 +78,7 @@ def test_the_event_size_limit_is_exact(service: SearchService, hardening_catalog
         ({"topic_device": None}, "bad_topic"),
         ({"topic_device": "cam.1"}, "bad_topic"),
         ({"topic_device": "cam-2"}, "device_mismatch"),
-        ({"model_id": "another-model"}, "model_mismatch"),
+        ({"model_id": "another-model"}, "no_index_for_model"),
         ({"x": float("nan")}, "not_finite"),
         ({"x": [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}, "too_deep"),
     ],

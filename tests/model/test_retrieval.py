@@ -282,7 +282,7 @@ def test_search_service_refuses_a_device_with_other_settings(tmp_path: Path, red
         vector=device_model.featurize_frame(photos[0]),
     )
     result = service.handle_feature_payload("visualsearch/cam-01/features", encode(message))
-    assert result["status"] == "rejected" and result["reason"] == "model_mismatch"
+    assert result["status"] == "rejected" and result["reason"] == "no_index_for_model"
     assert device_model.model_id in result["message"]
     accepted = FeatureMessage(
         device_id="cam-01",

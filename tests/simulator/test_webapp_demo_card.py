@@ -123,7 +123,7 @@ def demo_camera_config(state: StackState, sample: SampleData, model: Path) -> An
 
 
 def a_camera_of_another_model(state: StackState) -> None:
-    """Status accepted ("online"), every feature message refused as model_mismatch: the case nobody could see."""
+    """Status accepted ("online"), every feature message refused as no_index_for_model: the case nobody could see."""
     broker = state.service("mosquitto")
     assert broker is not None
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cam-fp32")
