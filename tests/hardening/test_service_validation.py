@@ -128,7 +128,7 @@ def test_the_result_of_an_accepted_message(service: SearchService, hardening_cat
 
 def test_metadata_of_another_model_is_not_joined(service: SearchService, hardening_catalog: Catalog) -> None:
     service.metadata.put_many([ItemRecord(id="item-5", model_id="other-model", title="wrong facts", image_url="/x")])
-    service._metadata_cache.clear()
+    service.clear_metadata_cache()
     try:
         service.handle_feature_event(event(hardening_catalog, seq=5))
         top = service.matches.latest("cam-1")[0]["matches"][0]
@@ -138,7 +138,7 @@ def test_metadata_of_another_model_is_not_joined(service: SearchService, hardeni
         service.metadata.put_many(
             [ItemRecord(id="item-5", model_id=hardening_catalog.model_id, title="<b>item-5</b> O'Brien", image_url="")]
         )
-        service._metadata_cache.clear()
+        service.clear_metadata_cache()
 
 
 def test_min_score_drops_weak_matches(hardening_catalog: Catalog, redis_server: RedisProcess) -> None:

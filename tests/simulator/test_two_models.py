@@ -27,8 +27,9 @@ ITEMS = 5
 
 
 def visual_search(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`visual-search ARGS` (the console script is `model.hub:main`)."""
     return subprocess.run(
-        [sys.executable, "-m", "simulator", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "model.hub", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
