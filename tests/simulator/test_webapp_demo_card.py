@@ -192,7 +192,7 @@ def test_demo_camera_card_shows_thumbnail_history_and_scores(
             # The refused camera says why, and what to do.
             refused = page.locator('article[data-device="cam-fp32"]')
             expect(refused.locator(".state")).to_have_text("refused")
-            expect(refused.locator('[data-testid="refusal"]')).to_contain_text("model mismatch")
+            expect(refused.locator('[data-testid="refusal"]')).to_contain_text("no index for model")
             expect(refused.locator('[data-testid="refusal"]')).to_contain_text("re-index the catalog")
             # A photo search: counted in words ("1 match", "2 matches").
             photo = tmp_path / "query.jpg"
