@@ -144,52 +144,15 @@ def run_replay(
     """Publish on schedule until ``count``/``duration_s`` or ``stop``; then wait for every acknowledgement."""
     stop = stop or threading.Event()
     model_id, base = load_vectors(cfg)
-    rng = np.random.default_rng(cfg.seed)
     planned = cfg.count if cfg.count is not None else int(cfg.rate * (cfg.duration_s or 0))
     if cfg.count is not None and cfg.duration_s is not None:
         planned = min(cfg.count, int(cfg.rate * cfg.duration_s))
-    # Noisy copies, normalized once up front so the send loop only encodes.
-    pool_size = min(max(planned, 1), 4096)
-    picks = base[rng.integers(0, len(base), pool_size)]
-    pool = picks + rng.standard_normal(picks.shape).astype(np.float32) * (cfg.noise / np.sqrt(picks.shape[1]))
-    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
-    device_ids = cfg.device_ids()
+    pool = noisy_pool(base, planned, cfg.noise, cfg.seed)
     publishers = make_publishers(cfg)
-    seqs = dict.fromkeys(device_ids, initial_seq(cfg))
     result = ReplayResult(planned=planned)
     try:
         started = time.perf_counter()
-        next_report = started + 1.0
-        for k in range(planned):
-            if stop.is_set():
-                break
-            due = started + k / cfg.rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            device_id = device_ids[k % len(device_ids)]
-            seq = seqs[device_id]
-            seqs[device_id] = seq + 1
-            ts = time.time()
-            payload = encode(
-                FeatureMessage(
-                    device_id=device_id,
-                    seq=seq,
-                    ts=ts,
-                    model_id=model_id,
-                    vector=pool[k % pool_size],
-                    dtype=cfg.dtype,  # type: ignore[arg-type]
-                    timing_ms={"replay": 0.0},
-                )
-            )
-            publishers[device_id].publish(features_topic(device_id), payload, seq)
-            result.enqueued += 1
-            result.first_ts = result.first_ts or ts
-            result.last_ts = ts
-            now = time.perf_counter()
-            if on_progress is not None and now >= next_report:
-                next_report = now + 1.0
-                on_progress(_totals(publishers, result, now - started))
+        _send_on_schedule(cfg, model_id, pool, publishers, result, stop, on_progress)
         result.behind_s = max(0.0, time.perf_counter() - (started + result.enqueued / cfg.rate))
         result.elapsed_s = time.perf_counter() - started
         deadline = time.monotonic() + flush_timeout_s
@@ -205,6 +168,59 @@ def run_replay(
     if on_progress is not None:
         on_progress(result.as_dict())
     return result
+
+
+def noisy_pool(base: np.ndarray, planned: int, noise: float, seed: int) -> np.ndarray:
+    """Noisy unit copies of catalog vectors, normalized once up front so the send loop only encodes."""
+    rng = np.random.default_rng(seed)
+    pool_size = min(max(planned, 1), 4096)
+    picks = base[rng.integers(0, len(base), pool_size)]
+    pool = picks + rng.standard_normal(picks.shape).astype(np.float32) * (noise / np.sqrt(picks.shape[1]))
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    return pool
+
+
+def _send_on_schedule(
+    cfg: ReplayConfig,
+    model_id: str,
+    pool: np.ndarray,
+    publishers: dict[str, Publisher],
+    result: ReplayResult,
+    stop: threading.Event,
+    on_progress: Any,
+) -> None:
+    """Message ``k`` is due ``k / rate`` seconds after the start, round-robin over the devices."""
+    device_ids = cfg.device_ids()
+    seqs = dict.fromkeys(device_ids, initial_seq(cfg))
+    started = time.perf_counter()
+    next_report = started + 1.0
+    for k in range(result.planned):
+        if stop.is_set():
+            break
+        wait = started + k / cfg.rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        device_id = device_ids[k % len(device_ids)]
+        seq = seqs[device_id]
+        seqs[device_id] = seq + 1
+        ts = time.time()
+        message = FeatureMessage(
+            device_id=device_id,
+            seq=seq,
+            ts=ts,
+            model_id=model_id,
+            vector=pool[k % len(pool)],
+            dtype=cfg.dtype,  # type: ignore[arg-type]
+            timing_ms={"replay": 0.0},
+        )
+        publishers[device_id].publish(features_topic(device_id), encode(message), seq)
+        result.enqueued += 1
+        result.first_ts = result.first_ts or ts
+        result.last_ts = ts
+        now = time.perf_counter()
+        if on_progress is not None and now >= next_report:
+            next_report = now + 1.0
+            on_progress(_totals(publishers, result, now - started))
 
 
 def _totals(publishers: dict[str, Publisher], result: ReplayResult, elapsed: float) -> dict[str, Any]:

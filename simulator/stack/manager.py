@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.contracts.errors import VisualSearchError
-from simulator.stack.auth import is_loopback, prepare_auth
+from simulator.stack.auth import StackAuth, is_loopback, prepare_auth
 from simulator.stack.config import StackConfig
 from simulator.stack.processes import (
     ManagedProcess,
@@ -110,110 +110,138 @@ def stack_up(config: StackConfig, restart: bool = False) -> tuple[StackState, bo
     A running stack with other settings raises :class:`SettingsDiffer` naming them; ``restart`` stops it and
     starts one with the new settings.
     """
+    running = _running_with_these_settings(config, restart)
+    if running is not None:
+        return running, False
+    state_dir = config.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = StackState(host=config.host, started_at=time.time(), settings=config.recorded_settings())
+    # Beyond loopback, the LAN can reach the broker and Redis: both then require passwords (simulator.stack.auth).
+    auth = None if is_loopback(config.host) else prepare_auth(state_dir)
+    launcher = _Launcher(state, state_dir, config.ready_timeout_s)
+    try:
+        broker, redis, http_port = _launch_services(config, launcher, auth)
+    except BaseException:
+        launcher.stop_all()
+        remove_state(state_dir)
+        raise
+    state.urls = _urls(config.host, http_port, broker, redis, auth)
+    write_state(state_dir, state)
+    return state, True
+
+
+def _running_with_these_settings(config: StackConfig, restart: bool) -> StackState | None:
+    """The running stack when its settings are these; else clear the way: a stack with other settings raises
+    :class:`SettingsDiffer` (or, with ``restart``, is stopped), leftovers of a dead one are stopped, and every
+    port asked for must be free."""
     running = find_running(config.state_dir)
     if running is not None:
         differences = settings_differences(running, config)
         if not differences:
-            return running, False
+            return running
         if not restart:
             raise SettingsDiffer(differences)
         log.info("restarting the stack with new settings", extra={"differences": differences})
-    leftover = read_state(config.state_dir)
-    if leftover is not None:
+    if read_state(config.state_dir) is not None:
         # Part of an earlier stack died: stop the rest of it so ports and pids are clean.
         stack_down(config.state_dir)
     for key in ("mqtt_port", "redis_port", "http_port"):
         _check_port_free(config.host, getattr(config, key), key)
+    return None
 
-    state_dir = config.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
-    host = config.host
-    state = StackState(host=host, started_at=time.time(), settings=config.recorded_settings())
-    started: list[ManagedProcess] = []
 
-    def launch(proc: ManagedProcess) -> ManagedProcess:
+class _Launcher:
+    """Starts services one by one, recording each in ``stack.json`` as soon as it has a pid."""
+
+    def __init__(self, state: StackState, state_dir: Path, timeout_s: float) -> None:
+        self.state, self.state_dir, self.timeout_s = state, state_dir, timeout_s
+        self.started: list[ManagedProcess] = []
+
+    def launch(self, proc: ManagedProcess) -> ManagedProcess:
         try:
-            proc.start(timeout=config.ready_timeout_s)
+            proc.start(timeout=self.timeout_s)
         except ServiceError as exc:
             raise StackError(str(exc)) from exc
         finally:
             if proc.process is not None:
-                started.append(proc)
-                state.services.append(_record(proc))
-                write_state(state_dir, state)
+                self.started.append(proc)
+                self.state.services.append(_record(proc))
+                write_state(self.state_dir, self.state)
         log.info("service ready", extra={"service": proc.name, "port": proc.port, "pid": proc.pid})
         return proc
 
-    # Beyond loopback, the LAN can reach the broker and Redis: both then require passwords (simulator.stack.auth).
-    auth = None if is_loopback(host) else prepare_auth(state_dir)
-    try:
-        broker = MosquittoProcess(
-            workdir=state_dir / "mosquitto",
-            host=host,
-            port=config.mqtt_port,
-            persistence=True,
-            password_file=auth.password_file if auth else None,
-            acl_file=auth.acl_file if auth else None,
-        )
-        launch(broker)
-        redis = RedisProcess(
-            workdir=state_dir / "redis",
-            host=host,
-            port=config.redis_port,
-            password=auth.redis_password if auth else None,
-        )
-        launch(redis)
-        env = config.cloud_env(broker.port, redis.port) | (auth.service_env(redis.url) if auth else {})
-        launch(
-            PythonServiceProcess(
-                name="bridge",
-                workdir=state_dir / "bridge",
-                host=host,
-                module="simulator.stack.bridge",
-                args=[
-                    "--mqtt-host",
-                    host,
-                    "--mqtt-port",
-                    str(broker.port),
-                    "--ready-file",
-                    str(state_dir / "bridge" / "ready"),
-                ],
-                ready_file=state_dir / "bridge" / "ready",
-                env=env,
-            )
-        )
-        http_port = config.http_port or free_port(host)
-        http_args = ["--host", host, "--port", str(http_port)]
-        if config.catalog_dir is not None:
-            http_args += ["--catalog-dir", str(config.catalog_dir)]
-        launch(
-            PythonServiceProcess(
-                name="http",
-                workdir=state_dir / "http",
-                host=host,
-                port=http_port,
-                module="simulator.stack.http_server",
-                args=http_args,
-                health_path="/api/health",
-                env=env,
-            )
-        )
-    except BaseException:
-        for proc in reversed(started):
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
             proc.stop()
-        remove_state(state_dir)
-        raise
-    state.urls = {
+
+
+def _launch_services(
+    config: StackConfig, launcher: _Launcher, auth: StackAuth | None
+) -> tuple[MosquittoProcess, RedisProcess, int]:
+    """mosquitto, redis-server, the rule bridge and the HTTP server, in that order; returns the HTTP port."""
+    host, state_dir = config.host, config.state_dir
+    broker = MosquittoProcess(
+        workdir=state_dir / "mosquitto",
+        host=host,
+        port=config.mqtt_port,
+        persistence=True,
+        password_file=auth.password_file if auth else None,
+        acl_file=auth.acl_file if auth else None,
+    )
+    launcher.launch(broker)
+    redis = RedisProcess(
+        workdir=state_dir / "redis",
+        host=host,
+        port=config.redis_port,
+        password=auth.redis_password if auth else None,
+    )
+    launcher.launch(redis)
+    env = config.cloud_env(broker.port, redis.port) | (auth.service_env(redis.url) if auth else {})
+    ready = state_dir / "bridge" / "ready"
+    bridge_args = ["--mqtt-host", host, "--mqtt-port", str(broker.port), "--ready-file", str(ready)]
+    launcher.launch(
+        PythonServiceProcess(
+            name="bridge",
+            workdir=state_dir / "bridge",
+            host=host,
+            module="simulator.stack.bridge",
+            args=bridge_args,
+            ready_file=ready,
+            env=env,
+        )
+    )
+    http_port = config.http_port or free_port(host)
+    http_args = ["--host", host, "--port", str(http_port)]
+    if config.catalog_dir is not None:
+        http_args += ["--catalog-dir", str(config.catalog_dir)]
+    launcher.launch(
+        PythonServiceProcess(
+            name="http",
+            workdir=state_dir / "http",
+            host=host,
+            port=http_port,
+            module="simulator.stack.http_server",
+            args=http_args,
+            health_path="/api/health",
+            env=env,
+        )
+    )
+    return broker, redis, http_port
+
+
+def _urls(
+    host: str, http_port: int, broker: MosquittoProcess, redis: RedisProcess, auth: StackAuth | None
+) -> dict[str, str]:
+    urls = {
         "web": f"http://{host}:{http_port}/",
         "api": f"http://{host}:{http_port}/api",
         "mqtt": f"mqtt://{host}:{broker.port}",
         "redis": f"redis://{host}:{redis.port}/0",  # never the password
     }
     if auth is not None:
-        state.urls["credentials"] = f"{auth.credentials_file} (devices: --set publish.mqtt.username=device"
-        state.urls["credentials"] += f" --set publish.mqtt.password_file={auth.device_password_file})"
-    write_state(state_dir, state)
-    return state, True
+        urls["credentials"] = f"{auth.credentials_file} (devices: --set publish.mqtt.username=device"
+        urls["credentials"] += f" --set publish.mqtt.password_file={auth.device_password_file})"
+    return urls
 
 
 def stack_down(state_dir: Path) -> dict[str, str]:
