@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import redis
@@ -135,58 +136,67 @@ def run(quick: bool) -> None:
         try:
             mqtt_port = next(s.port for s in state.services if s.name == "mosquitto")
             redis_url = state.urls["redis"]
-            lat = _latency(model, sample, mqtt_port, redis_url, 12.0 if quick else 40.0, "bench-cam")
-            rows = []
-            for name, values in (
-                ("capture → record written (searched_at)", lat["written"]),
-                ("capture → record on …/matches", lat["delivered"]),
-            ):
-                p50, p95 = _pct(values, 50), _pct(values, 95)
-                rows.append([name, len(values), p50, p95, p50 / TARGET_P50_MS, p95 / TARGET_P95_MS])
-            print_table(
-                f"Frame-to-match latency, local stack, sample video at 10 fps, {lat['backend']}",
-                ["path", "records", "p50 ms", "p95 ms", "p50 / 50 ms target", "p95 / 100 ms target"],
-                rows,
-                note=f"device stages p50 ms: prepare {lat['stages']['prepare']:.2f}, featurize "
-                f"{lat['stages']['featurize']:.2f}; cloud search p50 {lat['stages']['search']:.2f} ms. "
-                f"{lat['frames']} frames published, {lat['records']} records. Ratios ≤ 1 meet the target.",
-            )
-            rows = []
+            print_latency(_latency(model, sample, mqtt_port, redis_url, 12.0 if quick else 40.0, "bench-cam"))
             rates = [600.0] if quick else [300.0, 600.0, 1000.0]
-            for rate in rates:
-                t = _throughput(index_dir, mqtt_port, redis_url, rate, int(rate * (4 if quick else 10)))
-                lost = t["sent"] - t["unique"]
-                rows.append(
-                    [
-                        f"{rate:.0f}",
-                        t["sent"],
-                        t["acked"],
-                        t["dropped"],
-                        t["stored"],
-                        lost,
-                        t["send_rate"],
-                        t["stack_rate"],
-                        t["stack_rate"] / TARGET_RATE,
-                        t["lag_ms"],
-                    ]
-                )
-            print_table(
-                "Replay through the whole stack: 20 devices → mosquitto → bridge → search → Redis (1280-d float16)",
+            print_throughput(
                 [
-                    "target msg/s",
-                    "sent",
-                    "acked",
-                    "dropped",
-                    "records",
-                    "lost",
-                    "send msg/s",
-                    "stack msg/s",
-                    "stack / 500 target",
-                    "p95 capture→record ms",
-                ],
-                rows,
-                note="stack msg/s = records / (last searched_at − first ts). lost = sent − distinct (device, seq) "
-                "records in Redis; must be 0.",
+                    (rate, _throughput(index_dir, mqtt_port, redis_url, rate, int(rate * (4 if quick else 10))))
+                    for rate in rates
+                ]
             )
         finally:
             stack_down(config.state_dir)
+
+
+def print_latency(lat: dict[str, Any]) -> None:
+    rows = []
+    for name, values in (
+        ("capture → record written (searched_at)", lat["written"]),
+        ("capture → record on …/matches", lat["delivered"]),
+    ):
+        p50, p95 = _pct(values, 50), _pct(values, 95)
+        rows.append([name, len(values), p50, p95, p50 / TARGET_P50_MS, p95 / TARGET_P95_MS])
+    print_table(
+        f"Frame-to-match latency, local stack, sample video at 10 fps, {lat['backend']}",
+        ["path", "records", "p50 ms", "p95 ms", "p50 / 50 ms target", "p95 / 100 ms target"],
+        rows,
+        note=f"device stages p50 ms: prepare {lat['stages']['prepare']:.2f}, featurize "
+        f"{lat['stages']['featurize']:.2f}; cloud search p50 {lat['stages']['search']:.2f} ms. "
+        f"{lat['frames']} frames published, {lat['records']} records. Ratios ≤ 1 meet the target.",
+    )
+
+
+def print_throughput(runs: list[tuple[float, dict[str, Any]]]) -> None:
+    rows = [
+        [
+            f"{rate:.0f}",
+            t["sent"],
+            t["acked"],
+            t["dropped"],
+            t["stored"],
+            t["sent"] - t["unique"],
+            t["send_rate"],
+            t["stack_rate"],
+            t["stack_rate"] / TARGET_RATE,
+            t["lag_ms"],
+        ]
+        for rate, t in runs
+    ]
+    print_table(
+        "Replay through the whole stack: 20 devices → mosquitto → bridge → search → Redis (1280-d float16)",
+        [
+            "target msg/s",
+            "sent",
+            "acked",
+            "dropped",
+            "records",
+            "lost",
+            "send msg/s",
+            "stack msg/s",
+            "stack / 500 target",
+            "p95 capture→record ms",
+        ],
+        rows,
+        note="stack msg/s = records / (last searched_at − first ts). lost = sent − distinct (device, seq) "
+        "records in Redis; must be 0.",
+    )
