@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,11 +110,7 @@ def bench_knn(quick: bool) -> None:
 
 
 def bench_handler(quick: bool) -> None:
-    from cloud_lambda.catalog.layout import write_catalog
     from cloud_lambda.metadata.base import ItemRecord
-    from cloud_lambda.search.service import SearchService
-    from cloud_lambda.settings import CloudSettings
-    from model.contracts.wire import FeatureMessage, encode
     from simulator.stack.processes import RedisProcess
 
     n_items, n_messages = 10_000, (1_000 if quick else 5_000)
@@ -123,68 +120,15 @@ def bench_handler(quick: bool) -> None:
     records = [
         ItemRecord(id=i, model_id=model_id, title=f"Item {i}", image_url=f"https://cdn.example/{i}.jpg") for i in ids
     ]
-    queries = queries_near(base, n_messages, seed=4)
-    events = []
-    for seq, q in enumerate(queries):
-        payload = encode(
-            FeatureMessage(
-                device_id=f"cam-{seq % 8}",
-                seq=seq,
-                ts=time.time(),
-                model_id=model_id,
-                vector=q,
-                timing_ms={"prepare": 1.0, "featurize": 4.0},
-            )
-        )
-        event = json.loads(payload)
-        event["topic_device"] = event["device_id"]
-        events.append(event)
+    events = _feature_events(queries_near(base, n_messages, seed=4), model_id)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisProcess(workdir=Path(tmp) / "redis").start()
         try:
             for kind, params in (("exact", {}), ("hnsw", {"M": 32, "ef_search": 64})):
                 folder = Path(tmp) / f"index-{kind}"
-                write_catalog(
-                    folder,
-                    model_id=model_id,
-                    dim=DIM_HANDLER,
-                    input_size=224,
-                    ids=ids,
-                    vectors=base,
-                    records=records,
-                    index_kind=kind,
-                    index_params=params,
-                    summary={},
-                    report_lines=[],
-                )
-                redis_url = redis.url
-                service = SearchService(CloudSettings.build(index_dir=str(folder), redis_url=redis_url))
-                service.matches.client.flushdb()
-                for event in events[:50]:
-                    service.handle_feature_event(dict(event, seq=event["seq"] + 10**9))
-                redis_cpu0, cpu0 = _proc_cpu(redis.pid), time.process_time()
-                started = time.perf_counter()
-                statuses = [service.handle_feature_event(event)["status"] for event in events]
-                elapsed = time.perf_counter() - started
-                cpu = time.process_time() - cpu0 + _proc_cpu(redis.pid) - redis_cpu0
-                assert statuses.count("accepted") == len(events), "bench events must all be accepted"
-                replay_started = time.perf_counter()
-                for event in events[:500]:
-                    service.handle_feature_event(event)
-                replay = 500 / (time.perf_counter() - replay_started)
-                rows.append(
-                    [
-                        kind,
-                        f"{n_items:,}",
-                        len(events),
-                        len(events) / elapsed,
-                        len(events) / cpu,
-                        elapsed / len(events) * 1e3,
-                        replay,
-                    ]
-                )
-                service.metadata.close()
+                _write_index(folder, kind, params, model_id, ids, base, records)
+                rows.append([kind, f"{n_items:,}", *_measure_handler(folder, redis, events)])
         finally:
             redis.stop()
     print_table(
@@ -194,6 +138,69 @@ def bench_handler(quick: bool) -> None:
         "Target: >= 1,000 messages/s per process. messages/CPU-s counts the handler's and redis-server's CPU time, so it"
         f" is the rate of one uncontended core; wall-clock figures depend on the machine's load (now {os.getloadavg()[0]:.1f}).",
     )
+
+
+def _feature_events(queries: np.ndarray, model_id: str) -> list[dict[str, Any]]:
+    """IoT rule events (the device's JSON plus ``topic_device``) from 8 cameras, one per query vector."""
+    from model.contracts.wire import FeatureMessage, encode
+
+    events = []
+    for seq, q in enumerate(queries):
+        message = FeatureMessage(
+            device_id=f"cam-{seq % 8}",
+            seq=seq,
+            ts=time.time(),
+            model_id=model_id,
+            vector=q,
+            timing_ms={"prepare": 1.0, "featurize": 4.0},
+        )
+        event = json.loads(encode(message))
+        event["topic_device"] = event["device_id"]
+        events.append(event)
+    return events
+
+
+def _write_index(
+    folder: Path, kind: str, params: dict[str, Any], model_id: str, ids: list[str], base: np.ndarray, records: list[Any]
+) -> None:
+    from cloud_lambda.catalog.layout import write_catalog
+
+    write_catalog(
+        folder,
+        model_id=model_id,
+        dim=DIM_HANDLER,
+        input_size=224,
+        ids=ids,
+        vectors=base,
+        records=records,
+        index_kind=kind,
+        index_params=params,
+        summary={},
+        report_lines=[],
+    )
+
+
+def _measure_handler(folder: Path, redis: Any, events: list[dict[str, Any]]) -> list[Any]:
+    """[messages, messages/s wall, messages/CPU-s, ms/message, replays/s] for the search handler on ``folder``."""
+    from cloud_lambda.search.service import SearchService
+    from cloud_lambda.settings import CloudSettings
+
+    service = SearchService(CloudSettings.build(index_dir=str(folder), redis_url=redis.url))
+    service.matches.client.flushdb()
+    for event in events[:50]:
+        service.handle_feature_event(dict(event, seq=event["seq"] + 10**9))
+    redis_cpu0, cpu0 = _proc_cpu(redis.pid), time.process_time()
+    started = time.perf_counter()
+    statuses = [service.handle_feature_event(event)["status"] for event in events]
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu0 + _proc_cpu(redis.pid) - redis_cpu0
+    assert statuses.count("accepted") == len(events), "bench events must all be accepted"
+    replay_started = time.perf_counter()
+    for event in events[:500]:
+        service.handle_feature_event(event)
+    replay = 500 / (time.perf_counter() - replay_started)
+    service.metadata.close()
+    return [len(events), len(events) / elapsed, len(events) / cpu, elapsed / len(events) * 1e3, replay]
 
 
 def _proc_cpu(pid: int | None) -> float:
