@@ -48,30 +48,53 @@ def wrap_onnx_with_preprocessing(
     output (the first output is used otherwise). ``core`` itself is left unchanged. Returns ``out_path``; the
     caller writes the sidecar (``model.sidecar.write_sidecar``).
     """
-    if isinstance(core, onnx.ModelProto):
-        model = onnx.ModelProto()
-        model.CopyFrom(core)  # the caller's graph stays as it was
-    else:
-        model = onnx.load(str(core))
-    drop_initializer_inputs(model)
     if color_order not in ("RGB", "BGR"):
         raise ValueError(f"color_order must be RGB or BGR, got {color_order!r}")
     if len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std):
         raise ValueError("mean and std need 3 values each, std non-zero")
     if pooling not in ("avg", "gem", "none"):
         raise ValueError(f"pooling must be avg, gem or none, got {pooling!r}")
-    core_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    opset = max(opset or core_opset, 13)
-    if core_opset < opset:
-        model = onnx.version_converter.convert_version(model, opset)
-    model = compose.add_prefix(model, "core/")
+    model, opset = _prepared_core(core, opset)
     if not model.graph.input:
         raise ValueError("the core graph has no input besides its weights")
     core_in = model.graph.input[0].name
     core_out = model.graph.output[0].name
+    opsets = [helper.make_opsetid("", opset)]
+    ir = max(model.ir_version, 8)
+    front_model = helper.make_model(_front(input_size, color_order, mean, std), opset_imports=opsets, ir_version=ir)
+    back_model = helper.make_model(_back(pooling), opset_imports=opsets, ir_version=ir)
+    model.ir_version = ir
+    del model.graph.output[1:]
+    merged = compose.merge_models(front_model, model, io_map=[("pre/nchw", core_in)])
+    merged = compose.merge_models(merged, back_model, io_map=[(core_out, "post/in")])
+    onnx.checker.check_model(merged)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    onnx.save(merged, str(tmp))
+    tmp.replace(out_path)
+    return out_path
 
+
+def _prepared_core(core: onnx.ModelProto | str | Path, opset: int | None) -> tuple[onnx.ModelProto, int]:
+    """A copy of ``core`` without initializer inputs, at opset >= 13, its names prefixed ``core/``."""
+    if isinstance(core, onnx.ModelProto):
+        model = onnx.ModelProto()
+        model.CopyFrom(core)  # the caller's graph stays as it was
+    else:
+        model = onnx.load(str(core))
+    drop_initializer_inputs(model)
+    core_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    opset = max(opset or core_opset, 13)
+    if core_opset < opset:
+        model = onnx.version_converter.convert_version(model, opset)
+    return compose.add_prefix(model, "core/"), opset
+
+
+def _front(input_size: int, color_order: str, mean: Sequence[float], std: Sequence[float]) -> onnx.GraphProto:
+    """uint8 BGR NHWC ``image`` → float32 NCHW ``pre/nchw``, ``(x - mean) / std`` in the network's colour order."""
     order = [2, 1, 0] if color_order == "RGB" else [0, 1, 2]
-    front = helper.make_graph(
+    return helper.make_graph(
         [
             helper.make_node("Cast", [INPUT_NAME], ["pre/f"], to=TensorProto.FLOAT),
             helper.make_node("Gather", ["pre/f", "pre/order"], ["pre/ordered"], axis=3),
@@ -88,6 +111,10 @@ def wrap_onnx_with_preprocessing(
             numpy_helper.from_array(np.array(std, dtype=np.float32).reshape(1, 1, 1, 3), "pre/std"),
         ],
     )
+
+
+def _back(pooling: str) -> onnx.GraphProto:
+    """``post/in`` (feature map, or pooled features for ``none``) → pool (avg | GeM) → flatten → L2 ``embedding``."""
     back_nodes = []
     feat = "post/in"
     if pooling == "gem":
@@ -110,25 +137,10 @@ def wrap_onnx_with_preprocessing(
         numpy_helper.from_array(np.array(GEM_P, dtype=np.float32), "post/p"),
         numpy_helper.from_array(np.array(1.0 / GEM_P, dtype=np.float32), "post/inv_p"),
     ]
-    back = helper.make_graph(
+    return helper.make_graph(
         back_nodes,
         "back",
         [helper.make_tensor_value_info("post/in", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", None])],
         initializer=gem_constants if pooling == "gem" else [],
     )
-    opsets = [helper.make_opsetid("", opset)]
-    ir = max(model.ir_version, 8)
-    front_model = helper.make_model(front, opset_imports=opsets, ir_version=ir)
-    back_model = helper.make_model(back, opset_imports=opsets, ir_version=ir)
-    model.ir_version = ir
-    del model.graph.output[1:]
-    merged = compose.merge_models(front_model, model, io_map=[("pre/nchw", core_in)])
-    merged = compose.merge_models(merged, back_model, io_map=[(core_out, "post/in")])
-    onnx.checker.check_model(merged)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    onnx.save(merged, str(tmp))
-    tmp.replace(out_path)
-    return out_path
