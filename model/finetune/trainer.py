@@ -73,69 +73,24 @@ class Trainer:
 
     # --- public -------------------------------------------------------------------------------------
     def run(self, restart: bool = False) -> TrainResult:
+        """Train (or resume from ``last.pt``) until ``epochs`` or early stop; the best checkpoint is kept."""
         cfg = self.config
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % (2**32))
         torch.manual_seed(cfg.seed)
         net = build_net(cfg, len(self.split.classes)).to(self.device)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": list(net.head.parameters()), "lr": cfg.lr, "name": "head"},
-                {
-                    "params": list(net.unfreezable(cfg.unfreeze_blocks)),
-                    "lr": cfg.lr * cfg.backbone_lr_mult,
-                    "name": "backbone",
-                },
-            ],
-            weight_decay=cfg.weight_decay,
-        )
+        optimizer = self._optimizer(net)
         state = self._initial_state()
         last = self.out_dir / LAST
         if last.exists() and not restart:
             state = self._resume(last, net, optimizer)
         resumed_from = state["epoch"]
-
         labels = self.split.label_index()
         augment = CameraAugment() if cfg.augment else None
         train_set = ImageSet(self.split.train, labels, self.size, augment, cfg.seed)
         val_set = ImageSet(self.split.val, labels, self.size, None, cfg.seed)
-
         while state["epoch"] < cfg.epochs and not state["finished"]:
-            epoch = state["epoch"]  # 0-based count of finished epochs
-            head_only = epoch < cfg.head_epochs or cfg.unfreeze_blocks == 0
-            trainable = net.set_trainable(0 if head_only else cfg.unfreeze_blocks)
-            factor = 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))  # cosine over the whole run
-            for group in optimizer.param_groups:
-                base = cfg.lr if group["name"] == "head" else cfg.lr * cfg.backbone_lr_mult
-                group["lr"] = base * factor
-            started = time.monotonic()
-            train_loss, train_ce, train_acc = self._train_epoch(net, optimizer, train_set, epoch)
-            val_loss, val_acc = self._evaluate(net, val_set, epoch)
-            record = {
-                "epoch": epoch + 1,
-                "phase": "head" if head_only else f"last {cfg.unfreeze_blocks} blocks",
-                "trainable_params": trainable,
-                "lr": cfg.lr * factor,
-                "train_loss": train_loss,
-                "train_ce": train_ce,
-                "train_acc": train_acc,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "seconds": round(time.monotonic() - started, 1),
-            }
-            state["history"].append(record)
-            state["epoch"] = epoch + 1
-            if val_acc > state["best_val_acc"]:
-                state.update(best_val_acc=val_acc, best_epoch=epoch + 1, since_best=0)
-                self._save_best(net, epoch + 1, val_acc)
-            else:
-                state["since_best"] += 1
-            if state["since_best"] >= cfg.patience:
-                state["finished"] = True
-                state["stopped_early"] = True
-            log.info("epoch done", extra={"event": "epoch", **record, "best_val_acc": state["best_val_acc"]})
-            self._save_last(net, optimizer, state)
-            self.write_metrics(state)
+            self._epoch(net, optimizer, train_set, val_set, state)
         if state["stopped_early"]:
             log.info("early stop: no better validation accuracy for %d epochs", cfg.patience)
         return TrainResult(
@@ -146,6 +101,63 @@ class Trainer:
             stopped_early=state["stopped_early"],
             resumed_from_epoch=resumed_from,
         )
+
+    def _optimizer(self, net: Any) -> torch.optim.Optimizer:
+        """AdamW with two groups: the head at ``lr``, the unfreezable blocks at ``lr × backbone_lr_mult``."""
+        cfg = self.config
+        return torch.optim.AdamW(
+            [
+                {"params": list(net.head.parameters()), "lr": cfg.lr, "name": "head"},
+                {
+                    "params": list(net.unfreezable(cfg.unfreeze_blocks)),
+                    "lr": cfg.lr * cfg.backbone_lr_mult,
+                    "name": "backbone",
+                },
+            ],
+            weight_decay=cfg.weight_decay,
+        )
+
+    def _epoch(
+        self, net: Any, optimizer: torch.optim.Optimizer, train_set: ImageSet, val_set: ImageSet, state: dict[str, Any]
+    ) -> None:
+        """One epoch: head only for the first ``head_epochs``, cosine learning rate, validation, then the best
+        and last checkpoints, early stopping and ``metrics.json`` updated in ``state``."""
+        cfg = self.config
+        epoch = state["epoch"]  # 0-based count of finished epochs
+        head_only = epoch < cfg.head_epochs or cfg.unfreeze_blocks == 0
+        trainable = net.set_trainable(0 if head_only else cfg.unfreeze_blocks)
+        factor = 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))  # cosine over the whole run
+        for group in optimizer.param_groups:
+            base = cfg.lr if group["name"] == "head" else cfg.lr * cfg.backbone_lr_mult
+            group["lr"] = base * factor
+        started = time.monotonic()
+        train_loss, train_ce, train_acc = self._train_epoch(net, optimizer, train_set, epoch)
+        val_loss, val_acc = self._evaluate(net, val_set, epoch)
+        record = {
+            "epoch": epoch + 1,
+            "phase": "head" if head_only else f"last {cfg.unfreeze_blocks} blocks",
+            "trainable_params": trainable,
+            "lr": cfg.lr * factor,
+            "train_loss": train_loss,
+            "train_ce": train_ce,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if val_acc > state["best_val_acc"]:
+            state.update(best_val_acc=val_acc, best_epoch=epoch + 1, since_best=0)
+            self._save_best(net, epoch + 1, val_acc)
+        else:
+            state["since_best"] += 1
+        if state["since_best"] >= cfg.patience:
+            state["finished"] = True
+            state["stopped_early"] = True
+        log.info("epoch done", extra={"event": "epoch", **record, "best_val_acc": state["best_val_acc"]})
+        self._save_last(net, optimizer, state)
+        self.write_metrics(state)
 
     def write_metrics(self, state: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
         path = self.out_dir / "metrics.json"
