@@ -102,10 +102,8 @@ class Spool:
         offset = head
         while offset < size:
             try:
-                _, _, length = self._read_at(offset)
+                _, _, length = self._read_at(offset)  # _Torn: the record ends before its declared length
             except _Torn:
-                break
-            if offset + length > size:
                 break
             self._offsets.append(offset)
             offset += length

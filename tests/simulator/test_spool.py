@@ -103,3 +103,37 @@ def test_topic_length_limit_is_exact(tmp_path: Path) -> None:
     spool.pop()
     with pytest.raises(IndexError, match="empty spool"):
         spool.pop()
+
+
+def test_the_folder_is_created_with_its_parents(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "state" / "spool" / "worker-0")
+    assert spool.append("t", b"kept")
+    spool.close()
+    assert Spool(tmp_path / "state" / "spool" / "worker-0").peek() == ("t", b"kept")
+
+
+@pytest.mark.parametrize("head", [b"", b"\x05\x00\x00"])
+def test_a_damaged_head_replays_everything_rather_than_losing_any(tmp_path: Path, head: bytes) -> None:
+    """The head is replaced atomically, so a short one is damage from outside: replaying from the start only
+    repeats messages (the store's idempotency refuses them); starting mid-record would lose them."""
+    spool = Spool(tmp_path / "s")
+    for n in range(3):
+        spool.append("t", b"m%d" % n)
+    spool.pop()
+    spool.close()
+    (tmp_path / "s" / "spool.head").write_bytes(head)
+    again = Spool(tmp_path / "s")
+    assert len(again) == 3 and again.peek() == ("t", b"m0")
+
+
+def test_a_record_whose_body_is_cut_short_is_not_replayed(tmp_path: Path) -> None:
+    """Header whole, topic whole, payload short: the record was never acked, so it is cut off, not replayed."""
+    spool = Spool(tmp_path / "s")
+    spool.append("t", b"whole")
+    spool.close()
+    with open(tmp_path / "s" / "spool.bin", "ab") as handle:
+        handle.write(HEADER.pack(1, 2) + b"t" + b"x")
+    again = Spool(tmp_path / "s")
+    assert len(again) == 1 and again.peek() == ("t", b"whole")
+    again.pop()
+    assert again.peek() is None and (tmp_path / "s" / "spool.bin").stat().st_size == 0
