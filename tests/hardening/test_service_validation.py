@@ -239,7 +239,7 @@ def test_refusals_are_logged_with_reason_message_device_and_seq(
     service.handle_status_event({"v": 1, "device_id": "cam-1", "state": "online", "topic_device": "cam-2"})
     fields = [r.__dict__["fields"] for r in caplog.records if isinstance(r.__dict__.get("fields"), dict)]
     rejected = [f for f in fields if f["event"] == "feature_rejected"]
-    assert rejected[0]["reason"] == "model_mismatch" and rejected[0]["topic_device"] == "cam-1"
+    assert rejected[0]["reason"] == "no_index_for_model" and rejected[0]["topic_device"] == "cam-1"
     assert rejected[0]["seq"] == 11 and "'m-2'" in rejected[0]["message"]
     assert rejected[1]["reason"] == "bad_topic" and rejected[1]["topic_device"] == "visualsearch/cam.9/features"
     assert rejected[1]["seq"] is None
