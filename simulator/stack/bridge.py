@@ -84,6 +84,32 @@ class Outcome:
     result: dict[str, Any] | None = None
 
 
+class ReplaySchedule:
+    """When a worker next tries its spool: at once while the store takes the messages; after a refusal, after a
+    pause that doubles up to a cap (like the retries of an asynchronous Lambda invocation), so a store that
+    refuses writes is not hammered, and one that is back is used within the cap."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self.first_s, self.max_s = first_s, max_s
+        self._pause = first_s
+        self._due = float("-inf")
+
+    def due(self, now: float) -> bool:
+        return now >= self._due
+
+    def wait_s(self, now: float) -> float:
+        """How long the worker may block on its queue before the next replay is due."""
+        return max(0.0, self._due - now)
+
+    def refused(self, now: float) -> None:
+        self._due = now + self._pause
+        self._pause = min(self._pause * 2, self.max_s)
+
+    def drained(self) -> None:
+        self._pause = self.first_s
+        self._due = float("-inf")
+
+
 class MemorySpool:
     """The spool's interface in memory, for a bridge without a spool folder (tests of the per-message path)."""
 
@@ -279,7 +305,7 @@ class RuleBridge:
                     "handler failed; retrying", extra={"topic": topic, "attempt": attempt + 1, "error": str(exc)}
                 )
                 time.sleep(delay)
-        status = str(result.get("status", "ok")) if isinstance(result, dict) else "ok"
+        status = str(result.get("status", "ok"))
         self.counts.inc(f"{kind}:{status}")
         return Outcome(settled=True, result=result)
 
@@ -297,16 +323,17 @@ class RuleBridge:
 
     def _work(self, n: int) -> None:
         work, spool = self._queues[n], self._spools[n]
-        next_replay, backoff = 0.0, self.replay_backoff_s[0]
+        schedule = ReplaySchedule(*self.replay_backoff_s)
         while True:
-            if len(spool) and time.monotonic() >= next_replay:
+            if len(spool) and schedule.due(time.monotonic()):
                 if self._replay(spool):
-                    backoff = self.replay_backoff_s[0]
+                    schedule.drained()
                 else:
-                    next_replay = time.monotonic() + backoff
-                    backoff = min(backoff * 2, self.replay_backoff_s[1])
+                    schedule.refused(time.monotonic())
             try:
-                item = work.get(timeout=min(backoff, 0.5) if len(spool) else None)
+                # Parked messages wait for the next replay, not for the next message: a silent device's are
+                # replayed too.
+                item = work.get(timeout=schedule.wait_s(time.monotonic()) if len(spool) else None)
             except queue.Empty:
                 continue
             if item is None:

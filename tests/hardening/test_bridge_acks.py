@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,9 @@ import pytest
 from cloud_lambda.matches import MatchStoreUnavailable
 from model.contracts.errors import Rejected
 from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
-from simulator.stack.bridge import DEAD_LETTER, RuleBridge, check_leftover_spools, rule_event
+from simulator.stack.bridge import DEAD_LETTER, ReplaySchedule, RuleBridge, check_leftover_spools, rule_event
 from simulator.stack.spool import Spool, SpoolError
+from tests.wait import wait_for
 
 FEATURES = "visualsearch/cam-1/features"
 STATUS = "visualsearch/cam-1/status"
@@ -47,14 +50,20 @@ def bridge_with(store: Callable[[dict[str, Any]], dict[str, Any]], tmp_path: Pat
         store,
         workers=1,
         retry_delays_s=kw.pop("retry_delays_s", (0.0, 0.0)),
-        replay_backoff_s=(0.0, 0.0),
+        replay_backoff_s=kw.pop("replay_backoff_s", (0.0, 0.0)),
         spool_dir=tmp_path,
         transient=(MatchStoreUnavailable,),
         client_id="t",
         **kw,
     )
     bridge.acked: list[int] = []  # type: ignore[misc]
-    bridge._client.ack = lambda mid, qos: bridge.acked.append(mid)  # type: ignore[method-assign]
+    bridge.acks: list[tuple[int, int]] = []  # type: ignore[misc]
+
+    def ack(mid: int, qos: int) -> None:  # paho's Client.ack(mid, qos): a PUBACK only for qos 1, PUBCOMP for 2
+        bridge.acked.append(mid)
+        bridge.acks.append((mid, qos))
+
+    bridge._client.ack = ack  # type: ignore[method-assign]
     return bridge
 
 
@@ -232,3 +241,101 @@ def test_every_outcome_is_logged_with_its_fields(tmp_path: Path, caplog: pytest.
         for r in caplog.records
         if r.getMessage().startswith(("message rejected", "handler failed; retrying", "store unavailable"))
     )
+
+
+def test_the_ack_carries_the_message_qos(tmp_path: Path) -> None:
+    """paho's ``Client.ack(mid, qos)`` sends a PUBACK only for qos 1 (PUBCOMP for 2): another qos acks nothing."""
+    bridge = bridge_with(Store(), tmp_path)
+    drive(bridge, [(FEATURES, 1, 1), (FEATURES, 2, 2)])
+    assert bridge.acks == [(1, 1), (2, 2)]
+
+
+def test_a_parked_message_is_replayed_when_the_store_is_back_though_its_device_is_silent(tmp_path: Path) -> None:
+    store = Store(default="down")
+    bridge = bridge_with(store, tmp_path, replay_backoff_s=(0.01, 0.05))
+    worker = threading.Thread(target=bridge._work, args=(0,), daemon=True)
+    worker.start()
+    try:
+        bridge._queues[0].put((FEATURES, b'{"seq": 1}', 1, 1, bridge._connection))
+        bridge._queues[0].put((FEATURES, b'{"seq": 2}', 2, 1, bridge._connection))
+        wait_for(lambda: bridge.spool_depth() == 2, 10, "both messages parked")
+        assert bridge.acked == [1, 2] and store.stored == []
+        store.default = "ok"  # no message arrives after this: the replay alone must store them
+        wait_for(lambda: store.stored == [1, 2], 10, "the parked messages replayed in order")
+        assert bridge.spool_depth() == 0
+    finally:
+        bridge._queues[0].put(None)
+        worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_replays_after_a_refusal_wait_a_pause_that_doubles_up_to_a_cap() -> None:
+    schedule = ReplaySchedule(0.5, 2.0)
+    assert schedule.due(0.0) and schedule.wait_s(0.0) == 0.0
+    due_times = []
+    now = 10.0
+    for _ in range(4):
+        schedule.refused(now)
+        assert not schedule.due(now) and schedule.wait_s(now) > 0
+        now += schedule.wait_s(now)
+        assert schedule.due(now)
+        due_times.append(now)
+    assert due_times == [10.5, 11.5, 13.5, 15.5]  # pauses 0.5, 1, 2, then the cap
+    schedule.drained()  # the store took everything: the next parked message is tried at once
+    assert schedule.due(now) and schedule.wait_s(now) == 0.0
+    schedule.refused(now)
+    assert schedule.wait_s(now) == 0.5
+
+
+def test_a_full_spool_refuses_one_message_not_the_ones_after_it(tmp_path: Path) -> None:
+    # 1: refused 3 times → spooled. 2: parked behind it, but the spool is full → left unacked with the broker.
+    # Then the store is back: 1 replayed, 3 handled. 2 comes back from the broker after a reconnect.
+    store = Store(["down", "down", "down", "down"])
+    bridge = bridge_with(store, tmp_path, spool_max_bytes=60)
+    drive(bridge, [(FEATURES, 1), (FEATURES, 2), (FEATURES, 3)])
+    assert store.stored == [1, 3] and bridge.acked == [1, 3] and bridge.spool_depth() == 0
+    assert bridge.counts["unacked:spool_full"] == 1
+
+
+def test_a_kind_with_no_handler_is_settled_not_parked(tmp_path: Path) -> None:
+    store = Store(default="down")
+    bridge = bridge_with(store, tmp_path)  # no thumbnail handler
+    drive(bridge, [("visualsearch/cam-1/thumbnail", 1)])
+    assert bridge.acked == [1] and store.calls == 0 and bridge.spool_depth() == 0
+    assert bridge.counts["ignored:thumbnail"] == 1
+
+
+def test_a_handler_answer_without_a_status_counts_as_ok(tmp_path: Path) -> None:
+    bridge = bridge_with(lambda event: {}, tmp_path)
+    drive(bridge, [(FEATURES, 1)])
+    assert bridge.counts["features:ok"] == 1 and bridge.acked == [1]
+
+
+@pytest.mark.parametrize(("name", "workers"), [("worker-2", 2), ("worker-x", 8)])
+def test_a_spool_no_worker_of_this_run_replays_is_refused_with_the_fix(tmp_path: Path, name: str, workers: int) -> None:
+    Spool(tmp_path / name).append(FEATURES, b"{}")
+    with pytest.raises(SpoolError) as refused:
+        check_leftover_spools(tmp_path, workers)
+    assert name in str(refused.value) and "start with as many --workers so they are replayed" in str(refused.value)
+
+
+def test_a_dead_letter_entry_holds_what_an_operator_needs_to_replay_it(tmp_path: Path) -> None:
+    folder = tmp_path / "state" / "spool"  # created with its parents
+    bridge = bridge_with(Store(["bug", "bug", "bug"]), folder)
+    before = time.time()
+    drive(bridge, [(FEATURES, 1)])
+    (entry,) = [json.loads(line) for line in (folder / DEAD_LETTER).read_text().splitlines()]
+    assert set(entry) == {"ts", "topic", "payload_b64", "error"}
+    assert before <= entry["ts"] <= time.time() and entry["error"] == "'a bug'"
+
+
+def test_the_rule_refusal_says_which_message_and_why() -> None:
+    for topic, payload, words in [
+        (FEATURES, b" " * (MAX_PAYLOAD_BYTES + 1), f"features message is {MAX_PAYLOAD_BYTES + 1:,} bytes"),
+        (STATUS, b" " * (MAX_STATUS_BYTES + 1), f"status message is {MAX_STATUS_BYTES + 1:,} bytes"),
+        (STATUS, b"{", "status message is not JSON"),
+        (FEATURES, b"[1]", "payload must be a JSON object, got list"),
+    ]:
+        with pytest.raises(Rejected) as refused:
+            rule_event(topic, payload)
+        assert words in str(refused.value), (words, str(refused.value))
