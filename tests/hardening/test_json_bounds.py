@@ -203,3 +203,19 @@ def test_text_with_a_lone_surrogate_is_refused_not_raised() -> None:
         loads('{"x": "\ud800"}', max_bytes=100)
     assert refused.value.reason == "not_json"
     assert loads('{"x": "é"}', max_bytes=100) == {"x": "é"}
+
+
+def test_a_refusal_quotes_a_bounded_start_of_what_it_refuses() -> None:
+    """A refusal is logged: it quotes the first 40 characters of an overflowing number and the first 120 of the
+    parser's complaint, so a hostile 100 KB number does not become a 100 KB log line."""
+    number = "1" * 1000 + "e400"
+    with pytest.raises(Rejected) as refused:
+        loads(f'{{"x": {number}}}', max_bytes=10_000)
+    assert str(refused.value) == f"{number[:40]} overflows to inf"
+    digits = "9" * 5000  # over Python's integer conversion limit: the parser's ValueError is long
+    with pytest.raises(ValueError) as parser:
+        json.loads(digits)
+    assert len(str(parser.value)) > 120
+    with pytest.raises(Rejected) as refused:
+        loads(digits, max_bytes=10_000)
+    assert str(refused.value) == f"document is not JSON: {str(parser.value)[:120]}"
