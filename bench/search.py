@@ -264,11 +264,10 @@ def bench_indexing(quick: bool) -> None:
 
 
 def run(quick: bool) -> None:
-    from cloud_lambda.logs import get_logger
+    from cloud_lambda.logs import PACKAGE_LOGGER, get_logger
 
     # Per-message JSON logs would drown the tables; warnings and errors still show.
-    for name in ("visualsearch.cloud", "visualsearch.catalog"):
-        get_logger(name).setLevel(logging.WARNING)
+    get_logger(PACKAGE_LOGGER).setLevel(logging.WARNING)
     bench_knn(quick)
     bench_handler(quick)
     bench_indexing(quick)

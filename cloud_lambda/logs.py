@@ -11,27 +11,24 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Any
 
 from model.logs import JsonLinesFormatter
 
-LOGGER_NAME = "visualsearch.cloud"
+PACKAGE_LOGGER = "cloud_lambda"
 
 
-def get_logger(name: str = LOGGER_NAME) -> logging.Logger:
-    """A logger that writes JSON lines to stderr (configured once; Lambda's root handler is left alone)."""
-    logger = logging.getLogger(name)
-    if not any(isinstance(h.formatter, JsonLinesFormatter) for h in logger.handlers):
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` for a cloud module (pass ``__name__``), with the package's JSON-lines handler
+    on stderr installed once on the ``cloud_lambda`` logger; it does not propagate, so Lambda's own root
+    handler never writes the line a second time."""
+    package = logging.getLogger(PACKAGE_LOGGER)
+    if not any(isinstance(h.formatter, JsonLinesFormatter) for h in package.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLinesFormatter())
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
-
-
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    logger.log(level, event, extra={"fields": {"event": event, **fields}})
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+        package.propagate = False
+    return logging.getLogger(name)
 
 
 class Counters:

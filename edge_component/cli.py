@@ -17,9 +17,9 @@ from typing import Any
 
 from edge_component.config import ConfigError, EdgeConfig, build_config, live_from_mapping, load_yaml, parse_overrides
 from edge_component.publishers.base import publisher_kinds
-from model.logs import setup_logging
+from model.logs import log_event, setup_logging
 
-log = logging.getLogger("edge_component")
+log = logging.getLogger(__name__)
 
 GREENGRASS_ENV = ("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", "SVCUID")
 
@@ -136,13 +136,13 @@ def run_command(args: argparse.Namespace) -> int:
             gg, gg_document = _read_greengrass()
         cfg = load_config(args, gg_document)
     except (ConfigError, RuntimeError) as exc:
-        log.error("configuration error, not starting", extra={"error": str(exc)})
+        log_event(log, "config_error", logging.ERROR, error=str(exc))
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
     from edge_component.packaging.device_install import installed_runtime
 
-    log.info("starting", extra={"device_id": cfg.device_id, "installed_runtime": installed_runtime()})
+    log_event(log, "starting", device_id=cfg.device_id, installed_runtime=installed_runtime())
 
     # Heavy imports after the configuration is known to be good: a typo fails in milliseconds.
     from edge_component.loop import EdgeLoop
@@ -162,7 +162,7 @@ def run_command(args: argparse.Namespace) -> int:
         source = create_source(cfg.source)
         publisher = create_publisher(cfg)
     except (OSError, ValueError, RuntimeError, SourceError, PublishError) as exc:
-        log.error("cannot start", extra={"error": f"{type(exc).__name__}: {exc}"})
+        log_event(log, "cannot_start", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
 
@@ -170,7 +170,7 @@ def run_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        log_event(log, "stopping", signal=signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, _on_signal)

@@ -16,6 +16,7 @@ from typing import Any
 
 from edge_component.config import ConfigError
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class GreengrassConfig:
             try:
                 self._operation.close()
             except Exception:
-                log.debug("closing the configuration stream failed", exc_info=True)
+                log_event(log, "config_stream_close_failed", logging.DEBUG, exc_info=True)
 
     # --- callbacks: never call IPC here -----------------------------------------------------------
     def _on_event(self, event: Any) -> None:
@@ -77,7 +78,7 @@ class GreengrassConfig:
         self._events.put(list(getattr(update, "key_path", None) or []))
 
     def _on_error(self, error: Exception) -> bool:
-        log.warning("configuration update stream error", extra={"error": str(error)})
+        log_event(log, "config_stream_error", logging.WARNING, error=str(error))
         return False  # keep the stream open
 
     def _work(self, apply: Callable[[dict[str, Any]], object]) -> None:
@@ -92,7 +93,10 @@ class GreengrassConfig:
             except (ConfigError, GreengrassConfigError, ValueError) as exc:
                 self.updates_rejected += 1
                 self.last_error = str(exc)
-                log.error(
-                    "configuration update rejected, running settings kept",
-                    extra={"key_path": key_path, "error": str(exc)},
+                log_event(
+                    log,
+                    "config_update_rejected",
+                    logging.ERROR,
+                    key_path=key_path,
+                    error=str(exc),
                 )

@@ -31,6 +31,7 @@ from model.contracts.status import State, build_status, encode_status
 from model.contracts.topics import features_topic, status_topic
 from model.contracts.wire import FeatureMessage, encode
 from model.featurizer import Featurizer
+from model.logs import log_event
 from model.prepare import Roi, prepare_frame
 
 AGE_HISTORY = 4096
@@ -104,7 +105,7 @@ class EdgeLoop:
         with self._lock:
             self.gate.update(new)
             self._roi = _frame_roi(self.featurizer, new.roi)
-        log.info("live settings updated", extra={"settings": new.model_dump()})
+        log_event(log, "live_settings_updated", settings=new.model_dump())
         return new
 
     # --- main loop ---------------------------------------------------------------------------------
@@ -114,16 +115,15 @@ class EdgeLoop:
             self.source.prepare = self._prepare_in_grabber
         self.source.start()
         self.publisher.start()
-        log.info(
-            "edge loop started",
-            extra={
-                "device_id": self.config.device_id,
-                "model_id": self.featurizer.model_id,
-                "backend": self.featurizer.backend_info.describe(),
-                "backend_choice": self.featurizer.backend_choice.reason,
-                "source": self.source.reader.describe(),
-                "publisher": self.publisher.kind,
-            },
+        log_event(
+            log,
+            "edge_loop_started",
+            device_id=self.config.device_id,
+            model_id=self.featurizer.model_id,
+            backend=self.featurizer.backend_info.describe(),
+            backend_choice=self.featurizer.backend_choice.reason,
+            source=self.source.reader.describe(),
+            publisher=self.publisher.kind,
         )
         try:
             while not stop.is_set():
@@ -136,7 +136,7 @@ class EdgeLoop:
         finally:
             self.source.stop()
             self._send_status()
-            log.info("edge loop stopped", extra=self.stats())
+            log_event(log, "edge_loop_stopped", **self.stats())
 
     def _prepare_in_grabber(self, image: np.ndarray) -> np.ndarray | None:
         # Frames handed over raw are prepared by the loop if it takes them at all: skipping work here only
@@ -235,7 +235,7 @@ class EdgeLoop:
     def _error(self, message: str) -> None:
         self.errors += 1
         if message != self.last_error:
-            log.warning("frame skipped after an error", extra={"error": message})
+            log_event(log, "frame_skipped", logging.WARNING, error=message)
         self.last_error = message
 
     # --- status ------------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ class EdgeLoop:
         try:
             self.publisher.publish_status(self._status_topic, encode_status(self.status()))
         except Exception as exc:
-            log.warning("status not sent", extra={"error": str(exc)})
+            log_event(log, "status_not_sent", logging.WARNING, error=str(exc))
 
     def stats(self) -> dict[str, Any]:
         """Counters for logs, tests and the bench (a superset of the status message's)."""

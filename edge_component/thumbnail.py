@@ -16,6 +16,7 @@ import numpy as np
 from edge_component.config import ThumbnailConfig
 from edge_component.publishers.base import Publisher
 from model.contracts.thumbnail import Thumbnail, encode_thumbnail, thumbnail_topic
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class ThumbnailSender:
         jpeg = jpeg_within(prepared, self.config.max_bytes)
         if jpeg is None:
             self.too_large += 1
-            log.warning("thumbnail over its size limit even at the lowest quality", extra={"seq": seq})
+            log_event(log, "thumbnail_over_size_limit", logging.WARNING, seq=seq)
             return False
         self.publisher.publish_latest(self.topic, encode_thumbnail(Thumbnail(self.device_id, seq, ts, jpeg)), qos=0)
         self.sent += 1

@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 from model.prepare import Roi, prepare_frame
 from model.runtime.base import BackendInfo, InferenceBackend
 from model.runtime.choice_cache import ChoiceCache
@@ -70,13 +71,12 @@ class Featurizer:
         self._check_contract()
         for _ in range(max(0, warmup)):
             self.featurize(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
-        log.info(
-            "featurizer loaded",
-            extra={
-                "model_id": self.model_id,
-                "backend": self.backend_info.describe(),
-                "why": self.backend_choice.reason,
-            },
+        log_event(
+            log,
+            "featurizer_loaded",
+            model_id=self.model_id,
+            backend=self.backend_info.describe(),
+            why=self.backend_choice.reason,
         )
 
     # --- what callers read -------------------------------------------------------------------------

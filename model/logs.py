@@ -1,8 +1,10 @@
-"""Structured JSON-lines logs, one formatter for every process of the product.
+"""Structured JSON-lines logs, one idiom for every process of the product.
 
-One object per line (``ts``, ``level``, ``logger``, ``msg`` and any ``extra=`` fields) so Greengrass's log
-files, CloudWatch Logs Insights and ``jq`` can filter on fields without parsing prose. It lives in ``model``
-because that is the package every other one (device, cloud, laptop) may import.
+Every module logs through ``log = logging.getLogger(__name__)`` and :func:`log_event`: an event name (what
+happened, snake_case) and the facts as fields, never prose with values inside. Each line is one JSON object
+(``ts``, ``level``, ``logger``, ``msg`` = ``event``, then the fields) so Greengrass's log files, CloudWatch Logs
+Insights and ``jq`` can filter on fields without parsing. Entry points install the formatter with
+:func:`setup_logging`. It lives in ``model`` because that is the package every other one may import.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ class JsonLinesFormatter(logging.Formatter):
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return json.dumps(body, default=str, separators=(",", ":"), ensure_ascii=False)
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, /, **fields: Any) -> None:
+    """The one way to log: ``event`` names what happened (``"index_done"``), ``fields`` are its facts.
+    ``exc_info=True`` adds the current exception's traceback (``exc`` in the line)."""
+    exc_info = bool(fields.pop("exc_info", False))
+    logger.log(level, event, extra={"fields": {"event": event, **fields}}, exc_info=exc_info)
 
 
 def setup_logging(level: str | int = "INFO", stream: TextIO | None = None) -> None:

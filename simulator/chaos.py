@@ -41,9 +41,10 @@ import numpy as np
 import redis
 from tqdm import tqdm
 
+from model.logs import log_event
 from simulator.stack.processes import ManagedProcess, MosquittoProcess, PythonServiceProcess, RedisProcess
 
-log = logging.getLogger("simulator.chaos")
+log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("mosquitto", "redis", "bridge", "camera", "store-refuses", "store-down")
 LONG_FAULTS = {"store-refuses": 10.0, "store-down": 30.0}
@@ -234,7 +235,7 @@ def inject(fault: Fault, stack: Stack, camera_dir: Path) -> None:
             proc.start(timeout=60)
     except Exception as exc:  # a fault that could not be undone is reported, and the run goes on
         fault.error = f"{type(exc).__name__}: {exc}"
-        log.error("fault recovery failed", extra={"fault": asdict(fault)})
+        log_event(log, "fault_recovery_failed", logging.ERROR, fault=asdict(fault))
     fault.recovered_after_s = round(time.monotonic() - started, 2)
 
 
@@ -370,7 +371,7 @@ def settle_and_account(result: ScenarioResult, loop: Any, publisher: Any, client
     account(result, client, first_seq, last_seq)
     assert stack.bridge is not None
     result.duplicate_deliveries = count_bridge_duplicates(stack.bridge.log_path)
-    result.spooled = count_bridge_lines(stack.bridge.log_path, '"msg":"message spooled"')
+    result.spooled = count_bridge_lines(stack.bridge.log_path, '"msg":"message_spooled"')
 
 
 def _wait_settled(client: redis.Redis, first_seq: int, last_seq: int, timeout_s: float = 90.0) -> None:

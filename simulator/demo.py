@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.sample_data import SampleData, ensure_sample_data
 
-log = logging.getLogger("simulator.demo")
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = REPO_ROOT / ".cache" / "models"

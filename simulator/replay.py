@@ -24,7 +24,7 @@ from model.contracts.thing_name import check_thing_name
 from model.contracts.topics import features_topic
 from model.contracts.wire import FeatureMessage, encode
 
-log = logging.getLogger("simulator.replay")
+log = logging.getLogger(__name__)
 
 
 class ReplayConfig(BaseModel):

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from model.data.photos import load_photos
 from model.data.views import camera_view
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def build_catalog(data: SampleData, photos: dict[str, np.ndarray], size: SampleS
         if size.catalog is not None and name not in size.catalog:
             continue
         if name not in photos:
-            log.warning("photo %s not installed here: left out of the sample catalog", name)
+            log_event(log, "sample_photo_not_installed", logging.WARNING, photo=name)
             continue
         ident = item_id(name)
         image_name = f"{ident}.jpg"
@@ -345,7 +346,7 @@ def ensure_sample_data(root: Path, force: bool = False, size: SampleSize = FULL)
     tmp = data.truth_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(truth, indent=1))
     tmp.replace(data.truth_file)  # written last: its presence means the set is complete
-    log.info("sample data ready", extra={"root": str(data.root), "items": len(items), "frames": len(truth["frames"])})
+    log_event(log, "sample_data_ready", root=str(data.root), items=len(items), frames=len(truth["frames"]))
     return data
 
 

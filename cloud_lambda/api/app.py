@@ -22,8 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud_lambda.api import routes, static
 from cloud_lambda.api.responses import common_headers, error, page_headers
-from cloud_lambda.logs import get_logger, log_event
+from cloud_lambda.logs import get_logger
 from cloud_lambda.search.service import SearchService
+from model.logs import log_event
 
 REQUEST_TIMEOUT_S = 10.0
 """How long an upload may stall between two pieces of its body (408 after that)."""
@@ -81,7 +82,7 @@ class HeadersAndLog:
         else:
             await self.app(scope, receive, send_with_headers)
         log_event(
-            get_logger(),
+            get_logger(__name__),
             "api_request",
             method=str(scope["method"])[:16],
             path=str(scope["path"])[:200],

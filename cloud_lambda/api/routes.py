@@ -22,11 +22,12 @@ from starlette.routing import Route
 from cloud_lambda.api.responses import HttpError, JsonResponse, error
 from cloud_lambda.api.uploads import photo_from_body
 from cloud_lambda.device_notes import HISTORY_MAX
-from cloud_lambda.logs import get_logger, log_event
+from cloud_lambda.logs import get_logger
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.search.service import PhotoModelUnavailable, SearchService
 from model.contracts.thing_name import is_thing_name
 from model.image_rules import ImageRejected
+from model.logs import log_event
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
 PAGE_DEFAULT, PAGE_MAX = 100, 500
@@ -48,11 +49,13 @@ def guarded(endpoint: Callable[[Request], Awaitable[Response]]) -> Endpoint:
         except HttpError as exc:
             return error(exc.status, exc.code, str(exc))
         except MatchStoreUnavailable as exc:
-            log_event(get_logger(), "api_unavailable", logging.ERROR, path=request.scope["path"][:200], error=str(exc))
+            log_event(
+                get_logger(__name__), "api_unavailable", logging.ERROR, path=request.scope["path"][:200], error=str(exc)
+            )
             return error(503, "unavailable", "the match store is unreachable; try again shortly")
         except Exception as exc:
             log_event(
-                get_logger(),
+                get_logger(__name__),
                 "api_error",
                 logging.ERROR,
                 path=request.scope["path"][:200],

@@ -29,11 +29,12 @@ import numpy as np
 from cloud_lambda.catalog import items as items_mod
 from cloud_lambda.catalog.layout import write_catalog
 from cloud_lambda.catalog.sources import CatalogSource, CatalogSourceError, open_source
-from cloud_lambda.logs import get_logger, log_event
+from cloud_lambda.logs import get_logger
 from cloud_lambda.metadata.base import RESERVED, ItemRecord
 from model.contracts.errors import VisualSearchError
 from model.image_rules import ImageRejected
 from model.image_rules import decode as decode_image
+from model.logs import log_event
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 
 JOURNAL = "journal.jsonl"
@@ -338,7 +339,7 @@ def _index_locked(
     """The run proper, while this process holds the work dir's lock: clip-retrieval's reader → mapper → writer
     shape. Featurize what the journal lacks (reader + mapper, resumable), assemble the catalog from the journal
     and the metadata rows, write it."""
-    log = get_logger("visualsearch.catalog")
+    log = get_logger(__name__)
     journal = Journal(options.resolved_work_dir(), featurizer.model_id, options.views)
     reused = len(journal.done)
     log_event(log, "index_start", source=source.uri, items=len(keys), shard=str(options.shard), resumed=reused)

@@ -24,9 +24,10 @@ from typing import Any
 
 from cloud_lambda.catalog.layout import OWNERS, Catalog, CatalogError, load_catalog
 from cloud_lambda.catalog.roots import IndexRoot
-from cloud_lambda.logs import Counters, log_event
+from cloud_lambda.logs import Counters
 from cloud_lambda.metadata import MetadataStore, open_metadata_store
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 
 ID_BYTES = 80
 """Python ``str`` + list slot per item id, beyond the index file (measured: docs/scale.md)."""

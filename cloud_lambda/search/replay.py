@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud_lambda.logs import get_logger, log_event
+from cloud_lambda.logs import get_logger
 from cloud_lambda.search.failed_invocations import BadRecord, parse_record
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 
 Runner = Callable[[dict[str, Any]], dict[str, Any]]
 DONE = frozenset({"accepted", "duplicate", "rejected"})
@@ -83,7 +84,7 @@ class Replayer:
     def __init__(self, sqs: Any, queue_url: str, run: Runner | None, wait_s: int = 1, visibility_s: int = 120) -> None:
         self.sqs, self.queue_url, self.run = sqs, queue_url, run
         self.wait_s, self.visibility_s = wait_s, visibility_s
-        self.log = get_logger()
+        self.log = get_logger(__name__)
 
     def replay(self, limit: int | None = None) -> Summary:
         """Until the queue has nothing visible or ``limit`` messages were seen. ``run=None``: list only."""

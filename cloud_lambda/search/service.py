@@ -19,7 +19,7 @@ import numpy as np
 from cloud_lambda.catalog.layout import Catalog
 from cloud_lambda.catalog.roots import open_root
 from cloud_lambda.device_notes import DeviceNotes
-from cloud_lambda.logs import Counters, get_logger, log_event
+from cloud_lambda.logs import Counters, get_logger
 from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
 from cloud_lambda.metadata import MetadataStore
 from cloud_lambda.publish import MatchPublisher, MatchPublishError, create_match_publisher
@@ -33,6 +33,7 @@ from model.contracts.thing_name import is_thing_name
 from model.contracts.thumbnail import decode_thumbnail
 from model.contracts.topics import matches_topic, parse_topic
 from model.contracts.wire import decode
+from model.logs import log_event
 from model.retrieval.catalog_views import aggregate_max, oversample
 
 METADATA_CACHE_ITEMS = 200_000
@@ -65,7 +66,7 @@ class SearchService:
         logger: logging.Logger | None = None,
     ) -> None:
         self.settings = settings
-        self.log = logger or get_logger()
+        self.log = logger or get_logger(__name__)
         self.counters = Counters()
         started = time.perf_counter()
         self.catalogs = CatalogSet(

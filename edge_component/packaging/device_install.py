@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from model.contracts.errors import VisualSearchError
-from model.logs import setup_logging
+from model.logs import log_event, setup_logging
 
-log = logging.getLogger("edge_component.install")
+log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "cpu", "openvino", "cuda", "tensorrt", "jetson")
 REQUIREMENTS = {"cpu": "cpu", "openvino": "openvino", "cuda": "cuda", "tensorrt": "cuda", "jetson": "jetson"}
@@ -197,7 +197,7 @@ def install(plan: Plan, venv: Path) -> dict[str, object]:
     previous = _read_report(report_path)
     python = venv / "bin" / "python"
     if previous.get("fingerprint") == plan.fingerprint and _runs(python):
-        log.info("runtime already installed", extra={"runtime": plan.choice.runtime, "venv": str(venv)})
+        log_event(log, "runtime_already_installed", runtime=plan.choice.runtime, venv=str(venv))
         return previous
     started = time.monotonic()
     if venv.exists():
@@ -216,7 +216,7 @@ def install(plan: Plan, venv: Path) -> dict[str, object]:
         **found,
     }
     report_path.write_text(json.dumps(report, indent=2) + "\n")
-    log.info("runtime installed", extra=report)
+    log_event(log, "runtime_installed", **report)
     return report
 
 
@@ -236,7 +236,7 @@ def _runs(python: Path) -> bool:
 
 
 def _run(command: list[str], failure: str) -> None:
-    log.info("running", extra={"command": " ".join(command)})
+    log_event(log, "running", command=" ".join(command))
     result = subprocess.run(command, stdout=sys.stdout, stderr=sys.stdout)
     if result.returncode != 0:
         raise InstallError(f"{failure} (exit {result.returncode}): {' '.join(command)}")
@@ -297,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         host = probe_host()
         choice = choose_runtime(args.runtime.strip().lower(), host)
-        log.info("runtime chosen", extra={**asdict(choice), "host": asdict(host)})
+        log_event(log, "runtime_chosen", **asdict(choice), host=asdict(host))
         install(make_plan(choice, package_dir, args.artifacts, host), args.venv)
     except InstallError as exc:
-        log.error("install failed", extra={"error": str(exc)})
+        log_event(log, "install_failed", logging.ERROR, error=str(exc))
         print(f"install failed: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 from model.plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ class Publisher(ABC):
     def publish(self, topic: str, payload: bytes, seq: int | None = None) -> None:
         dropped = self.queue.put(Outbound(topic, payload, seq))
         if dropped is not None:
-            log.debug("outbound queue full, dropped oldest", extra={"seq": dropped.seq})
+            log_event(log, "queue_full_dropped_oldest", logging.DEBUG, seq=dropped.seq)
         self._wake.set()
 
     def publish_status(self, topic: str, payload: bytes) -> None:
@@ -218,11 +219,11 @@ class Publisher(ABC):
             if self._opened and self.connected:
                 self._send_offline_status()
         except Exception as exc:  # best effort: the last will covers it
-            log.warning("offline status not sent", extra={"error": str(exc)})
+            log_event(log, "offline_status_not_sent", logging.WARNING, error=str(exc))
         try:
             self._close()
         except Exception:
-            log.exception("closing the publisher failed")
+            log_event(log, "publisher_close_failed", logging.ERROR, exc_info=True)
         self._opened = False
 
     # --- sender thread -----------------------------------------------------------------------------
@@ -242,7 +243,7 @@ class Publisher(ABC):
             try:
                 progressed = self._pump()
             except Exception as exc:
-                log.exception("publisher pump failed")
+                log_event(log, "publisher_pump_failed", logging.ERROR, exc_info=True)
                 self._error(f"{self.kind}: {type(exc).__name__}: {exc}")
                 self._reset_link()
                 self._stop.wait(delay)
@@ -306,16 +307,16 @@ class Publisher(ABC):
         try:
             self._close()
         except Exception:
-            log.debug("close after failure failed", exc_info=True)
+            log_event(log, "close_after_failure_failed", logging.DEBUG, exc_info=True)
         self._opened = False
 
     def _status_done(self, future: Future[Any]) -> None:
         if future.exception() is not None:
-            log.debug("status publish failed", extra={"error": str(future.exception())})
+            log_event(log, "status_publish_failed", logging.DEBUG, error=str(future.exception()))
 
     def _error(self, message: str) -> None:
         if message != self.last_error:
-            log.warning("publisher error", extra={"error": message})
+            log_event(log, "publisher_error", logging.WARNING, error=message)
         self.last_error = message
 
 

@@ -21,6 +21,7 @@ from edge_component.config import EdgeConfig, MqttConfig
 from edge_component.publishers.base import Outbound, Publisher, PublishError, completed, register_publisher
 from model.contracts.status import offline_payload
 from model.contracts.topics import status_topic
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class MqttPublisher(Publisher):
             return
         self.connects += 1
         self._connected.set()
-        log.info("mqtt connected", extra={"host": self.cfg.host, "port": self.cfg.port, "client_id": self.client_id})
+        log_event(log, "mqtt_connected", host=self.cfg.host, port=self.cfg.port, client_id=self.client_id)
         self._wake.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:

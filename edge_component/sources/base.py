@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 from model.plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ class FrameSource:
             generation = self._generation
             self._opened_at = self._last_frame_at = time.monotonic()
             if self.state == "reconnecting":
-                log.info("source reopened", extra={"source": self.reader.describe(), "reconnects": self.reconnects})
+                log_event(log, "source_reopened", source=self.reader.describe(), reconnects=self.reconnects)
             self.state = "ok"
             outcome = self._read_until_failure(generation)
             self._safe_close()
@@ -214,7 +215,7 @@ class FrameSource:
                 self.state = "ended"
                 with self._cond:
                     self._cond.notify_all()
-                log.info("source ended", extra={"source": self.reader.describe(), "captured": self.captured})
+                log_event(log, "source_ended", source=self.reader.describe(), captured=self.captured)
                 return
             if outcome == "stopped":
                 return
@@ -237,7 +238,7 @@ class FrameSource:
                 self._failed(str(exc))
                 return "failed"
             except Exception as exc:  # a reader bug must not kill the grabber: report and reopen
-                log.exception("frame reader raised", extra={"source": self.reader.describe()})
+                log_event(log, "frame_reader_raised", logging.ERROR, source=self.reader.describe(), exc_info=True)
                 self._failed(f"{type(exc).__name__}: {exc}")
                 return "failed"
             if generation != self._generation:
@@ -271,7 +272,7 @@ class FrameSource:
 
     def _failed(self, reason: str) -> None:
         if self.state != "reconnecting":
-            log.warning("source failed", extra={"source": self.reader.describe(), "error": reason})
+            log_event(log, "source_failed", logging.WARNING, source=self.reader.describe(), error=reason)
         self.state = "reconnecting"
         self.reconnects += 1
         self.last_error = f"source {self.reader.describe()}: {reason}"
@@ -280,7 +281,9 @@ class FrameSource:
         try:
             self.reader.close()
         except Exception:
-            log.exception("closing the frame reader failed", extra={"source": self.reader.describe()})
+            log_event(
+                log, "closing_the_frame_reader_failed", logging.ERROR, source=self.reader.describe(), exc_info=True
+            )
 
     # --- watchdog thread ---------------------------------------------------------------------------
     def _watch(self) -> None:
@@ -301,6 +304,6 @@ class FrameSource:
             if time.monotonic() - self._last_frame_at > self.stall_timeout_s:
                 self._generation += 1
                 self._last_frame_at = time.monotonic()
-                log.warning("source stalled, reopening", extra={"source": self.reader.describe()})
+                log_event(log, "source_stalled_reopening", logging.WARNING, source=self.reader.describe())
                 self.state = "reconnecting"
                 self.last_error = f"source {self.reader.describe()}: no frame for {self.stall_timeout_s:g} s (stalled)"

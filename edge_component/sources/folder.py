@@ -12,6 +12,7 @@ import numpy as np
 from edge_component.config import SourceConfig
 from edge_component.sources.base import EndOfStream, FrameReader, SourceError, register_reader
 from model.image_rules import ImageRejected, frame_dimensions
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class FolderReader(FrameReader):
             if image is None:
                 # One bad file must not stop the folder: skip it and say which, and why.
                 self.unreadable += 1
-                log.warning("unreadable image skipped", extra={"path": str(path), "reason": problem})
+                log_event(log, "unreadable_image_skipped", logging.WARNING, path=str(path), reason=problem)
                 if self.unreadable > 10 * len(self._files):
                     raise SourceError(f"no readable images in {self.path}")
                 continue

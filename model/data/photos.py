@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.logs import log_event
+
 log = logging.getLogger(__name__)
 
 OPENCV_DATA = Path(os.environ.get("OPENCV_DOC_DATA", "/usr/share/doc/opencv-doc/examples/data"))
@@ -115,13 +117,13 @@ def skimage_photos() -> Iterator[tuple[str, np.ndarray]]:
     try:
         import skimage.data as skdata
     except ImportError:
-        log.warning("scikit-image not installed: its photos are skipped")
+        log_event(log, "scikit_image_missing", logging.WARNING)
         return
     for name in SKIMAGE_PHOTOS:
         try:
             image = getattr(skdata, name)()
         except Exception as exc:  # data that would need a download raises; skip it rather than fetch
-            log.debug("skimage %s unavailable: %s", name, exc)
+            log_event(log, "skimage_photo_unavailable", logging.DEBUG, photo=name, error=str(exc))
             continue
         yield f"skimage:{name}", to_bgr(np.asarray(image))
 
@@ -130,7 +132,7 @@ def sklearn_photos() -> Iterator[tuple[str, np.ndarray]]:
     try:
         from sklearn.datasets import load_sample_images
     except ImportError:
-        log.warning("scikit-learn not installed: its photos are skipped")
+        log_event(log, "scikit_learn_missing", logging.WARNING)
         return
     bunch = load_sample_images()
     for filename, image in zip(bunch.filenames, bunch.images, strict=True):
@@ -139,7 +141,7 @@ def sklearn_photos() -> Iterator[tuple[str, np.ndarray]]:
 
 def opencv_photos() -> Iterator[tuple[str, np.ndarray]]:
     if not OPENCV_DATA.is_dir():
-        log.warning("%s missing (Debian opencv-doc): its photos are skipped", OPENCV_DATA)
+        log_event(log, "opencv_doc_photos_missing", logging.WARNING, folder=str(OPENCV_DATA), package="opencv-doc")
         return
     for name in OPENCV_PHOTOS:
         if (OPENCV_DATA / name).exists():
@@ -171,5 +173,5 @@ def load_view_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
         left, right, _ = skdata.stereo_motorcycle()
         pairs.append(("stereo_motorcycle", to_bgr(left), to_bgr(right)))
     except Exception as exc:  # missing package or data: evaluate the pairs that are here
-        log.debug("skimage stereo_motorcycle unavailable: %s", exc)
+        log_event(log, "skimage_photo_unavailable", logging.DEBUG, photo="stereo_motorcycle", error=str(exc))
     return pairs

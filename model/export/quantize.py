@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from model.contracts.model_file import INPUT_NAME
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -98,5 +99,5 @@ def quantize_int8(fp32_path: Path, out_path: Path, frames: np.ndarray, progress:
             extra_options={"CalibMovingAverage": False},
         )
         staged.replace(out_path)
-    log.info("int8 model written to %s (calibrated on %d frames)", out_path, len(frames))
+    log_event(log, "int8_model_written", path=str(out_path), calibration_frames=len(frames))
     return out_path

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from model.finetune.config import FinetuneConfig
-from model.logs import JsonLinesFormatter
+from model.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,8 @@ def run_compare_if_asked(args: argparse.Namespace) -> int | None:
 
 
 def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonLinesFormatter())
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
+    if not logging.getLogger().handlers:  # a caller (a test, the hub) may have set up logging already
+        setup_logging()
 
 
 def run(args: argparse.Namespace) -> int:

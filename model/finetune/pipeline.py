@@ -18,6 +18,7 @@ from model.finetune.data.split import Split, data_hash, given_split, stratified_
 from model.finetune.data.validate import ImageCheck, validate_images
 from model.finetune.trainer import Trainer, TrainResult, build_net
 from model.finetune.weights import write_backbone_weights
+from model.logs import log_event
 from model.sidecar import read_sidecar, write_sidecar
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def load_input(path: Path, inputs: Inputs, check: ImageCheck | None, progress: b
     raw = read_source(path, inputs.image_root, inputs.label_attribute, inputs.fmt)
     checked = validate_images(raw, check, progress)
     for problem in checked.problems:
-        log.warning("skipped input", extra={"event": "skipped", "where": problem.where, "reason": problem.reason})
+        log_event(log, "input_skipped", logging.WARNING, where=problem.where, reason=problem.reason)
     if not checked.samples:
         raise DatasetError(f"{path}: no usable images ({len(checked.problems)} skipped; see the report)")
     return checked

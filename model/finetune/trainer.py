@@ -25,6 +25,7 @@ from model.finetune.loader import ImageSet, make_loader
 from model.finetune.losses import supervised_contrastive
 from model.finetune.network import FinetuneNet
 from model.finetune.plot import plot_history
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Trainer:
         while state["epoch"] < cfg.epochs and not state["finished"]:
             self._epoch(net, optimizer, train_set, val_set, state)
         if state["stopped_early"]:
-            log.info("early stop: no better validation accuracy for %d epochs", cfg.patience)
+            log_event(log, "early_stop", epochs_without_improvement=cfg.patience)
         return TrainResult(
             best_checkpoint=self.out_dir / BEST,
             best_epoch=state["best_epoch"],
@@ -155,7 +156,7 @@ class Trainer:
         if state["since_best"] >= cfg.patience:
             state["finished"] = True
             state["stopped_early"] = True
-        log.info("epoch done", extra={"event": "epoch", **record, "best_val_acc": state["best_val_acc"]})
+        log_event(log, "epoch_done", **record, best_val_acc=state["best_val_acc"])
         self._save_last(net, optimizer, state)
         self.write_metrics(state)
 
@@ -262,7 +263,7 @@ class Trainer:
         # The epoch limit and patience may be raised on resume (they are not hashed): re-open a finished run.
         state["finished"] = state["since_best"] >= self.config.patience
         state["stopped_early"] = state["finished"]
-        log.info("resuming", extra={"event": "resume", "checkpoint": str(path), "epochs_done": state["epoch"]})
+        log_event(log, "resuming", checkpoint=str(path), epochs_done=state["epoch"])
         return state
 
     def _save_last(self, net: FinetuneNet, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

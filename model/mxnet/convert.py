@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 from model.mxnet.env import ensure_mxnet_env
 from model.sidecar import Normalization, Parity, Sidecar, file_sha256, make_model_id, write_sidecar
 
@@ -156,14 +157,15 @@ def convert_mxnet_checkpoint(
     steps.update()
     report, sidecar = _convert(python, symbol_json, params, out_path, layer, front, backbone, steps)
     steps.close()
-    log.info(
-        "converted %s (%s, %d-d) to %s in %.1f s; parity cosine min %.6f",
-        symbol_json,
-        report["layer"],
-        sidecar.dim,
-        out_path,
-        time.monotonic() - started,
-        sidecar.parity[0].cosine_min,
+    log_event(
+        log,
+        "mxnet_checkpoint_converted",
+        symbol=str(symbol_json),
+        layer=report["layer"],
+        dim=sidecar.dim,
+        out=str(out_path),
+        seconds=round(time.monotonic() - started, 1),
+        parity_cosine_min=sidecar.parity[0].cosine_min,
     )
     return out_path
 

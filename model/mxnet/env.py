@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,9 @@ def _locked(venv: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("waiting for another process creating the MXNet environment %s", venv)
+            log_event(log, "mxnet_env_waiting_for_lock", venv=str(venv))
             fcntl.flock(handle, fcntl.LOCK_EX)
-            log.info("MXNet environment lock acquired after %.0f s", time.monotonic() - started)
+            log_event(log, "mxnet_env_lock_acquired", waited_s=round(time.monotonic() - started, 1))
         try:
             yield
         finally:
@@ -179,7 +180,7 @@ def ensure_venv(venv: Path, requirements: Path, probe_modules: tuple[str, ...]) 
         if _is_ready(venv, wanted):
             return _python_in(venv)
         started = time.monotonic()
-        log.info("creating the virtual environment %s from %s (one-off)", venv, python)
+        log_event(log, "mxnet_env_creating", venv=str(venv), python=str(python))
         if venv.exists():
             # A half-built or outdated environment: rebuild rather than patch it.
             shutil.rmtree(venv)
@@ -204,5 +205,7 @@ def ensure_venv(venv: Path, requirements: Path, probe_modules: tuple[str, ...]) 
         tmp = venv / (STAMP_NAME + ".tmp")
         tmp.write_text(json.dumps(stamp, indent=2) + "\n")
         tmp.replace(venv / STAMP_NAME)
-        log.info("environment %s ready in %.0f s: %s", venv, time.monotonic() - started, versions)
+        log_event(
+            log, "mxnet_env_ready", venv=str(venv), seconds=round(time.monotonic() - started, 1), versions=versions
+        )
     return _python_in(venv)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.logs import log_event
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "VISUAL_SEARCH_BACKEND_CACHE"
@@ -73,8 +75,12 @@ class ChoiceCache:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            log.warning(
-                "backend choice cache unreadable, measuring again", extra={"path": str(self.path), "error": str(exc)}
+            log_event(
+                log,
+                "backend_choice_cache_unreadable",
+                logging.WARNING,
+                path=str(self.path),
+                error=str(exc),
             )
             return {}
         if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION or not isinstance(raw.get("models"), dict):
@@ -109,7 +115,7 @@ class ChoiceCache:
             os.replace(tmp, self.path)
             tmp = None
         except OSError as exc:
-            log.warning("backend choice not cached", extra={"path": str(self.path), "error": str(exc)})
+            log_event(log, "backend_choice_not_cached", logging.WARNING, path=str(self.path), error=str(exc))
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)

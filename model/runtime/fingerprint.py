@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from model.logs import log_event
 from model.runtime.base import InferenceBackend
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def runtime_fingerprint(backends: Mapping[str, type[InferenceBackend]]) -> dict[
             found.update(cls.fingerprint())
         except Exception as exc:  # a broken runtime install must not stop the device; it is part of the print
             found[name] = f"error: {type(exc).__name__}"
-            log.warning("backend fingerprint failed", extra={"backend": name, "error": str(exc)})
+            log_event(log, "backend_fingerprint_failed", logging.WARNING, backend=name, error=str(exc))
     return found
 
 

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from model.contracts.model_file import INPUT_NAME, OUTPUT_NAME
+from model.logs import log_event
 from model.runtime.base import BackendInfo, BackendUnavailable, InferenceBackend, register
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         # onnxruntime silently drops a provider whose libraries are missing; say so instead.
         if wanted and in_use and in_use[0] != wanted[0]:
             self.fallback = f"onnxruntime fell back from {wanted[0]} to {in_use[0]}"
-            log.warning("onnxruntime fell back", extra={"wanted": wanted[0], "running": in_use[0]})
+            log_event(log, "onnxruntime_fell_back", logging.WARNING, wanted=wanted[0], running=in_use[0])
         device_name = {
             "TensorrtExecutionProvider": "GPU (TensorRT)",
             "CUDAExecutionProvider": "GPU (CUDA)",

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from model.logs import log_event
 from model.runtime.base import (
     BackendUnavailable,
     InferenceBackend,
@@ -88,7 +89,7 @@ def list_candidates(backends: Mapping[str, type[InferenceBackend]], device: str 
                 continue
             devices = cls.candidate_devices()
         except Exception as exc:  # a runtime that imports but cannot list its devices is not a candidate
-            log.warning("backend not listed", extra={"backend": name, "error": str(exc)[:300]})
+            log_event(log, "backend_not_listed", logging.WARNING, backend=name, error=str(exc)[:300])
             continue
         found += [Candidate(name, d) for d in devices]
     if device.lower() != "auto":
@@ -121,14 +122,14 @@ def _from_cache(
         return None
     changed = differences(cached.fingerprint, printed)
     if changed:
-        log.info("machine or runtimes changed, measuring backends again", extra={"entry": entry, "changed": changed})
+        log_event(log, "backends_changed", entry=entry, changed=changed)
         return None
     if Candidate(cached.backend, cached.device) not in candidates:
         return None
     try:
         impl = open_backend(backends[cached.backend], model_path, cached.device, threads, options)
     except Exception as exc:  # it loaded last time; measure again rather than fail
-        log.warning("cached backend choice failed to load, measuring again", extra={"error": str(exc)[:300]})
+        log_event(log, "cached_backend_choice_failed", logging.WARNING, error=str(exc)[:300])
         return None
     choice = BackendChoice(
         cached.backend, cached.device, "cached", cached.measured_ms, cached.skipped, cached.measured_at
@@ -173,7 +174,7 @@ def select_backend(
         selected = Selected(impl, BackendChoice(impl.info.backend, impl.info.device, "explicit"))
     else:
         selected = _auto(model_path, device, threads, model_id, input_size, cache, trial, backends, clock, options)
-    log.info("inference backend chosen", extra={"model": Path(model_path).name, **selected.choice.as_dict()})
+    log_event(log, "inference_backend_chosen", model=Path(model_path).name, **selected.choice.as_dict())
     return selected
 
 

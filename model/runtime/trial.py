@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.logs import log_event
 from model.runtime.base import InferenceBackend, open_backend
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,13 @@ def _open_all(
             impl = open_backend(backends[candidate.backend], model_path, candidate.device, threads, options)
         except Exception as exc:  # any runtime error: skip the candidate, keep the device starting
             result.skipped[candidate.label] = f"{type(exc).__name__}: {exc}"[:300]
-            log.warning("backend candidate skipped", extra={"candidate": candidate.label, "error": str(exc)[:300]})
+            log_event(
+                log, "backend_candidate_skipped", logging.WARNING, candidate=candidate.label, error=str(exc)[:300]
+            )
             continue
         if impl.fallback:
             result.skipped[candidate.label] = impl.fallback
-            log.warning("backend candidate skipped", extra={"candidate": candidate.label, "error": impl.fallback})
+            log_event(log, "backend_candidate_skipped", logging.WARNING, candidate=candidate.label, error=impl.fallback)
             continue
         opened[candidate] = impl
     return opened
@@ -87,7 +90,9 @@ def _warm_up(opened: dict[Candidate, InferenceBackend], frame: np.ndarray, warmu
                 impl.run(frame)
         except Exception as exc:  # loads but cannot run (e.g. an unsupported op on a GPU plugin)
             result.skipped[candidate.label] = f"{type(exc).__name__}: {exc}"[:300]
-            log.warning("backend candidate skipped", extra={"candidate": candidate.label, "error": str(exc)[:300]})
+            log_event(
+                log, "backend_candidate_skipped", logging.WARNING, candidate=candidate.label, error=str(exc)[:300]
+            )
             del opened[candidate]
 
 

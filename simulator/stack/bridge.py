@@ -33,9 +33,10 @@ from model.contracts import bounded_json
 from model.contracts.errors import Rejected
 from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
 from model.contracts.topics import Kind, parse_topic, topic_filter
+from model.logs import log_event
 from simulator.stack.spool import DEFAULT_MAX_BYTES, Spool, SpoolError
 
-log = logging.getLogger("simulator.stack.bridge")
+log = logging.getLogger(__name__)
 
 FEATURES_FILTER = topic_filter("features")
 STATUS_FILTER = topic_filter("status")
@@ -244,21 +245,21 @@ class RuleBridge:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._connection += 1
         if reason.is_failure:
-            log.error("broker refused the connection", extra={"reason": str(reason)})
+            log_event(log, "broker_refused_connection", logging.ERROR, reason=str(reason))
             return
         filters = [(FEATURES_FILTER, 1), (STATUS_FILTER, 1)]
         client.subscribe([*filters, (THUMBNAIL_FILTER, 0)] if "thumbnail" in self._handlers else filters)
-        log.info("connected", extra={"broker": f"{self.host}:{self.port}"})
+        log_event(log, "connected", broker=f"{self.host}:{self.port}")
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
         if any(r.is_failure for r in reasons):
-            log.error("subscription refused", extra={"reasons": [str(r) for r in reasons]})
+            log_event(log, "subscription_refused", logging.ERROR, reasons=[str(r) for r in reasons])
             return
         self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.subscribed.clear()
-        log.warning("disconnected from broker; paho reconnects", extra={"reason": str(reason)})
+        log_event(log, "broker_disconnected", logging.WARNING, reason=str(reason))
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         self.counts.inc("received")
@@ -284,8 +285,13 @@ class RuleBridge:
             kind, event = rule_event(topic, payload)
         except Rejected as exc:
             self.counts.inc(f"rejected:{exc.reason}")
-            log.warning(
-                "message rejected by the rule", extra={"topic": topic[:200], "reason": exc.reason, "error": str(exc)}
+            log_event(
+                log,
+                "rule_rejected",
+                logging.WARNING,
+                topic=topic[:200],
+                reason=exc.reason,
+                error=str(exc),
             )
             return Outcome(settled=True)
         if kind not in self._handlers:  # a bridge built without a thumbnail handler (tests) ignores them
@@ -301,9 +307,7 @@ class RuleBridge:
                     return self._failed(topic, payload, kind, exc)
                 # Like an asynchronous Lambda invocation, a failed event is retried after a pause.
                 self.counts.inc("retried")
-                log.warning(
-                    "handler failed; retrying", extra={"topic": topic, "attempt": attempt + 1, "error": str(exc)}
-                )
+                log_event(log, "handler_retrying", logging.WARNING, topic=topic, attempt=attempt + 1, error=str(exc))
                 time.sleep(delay)
         status = str(result.get("status", "ok"))
         self.counts.inc(f"{kind}:{status}")
@@ -312,12 +316,12 @@ class RuleBridge:
     def _failed(self, topic: str, payload: bytes, kind: str, exc: Exception) -> Outcome:
         if isinstance(exc, self.transient):
             self.counts.inc("store_unavailable")
-            log.warning("store unavailable; message kept", extra={"topic": topic[:200], "error": str(exc)[:300]})
+            log_event(log, "store_unavailable_kept", logging.WARNING, topic=topic[:200], error=str(exc)[:300])
             return Outcome(settled=False)
         # Not the store: this message would fail every replay and hold back its device's later ones.
         self.counts.inc(f"error:{kind}")
         self.counts.inc("dead_letter")
-        log.exception("handler failed; message dead-lettered", extra={"topic": topic[:200], "error": str(exc)})
+        log_event(log, "message_dead_lettered", logging.ERROR, topic=topic[:200], error=str(exc), exc_info=True)
         write_dead_letter(self.spool_dir, topic, payload, exc)
         return Outcome(settled=True)
 
@@ -346,11 +350,11 @@ class RuleBridge:
                 self.counts.inc("handled")
             elif not spool.append(topic, payload):
                 self.counts.inc("unacked:spool_full")
-                log.error("spool full; message left unacked with the broker", extra={"topic": topic[:200]})
+                log_event(log, "spool_full_left_unacked", logging.ERROR, topic=topic[:200])
                 continue  # no ack: the broker redelivers it after the next reconnect
             else:
                 self.counts.inc("spooled")
-                log.info("message spooled", extra={"topic": topic[:200], "spool_depth": len(spool)})
+                log_event(log, "message_spooled", topic=topic[:200], spool_depth=len(spool))
             self._ack(mid, qos, connection)
 
     def _replay(self, spool: Spool | MemorySpool) -> bool:
@@ -446,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             on_thumbnail=service.handle_thumbnail_event,
         )
     except SpoolError as exc:
-        log.error("rule bridge cannot start", extra={"error": str(exc)})
+        log_event(log, "rule_bridge_cannot_start", logging.ERROR, error=str(exc))
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -454,14 +458,17 @@ def main(argv: list[str] | None = None) -> int:
     bridge.start()
     if args.ready_file:
         args.ready_file.write_text(json.dumps({"pid": threading.get_native_id(), "ts": time.time()}))
-    log.info("rule bridge ready", extra={"filters": [FEATURES_FILTER, STATUS_FILTER, THUMBNAIL_FILTER]})
+    log_event(log, "rule_bridge_ready", filters=[FEATURES_FILTER, STATUS_FILTER, THUMBNAIL_FILTER])
     while not stop.wait(args.stats_every):
-        log.info(
-            "bridge stats",
-            extra={"counts": bridge.counts.as_dict(), "queue": bridge.pending(), "spool_depth": bridge.spool_depth()},
+        log_event(
+            log,
+            "bridge_stats",
+            counts=bridge.counts.as_dict(),
+            queue=bridge.pending(),
+            spool_depth=bridge.spool_depth(),
         )
     bridge.stop()
-    log.info("rule bridge stopped", extra={"counts": bridge.counts.as_dict(), "spool_depth": bridge.spool_depth()})
+    log_event(log, "rule_bridge_stopped", counts=bridge.counts.as_dict(), spool_depth=bridge.spool_depth())
     if args.ready_file:
         args.ready_file.unlink(missing_ok=True)
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.contracts.errors import VisualSearchError
+from model.logs import log_event
 from simulator.stack.auth import StackAuth, is_loopback, prepare_auth
 from simulator.stack.config import StackConfig
 from simulator.stack.processes import (
@@ -38,7 +39,7 @@ from simulator.stack.state import (
     write_state,
 )
 
-log = logging.getLogger("simulator.stack")
+log = logging.getLogger(__name__)
 
 
 class StackError(VisualSearchError, RuntimeError):
@@ -141,7 +142,7 @@ def _running_with_these_settings(config: StackConfig, restart: bool) -> StackSta
             return running
         if not restart:
             raise SettingsDiffer(differences)
-        log.info("restarting the stack with new settings", extra={"differences": differences})
+        log_event(log, "stack_restarting", differences=differences)
     if read_state(config.state_dir) is not None:
         # Part of an earlier stack died: stop the rest of it so ports and pids are clean.
         stack_down(config.state_dir)
@@ -167,7 +168,7 @@ class _Launcher:
                 self.started.append(proc)
                 self.state.services.append(_record(proc))
                 write_state(self.state_dir, self.state)
-        log.info("service ready", extra={"service": proc.name, "port": proc.port, "pid": proc.pid})
+        log_event(log, "service_ready", service=proc.name, port=proc.port, pid=proc.pid)
         return proc
 
     def stop_all(self) -> None:

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import redis
 
+from cloud_lambda.logs import PACKAGE_LOGGER
 from cloud_lambda.matches import MatchStoreUnavailable, matches_key
 from cloud_lambda.search.service import SearchService
 from model.contracts.wire import encode_vector
+from model.logs import JsonLinesFormatter
 from simulator.stack.processes import RedisProcess
 from tests.cloud_lambda.conftest import TinyCatalog, feature_event
 
@@ -230,7 +232,11 @@ def test_logs_are_json_lines_with_reasons_and_counters(service: SearchService, t
         service.handle_feature_event(feature_event(tiny_catalog.vectors[0], tiny_catalog.model_id, seq=2))
     finally:
         service.log.removeHandler(keep)
-    lines = [json.loads(service.log.handlers[0].format(r)) for r in records]
+    # The line as written: through the JSON-lines handler on the package logger the service's module logger uses.
+    package = logging.getLogger(PACKAGE_LOGGER)
+    assert service.log.name.startswith(f"{PACKAGE_LOGGER}.") and not package.propagate
+    handler = next(h for h in package.handlers if isinstance(h.formatter, JsonLinesFormatter))
+    lines = [json.loads(handler.format(r)) for r in records]
     rejected = next(line for line in lines if line["event"] == "feature_rejected")
     assert rejected["reason"] == "no_index_for_model" and rejected["topic_device"] == "cam-01"
     counters = next(line for line in lines if line["event"] == "search_counters")

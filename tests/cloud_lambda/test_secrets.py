@@ -49,7 +49,7 @@ def test_token_absent_from_logs_and_responses_with_redis_up_and_down(
     tiny_catalog: TinyCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The service's own JSON-lines logger, read back through a handler of the same format.
-    logger, stream = get_logger(), io.StringIO()
+    logger, stream = get_logger("cloud_lambda"), io.StringIO()
     capture = logging.StreamHandler(stream)
     capture.setFormatter(JsonLinesFormatter())
     logger.addHandler(capture)

@@ -55,7 +55,7 @@ def test_status_and_log_carry_the_choice_and_its_reason(
     assert set(choice["measured_ms"]) == {"onnxruntime/cpu", "openvino/CPU"}
     assert choice["backend"] == first[-1]["backend"]  # the status's backend is the one chosen
     assert choice["reason"].startswith("measured: ")
-    started = [r for r in caplog.records if r.getMessage() == "edge loop started"]
+    started = [r for r in caplog.records if r.getMessage() == "edge_loop_started"]
     line = json.loads(JsonLinesFormatter().format(started[0]))
     assert line["backend_choice"] == choice["reason"]
 

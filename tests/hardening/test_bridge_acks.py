@@ -222,24 +222,27 @@ def test_every_outcome_is_logged_with_its_fields(tmp_path: Path, caplog: pytest.
     bridge = bridge_with(store, tmp_path, retry_delays_s=(0.0,), spool_max_bytes=60)
     drive(bridge, [("visualsearch/cam.1/features", 1), (FEATURES, 2), (FEATURES, 3), (FEATURES, 4)])
     lines = [
-        (r.getMessage(), {k: v for k, v in vars(r).items() if k in ("topic", "reason", "attempt", "spool_depth")})
+        (
+            r.getMessage(),
+            {k: v for k, v in vars(r).get("fields", {}).items() if k in ("topic", "reason", "attempt", "spool_depth")},
+        )
         for r in caplog.records
     ]
-    assert ("message rejected by the rule", {"topic": "visualsearch/cam.1/features", "reason": "bad_topic"}) in lines
-    assert ("handler failed; retrying", {"topic": FEATURES, "attempt": 1}) in lines
-    assert ("store unavailable; message kept", {"topic": FEATURES}) in lines
-    assert ("handler failed; message dead-lettered", {"topic": FEATURES}) in lines
-    assert ("message spooled", {"topic": FEATURES, "spool_depth": 1}) in lines
-    assert ("spool full; message left unacked with the broker", {"topic": FEATURES}) in lines
+    assert ("rule_rejected", {"topic": "visualsearch/cam.1/features", "reason": "bad_topic"}) in lines
+    assert ("handler_retrying", {"topic": FEATURES, "attempt": 1}) in lines
+    assert ("store_unavailable_kept", {"topic": FEATURES}) in lines
+    assert ("message_dead_lettered", {"topic": FEATURES}) in lines
+    assert ("message_spooled", {"topic": FEATURES, "spool_depth": 1}) in lines
+    assert ("spool_full_left_unacked", {"topic": FEATURES}) in lines
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert {r.getMessage() for r in errors} == {
-        "handler failed; message dead-lettered",
-        "spool full; message left unacked with the broker",
+        "message_dead_lettered",
+        "spool_full_left_unacked",
     }
     assert all(
         r.levelno == logging.WARNING
         for r in caplog.records
-        if r.getMessage().startswith(("message rejected", "handler failed; retrying", "store unavailable"))
+        if r.getMessage() in ("rule_rejected", "handler_retrying", "store_unavailable_kept")
     )
 
 

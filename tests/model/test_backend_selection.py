@@ -148,8 +148,8 @@ def test_a_runtime_upgrade_measures_again(cache: ChoiceCache, caplog: pytest.Log
     with caplog.at_level(logging.INFO, logger="model.runtime.selection"):
         choice = choose({"ort": slow, "ov": fast}, cache).choice
     assert (choice.backend, choice.how) == ("ort", "measured")
-    changed = [r for r in caplog.records if r.getMessage().startswith("machine or runtimes changed")]
-    assert changed and changed[0].changed == ["ort"]  # type: ignore[attr-defined]
+    changed = [r.fields for r in caplog.records if r.getMessage() == "backends_changed"]  # type: ignore[attr-defined]
+    assert changed and changed[0]["changed"] == ["ort"]
     assert cache.get(ENTRY) is not None and cache.get(ENTRY).backend == "ort"  # type: ignore[union-attr]
 
 
@@ -207,7 +207,8 @@ def test_a_candidate_that_fails_to_load_is_skipped_with_its_error(
         "ov/GPU": "RuntimeError: unsupported operator on this device",
     }
     assert "skipped ort/cuda, ov/GPU" in choice.reason
-    logged = {r.candidate: r.error for r in caplog.records if r.getMessage() == "backend candidate skipped"}  # type: ignore[attr-defined]
+    skipped = [r.fields for r in caplog.records if r.getMessage() == "backend_candidate_skipped"]  # type: ignore[attr-defined]
+    logged = {f["candidate"]: f["error"] for f in skipped}
     assert logged == {"ort/cuda": "cuda driver not found", "ov/GPU": "unsupported operator on this device"}
 
 
@@ -275,7 +276,7 @@ def test_an_unwritable_cache_never_stops_start_up(tmp_path: Path, caplog: pytest
             {"ort": make_backend("ort", 10, {"cpu": 6.0}), "ov": make_backend("ov", 20, {"CPU": 3.0})}, cache
         ).choice
     assert choice.how == "measured"
-    assert any(r.getMessage() == "backend choice not cached" for r in caplog.records)
+    assert any(r.getMessage() == "backend_choice_not_cached" for r in caplog.records)
     assert list(tmp_path.iterdir()) == [blocker]  # no temporary file left behind
 
 
@@ -311,7 +312,7 @@ def test_options_reach_every_candidate_that_takes_them(cache: ChoiceCache) -> No
 def test_the_choice_and_its_reason_are_one_json_log_line(cache: ChoiceCache, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="model.runtime.selection"):
         choose({"ort": make_backend("ort", 10, {"cpu": 6.0}), "ov": make_backend("ov", 20, {"CPU": 3.0})}, cache)
-    (record,) = [r for r in caplog.records if r.getMessage() == "inference backend chosen"]
+    (record,) = [r for r in caplog.records if r.getMessage() == "inference_backend_chosen"]
     line = json.loads(JsonLinesFormatter().format(record))
     assert (line["backend"], line["device"], line["how"]) == ("ov", "CPU", "measured")
     assert line["measured_ms"] == {"ort/cpu": 6.0, "ov/CPU": 3.0}
