@@ -6,6 +6,9 @@
   ``simulator``, ``cloud_lambda``, hub or evaluation code, and no ``edge_component`` module imports those;
 - the cloud (``cloud_lambda``: both Lambda handlers and the Batch CLI) imports neither ``simulator`` nor
   ``edge_component`` (the cloud image ships neither, ``tests/cloud_lambda/test_image.py``);
+- each contract (wire, status, topics, size limits, reason codes, the error base) is defined once, in
+  ``model/contracts``, and every side imports it from there: no other product module defines a name it defines,
+  and no module imports one through another module;
 - product code imports no evaluation code (``model.eval`` is only reached from the ``model eval`` command),
   and none of ``bench`` or ``tests``.
 """
@@ -102,6 +105,58 @@ def test_the_cloud_imports_neither_the_device_nor_the_laptop_package() -> None:
     found = imports_by_file("cloud_lambda")
     assert "cloud_lambda/search/handler.py" in found and "cloud_lambda/catalog/cli.py" in found
     assert not offenders("cloud_lambda", ("simulator", "edge_component", "bench", "tests"))
+
+
+CONTRACTS = ROOT / "model" / "contracts"
+GENERIC = {"decode", "encode", "check", "loads", "topic"}
+"""Contract function names too generic to mean a copy (an image decoder is not the wire decoder)."""
+SAME_NAME_KEPT = {
+    ("model/image_rules.py", "REASONS"): "the image upload rules' own codes, a different set (reasons.py names it)",
+    ("simulator/stack/bridge.py", "KINDS"): "the kinds the rule bridge forwards: a subset of the topics' KINDS",
+}
+
+
+def top_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {target.id for target in targets if isinstance(target, ast.Name)}
+    return names
+
+
+def test_each_contract_is_defined_once_in_model_contracts() -> None:
+    """A limit, topic rule, message parser or error class of ``model/contracts`` defined again elsewhere is a copy
+    waiting to drift (MAX_STATUS_BYTES once had three)."""
+    contract = {
+        name
+        for path in CONTRACTS.glob("*.py")
+        for name in top_level_names(path)
+        if not name.startswith("_") and name not in GENERIC
+    }
+    assert {"MAX_STATUS_BYTES", "parse_status", "parse_topic", "FeatureMessage", "VisualSearchError"} <= contract
+    copies = [
+        (rel, name)
+        for package in ("model", "edge_component", "cloud_lambda", "simulator")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if not (rel := path.relative_to(ROOT).as_posix()).startswith("model/contracts/")
+        for name in sorted(top_level_names(path) & contract)
+        if (rel, name) not in SAME_NAME_KEPT
+    ]
+    assert not copies, copies
+    # ... and imported from there, never through another module that re-exports it.
+    detours = [
+        (rel, f"from {node.module} import {alias.name}")
+        for package in ("model", "edge_component", "cloud_lambda", "simulator", "bench", "tests")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module and not node.module.startswith("model.contracts")
+        for alias in node.names
+        if alias.name in contract and (rel := path.relative_to(ROOT).as_posix())
+    ]
+    assert not detours, detours
 
 
 PRODUCT = ("cloud_lambda", "edge_component", "model")
