@@ -262,15 +262,21 @@ def test_photo_search_base64_garbage_and_size_limit(api_service: SearchService) 
         assert check_api(event, "api: base64 garbage / size limit")["statusCode"] == status
 
 
-def test_rule_bridge_refuses_a_huge_integer_literal_with_a_reason(
-    hardened_service: SearchService, redis_client: redis.Redis
+def test_rule_bridge_refuses_a_huge_integer_literal_with_a_reason_and_stores_the_next_message(
+    hardened_service: SearchService, redis_client: redis.Redis, hardening_catalog: Catalog
 ) -> None:
     """Python's JSON reader raises ValueError for an integer literal over 4,300 digits: the bridge must refuse the
-    message with a reason and carry on (it once ended a worker), and write nothing."""
+    message with a reason and write nothing, and carry on (it once ended a worker): the next valid message
+    through the same bridge is stored."""
     count_case("bridge: huge integer literal")
     bridge = _bridge(hardened_service)
     before, refused = redis_snapshot(redis_client), bridge.counts["rejected:not_json"]
-    result = bridge.handle("visualsearch/cam-01/features", b'{"v": 1, "seq": ' + b"9" * 5000 + b"}")
+    result = bridge.handle("visualsearch/cam-big/features", b'{"v": 1, "seq": ' + b"9" * 5000 + b"}")
     assert result is None
     assert bridge.counts["rejected:not_json"] == refused + 1
     assert redis_snapshot(redis_client) == before
+    valid = encode(FeatureMessage("cam-big", 1, time.time(), hardening_catalog.model_id, hardening_catalog.vectors[1]))
+    after = bridge.handle("visualsearch/cam-big/features", valid)
+    assert after is not None and after["status"] == "accepted", after
+    stored = [json.loads(raw) for raw in redis_client.lrange("visualsearch:matches:cam-big", 0, -1)]
+    assert [record["seq"] for record in stored] == [1]
