@@ -24,6 +24,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from model.contracts.topics import topic_filter
 from simulator.sample_data import SampleData, ensure_sample_data
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class MatchWatcher:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"demo-watch-{time.time_ns()}")
-        self.client.on_connect = lambda c, *_: c.subscribe("visualsearch/+/matches", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic_filter("matches"), qos=1)
         self.client.on_subscribe = lambda *_: self.ready.set()
         self.client.on_message = self._on_message
 
