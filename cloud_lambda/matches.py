@@ -190,6 +190,6 @@ def _parsed(raw: bytes | str | None) -> Any:
     if raw is None:
         return None
     try:
-        return bounded_json.loads(raw, max_bytes=MAX_STORED_BYTES, what="stored document")
-    except Rejected:
+        return bounded_json.loads(raw, max_bytes=MAX_STORED_BYTES)
+    except Rejected:  # its message is not needed: the value reads as absent
         return None

@@ -21,6 +21,7 @@ from cloud_lambda.matches import (
     seen_key,
     status_key,
 )
+from cloud_lambda.settings import CloudSettings
 from simulator.stack.processes import RedisProcess
 
 
@@ -154,3 +155,105 @@ def test_connect_unwraps_the_secret_only_for_the_client(redis_server: RedisProce
     assert kwargs["socket_timeout"] == 0.7 and kwargs["socket_connect_timeout"] == 0.7
     assert client.get(DEVICES_KEY) is None
     json.dumps(kwargs, default=str)
+
+
+def test_the_defaults_are_the_settings_defaults(redis_server: RedisProcess) -> None:
+    """``catalog indexes`` builds a store from a URL alone: it must bound keys exactly as the search does."""
+    fields = CloudSettings.model_fields
+    store = MatchStore(connect(redis_server.url))
+    assert store.cap == fields["match_list_cap"].default
+    assert store.seen_ttl_s == fields["seen_ttl_s"].default
+    assert store.device_ttl_s == fields["device_ttl_s"].default
+    assert store.max_devices == fields["max_devices"].default
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == fields["redis_timeout_s"].default
+    # A pooled connection idle for 30 s is PINGed before use, so the first command after a Redis restart
+    # does not fail on a dead socket.
+    assert kwargs["health_check_interval"] == 30
+
+
+def test_a_refused_bound_names_the_key_and_the_smallest_bounds_are_kept(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="match list cap must be >= 1, got 0"):
+        MatchStore(client, cap=0)
+    with pytest.raises(ValueError, match="device_ttl_s and max_devices must be >= 1, got 0, 5"):
+        MatchStore(client, device_ttl_s=0, max_devices=5)
+    store = MatchStore(client, cap=1, device_ttl_s=1, max_devices=1)
+    store.push(record("cam-1", 1))
+    store.push(record("cam-2", 1))
+    assert [d["device_id"] for d in store.devices()] == ["cam-2"]  # one device kept: the newest
+
+
+def test_a_record_is_stored_as_the_compact_json_the_size_budget_measured(client: redis.Redis) -> None:
+    """The search measures a record's size as compact JSON (service._size): the store writes exactly that."""
+    rec = record("cam-1", 1, title="a b", scores=[0.5, 1])
+    MatchStore(client).push(rec)
+    assert client.lindex(matches_key("cam-1"), 0) == json.dumps(rec, separators=(",", ":")).encode()
+
+
+def test_a_record_that_is_not_json_is_refused_before_anything_is_written(client: redis.Redis) -> None:
+    store = MatchStore(client)
+    with pytest.raises(ValueError):
+        store.push(record("cam-1", 1, score=float("nan")))
+    assert client.exists(seen_key("cam-1", 1), matches_key("cam-1"), DEVICES_KEY) == 0
+    assert store.push(record("cam-1", 1, score=0.5)) is True  # the seq is not marked seen
+
+
+def test_a_refused_status_write_changes_nothing(client: redis.Redis) -> None:
+    """The status, the registry entry and the pruning of silent devices are one transaction: under
+    ``maxmemory`` the pruning (which frees memory, so Redis would run it alone) is refused with the rest."""
+    store = MatchStore(client, device_ttl_s=60)
+    client.zadd(DEVICES_KEY, {"cam-silent": time.time() - 3600})
+    client.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(MatchStoreUnavailable, match="redis status write failed for cam-1"):
+            store.put_status("cam-1", "{}", time.time())
+    finally:
+        client.config_set("maxmemory", "0")
+    assert client.zrange(DEVICES_KEY, 0, -1) == [b"cam-silent"] and client.exists(status_key("cam-1")) == 0
+
+
+def test_the_device_list_reads_no_match_records_and_a_page_one_per_device(client: redis.Redis) -> None:
+    store = MatchStore(client)
+    for n in range(3):
+        store.push(record(f"cam-{n}", 1))
+    client.config_resetstat()
+    store.devices()
+    assert "cmdstat_lindex" not in client.info("commandstats")
+    store.page(0, 2)
+    assert client.info("commandstats")["cmdstat_lindex"]["calls"] == 2
+
+
+def test_the_device_list_is_bounded_per_call(client: redis.Redis) -> None:
+    now = time.time()
+    client.zadd(DEVICES_KEY, {f"cam-{n}": now - n for n in range(1001)})
+    listed = MatchStore(client).devices()
+    assert len(listed) == 1000 and listed[-1]["device_id"] == "cam-999"
+
+
+def test_a_client_that_decodes_replies_lists_the_same_devices(redis_server: RedisProcess) -> None:
+    store = MatchStore(redis.Redis.from_url(redis_server.url, decode_responses=True))
+    store.push(record("cam-1", 1))
+    store.put_status("cam-2", '{"state":"online"}', time.time())
+    page, total = store.page(0, 5)
+    assert total == 2 and [d["device_id"] for d in page] == ["cam-2", "cam-1"]
+    assert page[0]["status"] == {"state": "online"} and page[1]["record"]["seq"] == 1
+
+
+def test_a_store_that_answers_ping_but_not_a_write_in_time_is_down(redis_server: RedisProcess) -> None:
+    """``CLIENT PAUSE WRITE`` (what a failover does): PING answers, the write probe waits past the timeout."""
+    admin = connect(redis_server.url)
+    store = MatchStore(connect(redis_server.url, timeout_s=0.3))
+    admin.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+    try:
+        assert store.client.ping() and store.state() == "down"
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+    assert store.state() == "ok"
+
+
+def test_a_failed_read_says_it_was_a_read(redis_server: RedisProcess, client: redis.Redis) -> None:
+    store = MatchStore(client)
+    redis_server.stop()
+    for call in (lambda: store.latest("cam-1"), lambda: store.page(0, 5)):
+        with pytest.raises(MatchStoreUnavailable, match="redis read failed: "):
+            call()

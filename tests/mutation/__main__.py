@@ -33,7 +33,8 @@ class Equivalent:
     mutant: str
     """The name after the module path, e.g. ``x_loads__mutmut_11``."""
     change: str
-    """Text of the mutated line, checked against ``mutmut show``: a renumbered mutant is not excused."""
+    """Text in the mutant's changed lines (``mutmut show``, without +/- and indentation, joined by newlines),
+    so a renumbered mutant is not excused."""
     why: str
 
 
@@ -51,6 +52,10 @@ class Module:
 
 CODEC_NAMES = "codec names are looked up case-insensitively (codecs.lookup): 'UTF-8' is 'utf-8'"
 
+REDIS_PY_BYTES = "redis-py decodes replies only when decode_responses is truthy; its default is False"
+REDIS_INF = "Redis parses score bounds with strtold: 'inf' in any case"
+SAME_LENGTH = "the four sequences zipped are built from one list of ids: always the same length"
+
 MODULES = {
     "wire": Module(
         "model/contracts/wire.py",
@@ -64,6 +69,39 @@ MODULES = {
             "tests/hardening/test_match_store.py",
             "tests/hardening/test_device_keys.py",
             "tests/hardening/test_json_bounds.py",
+        ),
+        equivalent=(
+            Equivalent("x_connect__mutmut_6", "decode_responses=None", REDIS_PY_BYTES),
+            Equivalent("x_connect__mutmut_11", "decode_responses=False,\n)", REDIS_PY_BYTES),
+            Equivalent("xǁMatchStoreǁdevices__mutmut_5", "with_records=None", "None is falsy like False: no records"),
+            Equivalent("xǁMatchStoreǁpage__mutmut_12", '"+INF"', REDIS_INF),
+            Equivalent("xǁMatchStoreǁpage__mutmut_28", '"+INF"', REDIS_INF),
+            Equivalent("xǁMatchStoreǁput_status__mutmut_21", '"-INF"', REDIS_INF),
+            Equivalent(
+                "xǁMatchStoreǁpage__mutmut_36",
+                "if (ids) or True else []",
+                "redis-py answers MGET of no keys with [] (its EMPTY_RESPONSE option): the guard only spares a call",
+            ),
+            Equivalent("xǁMatchStoreǁpage__mutmut_42", "transaction=None", "None is falsy like False: no MULTI"),
+            Equivalent(
+                "xǁMatchStoreǁpage__mutmut_43",
+                "transaction=True",
+                "the same reads inside MULTI/EXEC give the same values; False only spares the server the wrapping",
+            ),
+            Equivalent("xǁMatchStoreǁpage__mutmut_57", "strict=None", SAME_LENGTH),
+            Equivalent("xǁMatchStoreǁpage__mutmut_62", "zip(seen, ids, statuses, latest, ):", SAME_LENGTH),
+            Equivalent("xǁMatchStoreǁpage__mutmut_63", "strict=False", SAME_LENGTH),
+            Equivalent(
+                "xǁMatchStoreǁpush__mutmut_10",
+                "allow_nan=None",
+                "json.dumps tests allow_nan for truth: None refuses NaN like False",
+            ),
+            Equivalent(
+                "xǁMatchStoreǁpush__mutmut_29",
+                "or 1.0)",
+                "a record without searched_at registers its device at 0.0 or 1.0 s after the epoch: either is older than "
+                "any device TTL, so the device is pruned at once either way",
+            ),
         ),
     ),
     "bridge": Module(
@@ -196,8 +234,10 @@ def equivalents(root: Path, module: Module, survived: list[str]) -> tuple[dict[s
     for listed in module.equivalent:
         name = prefix + listed.mutant
         diff = subprocess.run([mutmut, "show", name], cwd=root, capture_output=True, text=True).stdout
-        changed = [line for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-        if name in survived and any(listed.change in line for line in changed):
+        changed = "\n".join(
+            line[1:].strip() for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        )
+        if name in survived and listed.change in changed:
             found[name] = listed.why
         else:
             stale.append(listed.mutant)
