@@ -20,9 +20,7 @@ from typing import Any
 
 import redis
 
-from cloud_lambda.matches import MAX_STORED_BYTES, MatchStoreUnavailable, matches_key
-from model.contracts import bounded_json
-from model.contracts.errors import Rejected
+from cloud_lambda.matches import MatchStoreUnavailable, load_stored, matches_key
 
 PREFIX = "visualsearch"
 THUMBNAIL_TTL_S = 3600
@@ -125,15 +123,6 @@ class DeviceNotes:
         for index, entry in enumerate(entries):
             (seq, ts), note, *records = replies[index * step : index * step + step]
             entry["thumbnail"] = {"seq": int(seq), "ts": float(ts)} if seq is not None and ts is not None else None
-            entry["rejection"] = _parsed(note)
+            entry["rejection"] = load_stored(note)
             if history:
-                entry["history"] = [history_entry(r) for r in map(_parsed, records[0]) if isinstance(r, dict)]
-
-
-def _parsed(raw: bytes | str | None) -> Any:
-    if raw is None:
-        return None
-    try:
-        return bounded_json.loads(raw, max_bytes=MAX_STORED_BYTES, what="stored document")
-    except Rejected:
-        return None
+                entry["history"] = [history_entry(r) for r in map(load_stored, records[0]) if isinstance(r, dict)]

@@ -148,7 +148,7 @@ class MatchStore:
             raw = self.client.lrange(matches_key(device_id), 0, max(0, n - 1))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise MatchStoreUnavailable(f"redis read failed: {exc}") from exc
-        return [record for record in map(_parsed, raw) if record is not None]
+        return [record for record in map(load_stored, raw) if record is not None]
 
     def devices(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Devices by last seen, newest first: ``{device_id, last_seen, status}`` from ``offset``."""
@@ -177,14 +177,14 @@ class MatchStore:
             raise MatchStoreUnavailable(f"redis read failed: {exc}") from exc
         out = []
         for (_, score), device_id, status, record in zip(seen, ids, statuses, latest, strict=True):
-            entry: dict[str, Any] = {"device_id": device_id, "last_seen": float(score), "status": _parsed(status)}
+            entry: dict[str, Any] = {"device_id": device_id, "last_seen": float(score), "status": load_stored(status)}
             if with_records:
-                entry["record"] = _parsed(record)
+                entry["record"] = load_stored(record)
             out.append(entry)
         return out, total
 
 
-def _parsed(raw: bytes | str | None) -> Any:
+def load_stored(raw: bytes | str | None) -> Any:
     """A stored document through the one bounded reader: a foreign value in our key, or one written before a
     rule existed (980 levels deep, NaN), reads as absent instead of breaking every later response."""
     if raw is None:
