@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,29 +17,15 @@ from mangum import Mangum
 
 from cloud_lambda.api.app import create_app
 from cloud_lambda.api.responses import common_headers, to_json
-from cloud_lambda.search.service import SearchService
-from cloud_lambda.settings import CloudSettings
+from cloud_lambda.search.container import ContainerService
 from model.contracts.errors import VisualSearchError
 
-_service: SearchService | None = None
-_lock = threading.Lock()
+_container = ContainerService()
+get_service = _container.get
+set_service = _container.set
+"""Use a service for the following requests (the local server and tests build their own)."""
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 """The upload limit used while the service (and its ``VS_MAX_UPLOAD_BYTES``) cannot be loaded."""
-
-
-def get_service() -> SearchService:
-    global _service
-    with _lock:
-        if _service is None:
-            _service = SearchService(CloudSettings.from_env())
-        return _service
-
-
-def set_service(service: SearchService | None) -> None:
-    """Use ``service`` for the following requests (the local server and tests build their own)."""
-    global _service
-    with _lock:
-        _service = service
 
 
 class BadEvent(VisualSearchError, ValueError):

@@ -10,29 +10,17 @@ retry would not help it).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from cloud_lambda.search.service import SearchService
-from cloud_lambda.settings import CloudSettings
+from cloud_lambda.search.container import ContainerService
 
-_service: SearchService | None = None
-_lock = threading.Lock()
-
-
-def get_service() -> SearchService:
-    global _service
-    with _lock:
-        if _service is None:
-            _service = SearchService(CloudSettings.from_env())
-        return _service
+_container = ContainerService()
+get_service = _container.get
 
 
 def reset_service() -> None:
     """Forget the cached service (tests; a config change in a warm container)."""
-    global _service
-    with _lock:
-        _service = None
+    _container.set(None)
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

@@ -202,7 +202,7 @@ def test_the_search_lambda_and_the_rule_bridge_take_thumbnail_events(
     from cloud_lambda.search import handler
     from simulator.stack.bridge import RuleBridge
 
-    monkeypatch.setattr(handler, "_service", app)
+    monkeypatch.setattr(handler, "get_service", lambda: app)
     sent = encode_thumbnail(Thumbnail("cam-l", 5, 1_763_700_005.0, _jpeg(5)))
     event = {**json.loads(sent), "topic_device": "cam-l", "topic_kind": "thumbnail"}
     assert handler.lambda_handler(event, None)["status"] == "accepted"
