@@ -7,7 +7,7 @@ time (it only affects search) without rebuilding.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from cloud_lambda.index.base import register
 from cloud_lambda.index.faiss_base import FaissIndex
@@ -20,7 +20,7 @@ class HnswIndex(FaissIndex):
     kind = "hnsw"
     file_name = "index.hnsw.faiss"
     DEFAULTS = DEFAULTS
-    SEARCH_PARAMS = ("ef_search",)
+    SEARCH_PARAMS: ClassVar[tuple[str, ...]] = ("ef_search",)
 
     def _new(self, dim: int) -> Any:
         import faiss  # imported lazily: exact search needs no faiss

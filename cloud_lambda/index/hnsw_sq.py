@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from cloud_lambda.index.base import register
-from cloud_lambda.index.faiss_base import FaissIndex
+from cloud_lambda.index.hnsw import HnswIndex
 
 DEFAULTS = {"M": 32, "ef_construction": 80, "ef_search": 64, "pca": 0, "rerank": 0, "rerank_pq": 0}
 
 
-class _HnswSq(FaissIndex):
+class _HnswSq(HnswIndex):
+    """The HNSW index with quantized storage: only the faiss index it builds differs (efSearch tuned alike)."""
+
     DEFAULTS = DEFAULTS
     SEARCH_PARAMS = ("ef_search", "rerank")
     qtype: str
@@ -30,12 +32,6 @@ class _HnswSq(FaissIndex):
         index = faiss.IndexHNSWSQ(dim, qtype, int(self.params["M"]), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = int(self.params["ef_construction"])
         return index
-
-    def _tune(self, index: Any) -> None:
-        index.hnsw.efSearch = int(self.params["ef_search"])
-
-    def set_ef_search(self, ef: int) -> None:
-        self.set_search_param("ef_search", ef)
 
 
 @register
