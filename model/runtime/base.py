@@ -48,10 +48,18 @@ class InferenceBackend(ABC):
     provider whose libraries are missing): ``auto``'s trial skips such a candidate instead of timing the CPU
     twice under a GPU's name."""
 
+    module: ClassVar[str]
+    """The Python package of the runtime (``onnxruntime``, ``openvino``): the backend is available where it
+    imports."""
+
     @classmethod
-    @abstractmethod
     def is_available(cls) -> bool:
         """True when the runtime imports here (cheap; no model is loaded)."""
+        try:
+            importlib.import_module(cls.module)
+        except ImportError:
+            return False
+        return True
 
     @classmethod
     def candidate_devices(cls) -> list[str]:

@@ -47,14 +47,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
     priority = 10
     options = frozenset({"spinning"})
-
-    @classmethod
-    def is_available(cls) -> bool:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False
-        return True
+    module = "onnxruntime"
 
     @classmethod
     def candidate_devices(cls) -> list[str]:

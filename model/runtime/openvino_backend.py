@@ -16,14 +16,7 @@ class OpenVinoBackend(InferenceBackend):
     name = "openvino"
     priority = 20
     options = frozenset({"precision"})
-
-    @classmethod
-    def is_available(cls) -> bool:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return False
-        return True
+    module = "openvino"
 
     @classmethod
     def candidate_devices(cls) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -350,3 +351,14 @@ def test_real_runtimes_are_measured_then_cached(tiny_model: Path, tmp_path: Path
         first.backend_choice.backend,
         first.backend_choice.device,
     )
+
+
+def test_a_backend_is_available_exactly_where_its_runtime_package_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model.runtime.base import available_backends, registry
+
+    backends = registry()
+    assert {backends["onnxruntime"].module, backends["openvino"].module} == {"onnxruntime", "openvino"}
+    assert {"onnxruntime", "openvino"} <= set(available_backends())  # both are in the development install
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as on a device without the extra
+    assert not backends["openvino"].is_available()
+    assert "openvino" not in available_backends() and "onnxruntime" in available_backends()
