@@ -1,25 +1,38 @@
 """Synthetic "held up" frames: what the camera sees when a person holds a catalog product up in a room.
 
 A random part of the object (the hand and the frame edge cut the rest off), a perspective warp (the product
-is tilted towards the camera), pasted small over a background photo (the room), a skin-coloured hand-sized
+is tilted towards the camera), pasted over a background photo (the room), a skin-coloured hand-sized
 occluder over one edge, then blur, lighting / white balance and JPEG. Every random number comes from the
 caller's ``rng``, so one seed always gives the same set. Pure numpy/cv2.
 
+Two placements, so no choice can be tuned to one assumption about where people hold things:
+
+- ``centred``: the object's centre within about ±20 % of the frame centre, 55–85 % of the frame height.
+- ``anywhere``: the object anywhere inside the 640×480 frame, 45–80 % of its height.
+
 Backgrounds are real photos that are *not* catalog items (opencv-doc's calibration shots: rooms with a
-person holding a board), so a query never contains a second catalog item by construction.
+person holding a board; frames of opencv-doc's street video; scikit-image's garage stereo pair), so a query
+never contains a second catalog item by construction. Which backgrounds a set may use is decided by the
+split (:mod:`model.eval.heldup.split`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from model.data.photos import OPENCV_DATA, load_photos, read_opencv_photo
+from model.data.photos import OPENCV_DATA, read_opencv_photo, to_bgr
 
 BACKGROUND_FILES = tuple(f"{side}{i:02d}.jpg" for side in ("left", "right") for i in range(1, 15) if i != 10)
 """opencv-doc stereo-calibration photos: real indoor rooms, none of them a catalog item."""
+BACKGROUND_VIDEO = "vtest.avi"
+"""opencv-doc's street video (people walking past shops): real scenes, none of them a catalog item."""
+VIDEO_FRAMES = tuple(range(0, 795, 60))
+Placement = Literal["centred", "anywhere"]
+PLACEMENTS: tuple[Placement, ...] = ("centred", "anywhere")
 
 SKIN_BGR = ((96, 133, 194), (70, 105, 170), (140, 175, 225), (45, 70, 120), (110, 150, 205))
 """Skin tones (BGR) for the hand occluder, light to dark."""
@@ -42,6 +55,18 @@ class HeldUpParams:
     """Hand area as a fraction of the object's bounding box."""
     blur_sigma: float = 1.6
     jpeg_quality: tuple[int, int] = (40, 90)
+    placement: Placement = "centred"
+    """centred: the object's centre within ±20 % (x) / ±15 % (y) of the frame height around the centre;
+    anywhere: any position that keeps the object's box inside the frame."""
+
+
+def placement_params(placement: Placement) -> HeldUpParams:
+    """The generator's settings for one placement (``anywhere``: smaller objects, 45–80 % of the height)."""
+    if placement == "centred":
+        return HeldUpParams()
+    if placement == "anywhere":
+        return replace(HeldUpParams(), object_frac=(0.45, 0.80), placement="anywhere")
+    raise ValueError(f"unknown placement {placement!r} (known: {', '.join(PLACEMENTS)})")
 
 
 @dataclass
@@ -54,11 +79,40 @@ class HeldUpSet:
     query_items: np.ndarray
     seed: int
     params: HeldUpParams = field(default_factory=HeldUpParams)
+    label: str = ""
+    """What the queries are (placement, part, seeds), for table titles."""
 
 
-def load_backgrounds() -> list[np.ndarray]:
-    """The room photos (BGR); a flat gray room when opencv-doc is missing so the set still builds."""
-    found = [read_opencv_photo(name) for name in BACKGROUND_FILES if (OPENCV_DATA / name).exists()]
+def background_names() -> list[str]:
+    """Every background photo's name, in a fixed order (the split picks from these)."""
+    names = [name for name in BACKGROUND_FILES if (OPENCV_DATA / name).exists()]
+    if (OPENCV_DATA / BACKGROUND_VIDEO).exists():
+        names += [f"{BACKGROUND_VIDEO}#{i}" for i in VIDEO_FRAMES]
+    names += ["skimage:stereo_motorcycle#0", "skimage:stereo_motorcycle#1"]
+    return names
+
+
+def _read_background(name: str) -> np.ndarray | None:
+    if name.startswith(BACKGROUND_VIDEO + "#"):
+        capture = cv2.VideoCapture(str(OPENCV_DATA / BACKGROUND_VIDEO))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, int(name.split("#")[1]))
+        ok, frame = capture.read()
+        capture.release()
+        return frame if ok else None
+    if name.startswith("skimage:stereo_motorcycle#"):
+        try:
+            import skimage.data as skdata
+
+            return to_bgr(skdata.stereo_motorcycle()[int(name.split("#")[1])])
+        except Exception:  # scikit-image or its data missing: the other backgrounds still build the set
+            return None
+    return read_opencv_photo(name)
+
+
+def load_backgrounds(names: list[str] | None = None) -> list[np.ndarray]:
+    """The named background photos (BGR; default: the calibration rooms); a flat gray room when none is here."""
+    wanted = list(BACKGROUND_FILES) if names is None else names
+    found = [image for name in wanted if (image := _read_background(name)) is not None]
     return found or [np.full((480, 640, 3), 128, dtype=np.uint8)]
 
 
@@ -111,6 +165,22 @@ def _hand_mask(h: int, w: int, box: tuple[int, int, int, int], rng: np.random.Ge
     return mask
 
 
+def _object_centre(corners: np.ndarray, p: HeldUpParams, rng: np.random.Generator) -> tuple[float, float]:
+    """Where the object's centre lands. Both draws are made for either placement, so seeds stay aligned."""
+    near_x, near_y = rng.uniform(-0.2, 0.2), rng.uniform(-0.15, 0.15)
+    any_x, any_y = rng.uniform(0.0, 1.0, 2)
+    if p.placement == "centred":
+        # People hold things roughly in front of the camera: the centre lands in the middle half of the frame.
+        return p.frame_w / 2 + near_x * p.frame_h, p.frame_h / 2 + near_y * p.frame_h
+    # Anywhere the object's box fits inside the frame (centred on an axis where it is larger than the frame).
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    x_range = (-lo[0], p.frame_w - hi[0])
+    y_range = (-lo[1], p.frame_h - hi[1])
+    cx = x_range[0] + any_x * (x_range[1] - x_range[0]) if x_range[1] > x_range[0] else p.frame_w / 2
+    cy = y_range[0] + any_y * (y_range[1] - y_range[0]) if y_range[1] > y_range[0] else p.frame_h / 2
+    return float(cx), float(cy)
+
+
 def held_up_view(
     item: np.ndarray, backgrounds: list[np.ndarray], rng: np.random.Generator, params: HeldUpParams | None = None
 ) -> np.ndarray:
@@ -138,9 +208,7 @@ def held_up_view(
     angle = np.deg2rad(rng.uniform(-p.rotate_deg, p.rotate_deg))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=np.float32)
     centred = (src - np.array([ow / 2, oh / 2], dtype=np.float32) + jitter) @ rot.T
-    # People hold things roughly in front of the camera: the centre lands in the middle half of the frame.
-    cx = w / 2 + rng.uniform(-0.2, 0.2) * h
-    cy = h / 2 + rng.uniform(-0.15, 0.15) * h
+    cx, cy = _object_centre(centred, p, rng)
     dst = (centred + np.array([cx, cy], dtype=np.float32)).astype(np.float32)
     matrix = cv2.getPerspectiveTransform(src, dst)
     warped = cv2.warpPerspective(part, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
@@ -174,15 +242,28 @@ def held_up_view(
 
 
 def build_heldup_set(
-    views_per_item: int = 5, seed: int = 0, limit: int | None = None, params: HeldUpParams | None = None
+    views_per_item: int = 5,
+    seed: int = 0,
+    limit: int | None = None,
+    params: HeldUpParams | None = None,
+    *,
+    photos: list[tuple[str, np.ndarray]] | None = None,
+    query_names: set[str] | None = None,
+    backgrounds: list[np.ndarray] | None = None,
+    label: str = "",
 ) -> HeldUpSet:
-    """Catalog = the package photos (43 here); queries = ``views_per_item`` held-up frames of each."""
-    photos = load_photos(limit)
-    backgrounds = load_backgrounds()
+    """Catalog = ``photos`` (default: the package photos, 43 here); queries = ``views_per_item`` held-up frames
+    of each photo in ``query_names`` (default: all), drawn from ``seed`` over ``backgrounds``."""
+    from model.data.photos import load_photos
+
+    photos = load_photos(limit) if photos is None else photos
+    backgrounds = load_backgrounds() if backgrounds is None else backgrounds
     rng = np.random.default_rng(seed)
     queries: list[np.ndarray] = []
     items: list[int] = []
-    for index, (_, photo) in enumerate(photos):
+    for index, (name, photo) in enumerate(photos):
+        if query_names is not None and name not in query_names:
+            continue
         for _ in range(views_per_item):
             queries.append(held_up_view(photo, backgrounds, rng, params))
             items.append(index)
@@ -193,4 +274,5 @@ def build_heldup_set(
         query_items=np.array(items, dtype=np.int64),
         seed=seed,
         params=params or HeldUpParams(),
+        label=label,
     )
