@@ -12,7 +12,7 @@ import os
 import platform
 import time
 
-SECTIONS = ["featurizer", "edge_loop", "search", "stack"]
+SECTIONS = ["featurizer", "edge_loop", "search", "retrieval", "stack"]
 
 
 def main() -> int:

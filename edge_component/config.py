@@ -184,6 +184,12 @@ class PublishConfig(_Model):
     )
     qos: Literal[0, 1] = Field(default=1, description="MQTT QoS of feature messages.")
     dtype: Literal["float16", "float32"] = Field(default="float16", description="Vector encoding on the wire.")
+    wire_version: Literal[1, 2] = Field(
+        default=2,
+        description="2: every region vector of a region model in one message (int8, within 8 KB);"
+        " 1: only the whole-frame vector, as devices before region vectors sent (a model without regions always"
+        " sends version 1).",
+    )
     queue_capacity: int = Field(
         default=100, ge=1, le=100_000, description="Messages kept while disconnected; when full the oldest is dropped."
     )

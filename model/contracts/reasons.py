@@ -11,7 +11,7 @@ from __future__ import annotations
 REASONS: dict[str, str] = {
     # the envelope: bytes, JSON, object
     "empty": "the payload is empty",
-    "oversize": "over its size limit (model.contracts.limits): 128 KiB for a feature message, 16 KiB for a status",
+    "oversize": "over its size limit (model.contracts.limits): 128 KiB for a feature message (8 KiB for version 2), 16 KiB for a status",
     "not_json": "not UTF-8 JSON, or a value JSON cannot carry",
     "not_object": "JSON, but not an object",
     "not_finite": "a NaN or infinite number",
@@ -28,7 +28,9 @@ REASONS: dict[str, str] = {
     "bad_model_id": "the model id has characters outside [A-Za-z0-9_.:+-] or is too long",
     "bad_seq": "the sequence number is outside [0, 2^63)",
     "bad_ts": "the capture time is not a finite epoch time in seconds",
-    "bad_dtype": "the vector's dtype is not float16 or float32",
+    "bad_dtype": "the vector's dtype is not float16 or float32 (version 2: int8 or float16)",
+    "bad_regions": "version 2: 'regions' is not 1..16, or the encoder was given no [R, dim] region vectors",
+    "bad_scales": "version 2: 'scales' is not one positive finite number per int8 region (or is sent with float16)",
     "bad_vector": "the vector is not a base64 string",
     "bad_base64": "the vector is not valid base64",
     "wrong_dim": "dim out of range, or the vector's length or the index's dimension disagrees with it",

@@ -14,7 +14,9 @@ import fcntl
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,15 @@ from model.export.parity import measure
 from model.export.quantize import QUANTIZATION
 from model.retrieval.pooling import stamp_retrieval
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
-from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, SettingsMismatch, query_regions_of
+from model.retrieval.regions import RegionSet
+from model.retrieval.settings import (
+    DEFAULT_POOLING,
+    DEFAULT_QUERY_REGIONS,
+    DEFAULT_REGIONS,
+    SettingsMismatch,
+    query_regions_of,
+    regions_of,
+)
 from model.sidecar import (
     Normalization,
     Parity,
@@ -78,8 +88,11 @@ def _run_onnx(path: Path, frames: np.ndarray, batch: int = 16) -> np.ndarray:
 def _run_torch(graph: FeaturizerGraph, frames: np.ndarray, batch: int = 16) -> np.ndarray:
     import torch
 
+    outs = []
     with torch.no_grad():
-        outs = [graph(torch.from_numpy(frames[i : i + batch])).numpy() for i in range(0, len(frames), batch)]
+        for i in range(0, len(frames), batch):
+            out = graph(torch.from_numpy(frames[i : i + batch]))
+            outs.append((out[0] if isinstance(out, tuple) else out).numpy())
     return np.concatenate(outs).astype(np.float32)
 
 
@@ -118,6 +131,84 @@ def _write_sidecar(
     )
 
 
+@dataclass
+class _Export:
+    """One export run's fixed inputs, shared by the variant stages."""
+
+    backbone: Backbone
+    out_dir: Path
+    weights: Path | None
+    pooling: str
+    regions: RegionSet
+    retrieval: dict[str, Any]
+    parity_frames: np.ndarray
+    torch_ref: np.ndarray
+
+    @property
+    def legacy(self) -> bool:
+        # An avg / whole-frame export stays byte-identical to the exports made before the stamp existed.
+        return self.pooling == "avg" and self.retrieval == {"query_regions": NO_REGIONS.model_dump(mode="json")}
+
+    def stamp(self, path: Path) -> None:
+        if not self.legacy:
+            stamp_retrieval(path, {"pooling": self.pooling, **self.retrieval})
+
+    def sidecar(self, path: Path, variant: str, parity: list[Parity], extra: dict[str, object]) -> None:
+        _write_sidecar(
+            path, self.backbone, variant, self.pooling, self.weights, parity, {**extra, "retrieval": self.retrieval}
+        )
+
+    def graph(self, half: bool = False) -> FeaturizerGraph:
+        network = self.backbone.build(self.weights)
+        spec = self.backbone.spec
+        return FeaturizerGraph(network, spec, pooling=self.pooling, half=half, regions=self.regions).eval()
+
+
+def _export_fp32(job: _Export, graph: FeaturizerGraph) -> tuple[Path, np.ndarray]:
+    spec = job.backbone.spec
+    fp32 = model_path(job.out_dir, spec.name, "fp32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints in SAME padding are expected
+        export_onnx(graph, fp32, spec.input_size)
+    job.stamp(fp32)
+    fp32_out = _run_onnx(fp32, job.parity_frames)
+    parity = measure("torch fp32", job.torch_ref, fp32_out)
+    if parity.cosine_min < FP32_MIN_COSINE:
+        raise ExportError(
+            f"{fp32}: ONNX fp32 differs from torch (min cosine {parity.cosine_min:.6f} < {FP32_MIN_COSINE})"
+        )
+    job.sidecar(fp32, "fp32", [parity], {"parity_seed": PARITY_SEED})
+    log.info("fp32 %s: cosine vs torch min %.6f", fp32, parity.cosine_min)
+    return fp32, fp32_out
+
+
+def _export_int8(
+    job: _Export, fp32: Path, fp32_out: np.ndarray, frames: np.ndarray, calibration: str, progress: bool
+) -> Path:
+    from model.export.quantize import quantize_int8
+
+    int8 = model_path(job.out_dir, job.backbone.spec.name, "int8")
+    quantize_int8(fp32, int8, frames, progress=progress)
+    job.stamp(int8)
+    int8_out = _run_onnx(int8, job.parity_frames)
+    parity = [measure("onnx fp32", fp32_out, int8_out), measure("torch fp32", job.torch_ref, int8_out)]
+    job.sidecar(int8, "int8", parity, {"calibration": calibration, "quantization": QUANTIZATION})
+    return int8
+
+
+def _export_fp16(job: _Export, fp32_out: np.ndarray) -> Path:
+    spec = job.backbone.spec
+    fp16 = model_path(job.out_dir, spec.name, "fp16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(job.graph(half=True), fp16, spec.input_size)
+    job.stamp(fp16)
+    fp16_out = _run_onnx(fp16, job.parity_frames)
+    note = "float16 backbone, uint8 in / float32 out; meant for GPU providers"
+    job.sidecar(fp16, "fp16", [measure("onnx fp32", fp32_out, fp16_out)], {"note": note})
+    return fp16
+
+
 def export_model(
     backbone: str = "efficientnet-lite0",
     out_dir: Path = Path("artifacts/models"),
@@ -127,6 +218,9 @@ def export_model(
     progress: bool = True,
     calibration_images: int = CALIBRATION_IMAGES,
     query_regions: QueryRegions = DEFAULT_QUERY_REGIONS,
+    regions: RegionSet = DEFAULT_REGIONS,
+    calibration_frames: np.ndarray | None = None,
+    calibration_source: str = "",
 ) -> dict[str, Path]:
     """Export ``backbone`` to ONNX ``variants`` in ``out_dir``; return variant → ``.onnx`` path.
 
@@ -136,101 +230,54 @@ def export_model(
     ``weights``: a state_dict file; ``None`` uses the backbone's packaged weights. Raises FileNotFoundError /
     ValueError for missing or unfit weights, ValueError for an unknown backbone, variant or pooling.
 
-    ``pooling`` and ``query_regions`` (what the device featurizes of each frame) are the retrieval settings:
-    both are stamped into every file's ONNX metadata (so into its hash and model id) and recorded in the
-    sidecar (``pooling``, ``extra.retrieval.query_regions``); see :mod:`model.retrieval.settings`.
+    ``pooling``, ``query_regions`` (what the device featurizes of each frame) and ``regions`` (the region
+    vectors pooled from one inference) are the retrieval settings: stamped into every file's ONNX metadata
+    (so into its hash and model id) and recorded in the sidecar (``pooling``, ``extra.retrieval``); see
+    :mod:`model.retrieval.settings`.
+
+    ``calibration_frames`` (uint8 ``[N, S, S, 3]`` prepared frames, e.g. views of the user's own catalog)
+    calibrate the int8 variant instead of the generic photos; ``calibration_source`` says in the sidecar
+    what they are.
     """
     wanted = _check_variants(variants)
-    spec_backbone = get_backbone(backbone)
-    spec = spec_backbone.spec
+    chosen = get_backbone(backbone)
+    spec = chosen.spec
+    if calibration_frames is not None:
+        calibration_frames = _check_calibration(calibration_frames, spec.input_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    network = spec_backbone.build(weights)
-    graph = FeaturizerGraph(network, spec, pooling=pooling).eval()
+    retrieval: dict[str, Any] = {"query_regions": query_regions.model_dump(mode="json")}
+    if not regions.is_single:
+        retrieval["regions"] = regions.model_dump(mode="json")
     parity_frames = prepared_views(spec.input_size, PARITY_IMAGES, PARITY_SEED)
-    torch_ref = _run_torch(graph, parity_frames)
-
-    paths: dict[str, Path] = {}
-    retrieval = {"query_regions": query_regions.model_dump(mode="json")}
-    legacy = pooling == "avg" and query_regions == NO_REGIONS
-
-    def stamp(path: Path) -> None:
-        # An avg / whole-frame export stays byte-identical to the exports made before the stamp existed.
-        if not legacy:
-            stamp_retrieval(path, {"pooling": pooling, **retrieval})
-
-    fp32 = model_path(out_dir, spec.name, "fp32")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python ints in SAME padding are expected
-        export_onnx(graph, fp32, spec.input_size)
-    stamp(fp32)
-    fp32_out = _run_onnx(fp32, parity_frames)
-    fp32_parity = measure("torch fp32", torch_ref, fp32_out)
-    if fp32_parity.cosine_min < FP32_MIN_COSINE:
-        raise ExportError(
-            f"{fp32}: ONNX fp32 differs from torch (min cosine {fp32_parity.cosine_min:.6f} < {FP32_MIN_COSINE})"
-        )
-    _write_sidecar(
-        fp32,
-        spec_backbone,
-        "fp32",
-        pooling,
-        weights,
-        [fp32_parity],
-        {"parity_seed": PARITY_SEED, "retrieval": retrieval},
-    )
-    if "fp32" in wanted:
-        paths["fp32"] = fp32
-    log.info("fp32 %s: cosine vs torch min %.6f", fp32, fp32_parity.cosine_min)
-
+    job = _Export(chosen, out_dir, weights, pooling, regions, retrieval, parity_frames, np.zeros(0))
+    graph = job.graph()
+    job.torch_ref = _run_torch(graph, parity_frames)
+    fp32, fp32_out = _export_fp32(job, graph)
+    paths: dict[str, Path] = {"fp32": fp32} if "fp32" in wanted else {}
     if "int8" in wanted:
-        from model.export.quantize import quantize_int8
-
-        int8 = model_path(out_dir, spec.name, "int8")
-        frames = prepared_views(spec.input_size, calibration_images, CALIBRATION_SEED)
-        quantize_int8(fp32, int8, frames, progress=progress)
-        stamp(int8)
-        int8_out = _run_onnx(int8, parity_frames)
-        extra: dict[str, object] = {
-            "calibration": f"{calibration_images} camera-like views of real photos (seed {CALIBRATION_SEED})",
-            "quantization": QUANTIZATION,
-            "retrieval": retrieval,
-        }
-        _write_sidecar(
-            int8,
-            spec_backbone,
-            "int8",
-            pooling,
-            weights,
-            [measure("onnx fp32", fp32_out, int8_out), measure("torch fp32", torch_ref, int8_out)],
-            extra,
-        )
-        paths["int8"] = int8
-
+        if calibration_frames is None:
+            frames = prepared_views(spec.input_size, calibration_images, CALIBRATION_SEED)
+            source = f"{calibration_images} camera-like views of real photos (seed {CALIBRATION_SEED})"
+        else:
+            frames = calibration_frames
+            source = calibration_source or f"{len(frames)} frames given by the caller"
+        paths["int8"] = _export_int8(job, fp32, fp32_out, frames, source, progress)
     if "fp16" in wanted:
-        fp16 = model_path(out_dir, spec.name, "fp16")
-        half_graph = FeaturizerGraph(spec_backbone.build(weights), spec, pooling=pooling, half=True).eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_onnx(half_graph, fp16, spec.input_size)
-        stamp(fp16)
-        fp16_out = _run_onnx(fp16, parity_frames)
-        _write_sidecar(
-            fp16,
-            spec_backbone,
-            "fp16",
-            pooling,
-            weights,
-            [measure("onnx fp32", fp32_out, fp16_out)],
-            {"note": "float16 backbone, uint8 in / float32 out; meant for GPU providers", "retrieval": retrieval},
-        )
-        paths["fp16"] = fp16
-
+        paths["fp16"] = _export_fp16(job, fp32_out)
     if "fp32" not in wanted:
         # fp32 is the parent of the others; keep it only when asked for.
         fp32.unlink(missing_ok=True)
         Path(str(fp32)[:-5] + ".json").unlink(missing_ok=True)
     return paths
+
+
+def _check_calibration(frames: np.ndarray, size: int) -> np.ndarray:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4:
+        raise ValueError("calibration_frames must be a uint8 [N, S, S, 3] array of prepared frames")
+    if frames.shape[1:] != (size, size, 3) or len(frames) < 8:
+        raise ValueError(f"calibration_frames must be [N >= 8, {size}, {size}, 3], got {list(frames.shape)}")
+    return np.ascontiguousarray(frames)
 
 
 def is_valid_export(
@@ -239,6 +286,7 @@ def is_valid_export(
     variant: str,
     pooling: str = DEFAULT_POOLING,
     query_regions: QueryRegions = DEFAULT_QUERY_REGIONS,
+    regions: RegionSet = DEFAULT_REGIONS,
 ) -> bool:
     """True when ``path`` and its sidecar exist, agree (hash) and describe this backbone/variant/pooling/regions."""
     if not Path(path).exists():
@@ -248,14 +296,14 @@ def is_valid_export(
     except SidecarError:
         return False
     try:
-        regions = query_regions_of(sidecar)
+        recorded = (query_regions_of(sidecar), regions_of(sidecar))
     except SettingsMismatch:
         return False
     return (
         sidecar.backbone == backbone
         and sidecar.variant == variant
         and sidecar.pooling == pooling
-        and regions == query_regions
+        and recorded == (query_regions, regions)
         and (variant != "int8" or _quantization_of(sidecar) == QUANTIZATION)
     )
 
@@ -283,6 +331,7 @@ def ensure_exported(
     pooling: str = DEFAULT_POOLING,
     progress: bool = False,
     query_regions: QueryRegions = DEFAULT_QUERY_REGIONS,
+    regions: RegionSet = DEFAULT_REGIONS,
 ) -> dict[str, Path]:
     """Variant → path of a valid export in ``out_dir``; exports only what is missing or stale (idempotent)."""
     wanted = _check_variants(variants)
@@ -291,7 +340,7 @@ def ensure_exported(
         missing = [
             v
             for v in wanted
-            if not is_valid_export(model_path(out_dir, backbone, v), backbone, v, pooling, query_regions)
+            if not is_valid_export(model_path(out_dir, backbone, v), backbone, v, pooling, query_regions, regions)
         ]
         if missing:
             log.info("exporting %s %s into %s", backbone, ",".join(missing), out_dir)
@@ -305,5 +354,6 @@ def ensure_exported(
                 pooling=pooling,
                 progress=progress,
                 query_regions=query_regions,
+                regions=regions,
             )
     return {v: model_path(out_dir, backbone, v) for v in wanted}

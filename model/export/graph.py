@@ -12,6 +12,7 @@ from torch import nn
 
 from model.backbones.base import BackboneSpec
 from model.contracts.model_file import INPUT_NAME, OUTPUT_NAME
+from model.retrieval.regions import REGIONS_OUTPUT, SINGLE_REGION, RegionSet, region_boxes
 
 POOLINGS = ("avg", "gem", "max", "rmac", "rgem")
 """avg/gem here; max, rmac and rgem (regional) from :mod:`model.retrieval.pooling` (held-up-object matching)."""
@@ -41,7 +42,14 @@ class FeaturizerGraph(nn.Module):
     float32 (the fp16 variant for GPUs: uint8 in, float32 out, like every other variant).
     """
 
-    def __init__(self, backbone: nn.Module, spec: BackboneSpec, pooling: str = "avg", half: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        spec: BackboneSpec,
+        pooling: str = "avg",
+        half: bool = False,
+        regions: RegionSet = SINGLE_REGION,
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling '{pooling}' (known: {', '.join(POOLINGS)})")
@@ -51,6 +59,7 @@ class FeaturizerGraph(nn.Module):
         self.spec = spec
         self.pooling = pooling
         self.use_half = half
+        self.regions = regions
         # Mean/std are given in the backbone's colour order; the input arrives BGR.
         self.norm_mean: torch.Tensor
         self.norm_std: torch.Tensor
@@ -68,9 +77,25 @@ class FeaturizerGraph(nn.Module):
             x = x.half()
         return self.backbone(x)  # type: ignore[no-any-return]
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        pooled = global_pool(self.feature_map(image), self.pooling).float()
-        return F.normalize(pooled, p=2.0, dim=1, eps=1e-12)
+    @property
+    def has_regions(self) -> bool:
+        return not self.regions.is_single
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        fmap = self.feature_map(image)
+        embedding = F.normalize(global_pool(fmap, self.pooling).float(), p=2.0, dim=1, eps=1e-12)
+        if not self.has_regions:
+            return embedding
+        return embedding, pool_regions(fmap.float(), self.regions)
+
+
+def pool_regions(feature_map: torch.Tensor, regions: RegionSet) -> torch.Tensor:
+    """``[N, C, H, W]`` → ``[N, R, C]``: each region's average, L2-normalized (fixed slices: plain ONNX ops)."""
+    height, width = int(feature_map.shape[2]), int(feature_map.shape[3])
+    vectors = [
+        feature_map[:, :, y0:y1, x0:x1].mean(dim=(2, 3)) for y0, y1, x0, x1 in region_boxes(height, width, regions)
+    ]
+    return F.normalize(torch.stack(vectors, dim=1), p=2.0, dim=2, eps=1e-12)
 
 
 def export_onnx(graph: FeaturizerGraph, path: Path, input_size: int, opset: int = OPSET) -> Path:
@@ -79,14 +104,15 @@ def export_onnx(graph: FeaturizerGraph, path: Path, input_size: int, opset: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     dummy = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
+    outputs = [OUTPUT_NAME, REGIONS_OUTPUT] if graph.has_regions else [OUTPUT_NAME]
     with torch.no_grad():
         torch.onnx.export(
             graph.eval(),
             (dummy,),
             str(tmp),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "N"}, **{name: {0: "N"} for name in outputs}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from model.backbones import get_backbone
 from model.finetune import checkpoint
 from model.finetune.config import FinetuneConfig
-from model.finetune.data.base import DatasetError, LabelledSet, read_source
+from model.finetune.data.base import DatasetError, LabelledSet, Sample, read_source
 from model.finetune.data.split import Split, data_hash, given_split, stratified_split
 from model.finetune.data.validate import ImageCheck, validate_images
 from model.finetune.trainer import Trainer, TrainResult, build_net
@@ -55,10 +56,39 @@ def prepare_split(
     return given_split(train.samples, val.samples), problems + [str(p) for p in val.problems]
 
 
+CALIBRATION_FRAMES = 96
+
+
+def calibration_frames(samples: list[Sample], size: int, seed: int, count: int = CALIBRATION_FRAMES) -> np.ndarray:
+    """int8 calibration from the user's own training images: each image prepared as-is, then camera-like views
+    of them, ``count`` frames in all (the fine-tuned network's activations on *these* images set the ranges)."""
+    import cv2
+
+    from model.data.views import camera_view
+    from model.prepare import prepare_frame
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(samples))
+    images = [img for i in order if (img := cv2.imread(str(samples[int(i)].path), cv2.IMREAD_COLOR)) is not None]
+    if not images:
+        raise DatasetError("no training image could be read for int8 calibration")
+    frames = []
+    for i in range(count):
+        image = images[i % len(images)]
+        frames.append(prepare_frame(image if i < len(images) else camera_view(image, rng), size))
+    return np.stack(frames)
+
+
 def export_finetuned(
-    config: FinetuneConfig, result: TrainResult, out_dir: Path, dhash: str, progress: bool
+    config: FinetuneConfig,
+    result: TrainResult,
+    out_dir: Path,
+    dhash: str,
+    progress: bool,
+    calibration: np.ndarray | None = None,
 ) -> dict[str, Path]:
-    """Best checkpoint → backbone weights file → ``model.export`` (all variants) → provenance in each sidecar."""
+    """Best checkpoint → backbone weights file → ``model.export`` (all variants, int8 calibrated on
+    ``calibration``: the user's own images) → provenance in each sidecar."""
     from model.export.api import export_model
 
     best = checkpoint.load(result.best_checkpoint)
@@ -68,7 +98,15 @@ def export_finetuned(
     base_weights = Path(config.base_weights) if config.base_weights else None
     weights = write_backbone_weights(net.features, backbone, out_dir / "finetuned-backbone.pt", base_weights)
     paths = export_model(
-        config.backbone, out_dir / "featurizer", variants=config.export_variants, weights=weights, progress=progress
+        config.backbone,
+        out_dir / "featurizer",
+        variants=config.export_variants,
+        weights=weights,
+        progress=progress,
+        calibration_frames=calibration,
+        calibration_source=f"{len(calibration)} frames of the fine-tuning images (data hash {dhash[:12]})"
+        if calibration is not None
+        else "",
     )
     base_id = _base_description(config)
     for path in paths.values():
@@ -139,7 +177,9 @@ def run_finetune(
     if not export:
         return summary
     torch.set_grad_enabled(True)
-    paths = export_finetuned(config, result, out_dir, dhash, progress)
+    size = get_backbone(config.backbone).spec.input_size
+    calibration = calibration_frames(split.train, size, config.seed)
+    paths = export_finetuned(config, result, out_dir, dhash, progress, calibration)
     summary["exported"] = {k: str(v) for k, v in paths.items()}
     extra: dict[str, Any] = {"exported": summary["exported"]}
     if inputs.holdout is not None:

@@ -29,7 +29,7 @@ POOLINGS = ("avg", "gem", "max", "rmac", "rgem")
 RMAC_LEVELS = 3
 
 
-def region_boxes(height: int, width: int, levels: int = RMAC_LEVELS) -> list[tuple[int, int, int, int]]:
+def rmac_boxes(height: int, width: int, levels: int = RMAC_LEVELS) -> list[tuple[int, int, int, int]]:
     """R-MAC's square regions (y0, y1, x0, x1): level l has l×l regions of side 2·min(H, W)/(l + 1)."""
     boxes: list[tuple[int, int, int, int]] = []
     short = min(height, width)
@@ -58,7 +58,7 @@ def pool_map(feature_map: torch.Tensor, pooling: str) -> torch.Tensor:
     if pooling in ("rmac", "rgem"):
         height, width = int(feature_map.shape[2]), int(feature_map.shape[3])
         total = torch.zeros(feature_map.shape[:2], dtype=feature_map.dtype, device=feature_map.device)
-        for y0, y1, x0, x1 in region_boxes(height, width):
+        for y0, y1, x0, x1 in rmac_boxes(height, width):
             region = feature_map[:, :, y0:y1, x0:x1]
             vec = region.amax(dim=(2, 3)) if pooling == "rmac" else _gem(region, (2, 3))
             total = total + F.normalize(vec, p=2.0, dim=1, eps=1e-6)

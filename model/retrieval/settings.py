@@ -4,6 +4,8 @@
   (``Sidecar.pooling`` records it by name as well).
 - query regions: what the device featurizes of each frame; recorded in the sidecar under
   ``extra.retrieval.query_regions`` so every device running that model file applies the same ones.
+- regions: the region vectors the graph pools from one inference (:mod:`model.retrieval.regions`); part of
+  the graph and recorded in the sidecar under ``extra.retrieval.regions``.
 - catalog views: how many views per item the index holds; recorded in the index manifest
   (``retrieval.catalog_views``) so the search folds them back per item.
 
@@ -22,12 +24,15 @@ from model.contracts.errors import VisualSearchError
 from model.prepare import Roi
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
+from model.retrieval.regions import SINGLE_REGION, RegionSet
 from model.sidecar import Sidecar
 
 DEFAULT_POOLING = "rgem"
 DEFAULT_QUERY_REGIONS = QueryRegions(kind="centre", scales=(0.6,), combine="first")
+DEFAULT_REGIONS = SINGLE_REGION
 """The export default chosen by the held-up evaluation (docs/match-quality.md): regional GeM pooling and one
-inference on the centre 0.6 of the frame's centre square. Catalog views stay an indexing option (default 1)."""
+inference on the centre 0.6 of the frame's centre square, one vector per frame. Catalog views stay an indexing
+option (default 1); catalog adaptation (``catalog adapt``) is a per-catalog step."""
 
 
 class SettingsMismatch(VisualSearchError, ValueError):
@@ -42,6 +47,7 @@ class RetrievalSettings(BaseModel):
     pooling: str = Field(default="avg", description="Pooling in the model graph (sidecar 'pooling').")
     query_regions: QueryRegions = Field(default=NO_REGIONS, description="What the device featurizes per frame.")
     catalog_views: CatalogViews = Field(default=SINGLE_VIEW, description="Index rows per catalog item.")
+    regions: RegionSet = Field(default=SINGLE_REGION, description="Region vectors per frame (one inference).")
 
 
 def query_regions_of(sidecar: Sidecar) -> QueryRegions:
@@ -59,8 +65,26 @@ def query_regions_of(sidecar: Sidecar) -> QueryRegions:
         ) from exc
 
 
+def regions_of(sidecar: Sidecar) -> RegionSet:
+    """The sidecar's region vectors (none recorded: the whole frame only)."""
+    raw = (sidecar.extra or {}).get("retrieval", {}).get("regions")
+    if raw is None:
+        return SINGLE_REGION
+    try:
+        return RegionSet.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise SettingsMismatch(f"sidecar of {sidecar.model_id}: extra.retrieval.regions.{key}: {first['msg']}") from exc
+
+
 def settings_of(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> RetrievalSettings:
-    return RetrievalSettings(pooling=sidecar.pooling, query_regions=query_regions_of(sidecar), catalog_views=views)
+    return RetrievalSettings(
+        pooling=sidecar.pooling,
+        query_regions=query_regions_of(sidecar),
+        catalog_views=views,
+        regions=regions_of(sidecar),
+    )
 
 
 def manifest_section(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> dict[str, Any]:
@@ -86,7 +110,7 @@ def check_compatible(sidecar: Sidecar, manifest_model_id: str, manifest_retrieva
         return
     recorded = RetrievalSettings.model_validate(manifest_retrieval)
     mine = settings_of(sidecar, recorded.catalog_views)
-    for key in ("pooling", "query_regions"):
+    for key in ("pooling", "query_regions", "regions"):
         if getattr(mine, key) != getattr(recorded, key):
             raise SettingsMismatch(
                 f"retrieval setting '{key}' differs: the model says {getattr(mine, key)!r}, the index was built for"

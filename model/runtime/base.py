@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from model.contracts.errors import VisualSearchError
+from model.contracts.model_file import OUTPUT_NAME
 
 
 class BackendUnavailable(VisualSearchError, RuntimeError):
@@ -79,8 +80,9 @@ class InferenceBackend(ABC):
     def info(self) -> BackendInfo: ...
 
     @abstractmethod
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """``batch`` is already validated (uint8, C-contiguous, right shape)."""
+    def run(self, batch: np.ndarray, output: str = OUTPUT_NAME) -> np.ndarray:
+        """``batch`` is already validated (uint8, C-contiguous, right shape). ``output``: which graph output
+        (``embedding``, or ``regions`` of a region-vector model)."""
 
 
 BACKENDS: dict[str, type[InferenceBackend]] = {}

@@ -118,6 +118,6 @@ class OnnxRuntimeBackend(InferenceBackend):
     def info(self) -> BackendInfo:
         return self._info
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+    def run(self, batch: np.ndarray, output: str = OUTPUT_NAME) -> np.ndarray:
+        (out,) = self._session.run([output], {INPUT_NAME: batch})
         return np.asarray(out, dtype=np.float32)

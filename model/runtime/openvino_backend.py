@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from model.contracts.model_file import OUTPUT_NAME
 from model.runtime.base import BackendInfo, BackendUnavailable, InferenceBackend, register
 
 _META_DEVICES = frozenset({"AUTO", "MULTI", "HETERO", "BATCH"})
@@ -80,6 +81,6 @@ class OpenVinoBackend(InferenceBackend):
     def info(self) -> BackendInfo:
         return self._info
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, output: str = OUTPUT_NAME) -> np.ndarray:
         result = self._request.infer({0: batch}, share_inputs=True)
-        return np.asarray(result[self._compiled.output(0)], dtype=np.float32).copy()
+        return np.asarray(result[self._compiled.output(output)], dtype=np.float32).copy()

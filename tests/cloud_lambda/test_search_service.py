@@ -91,7 +91,7 @@ def _malformed(vector: np.ndarray, model_id: str) -> list[tuple[str, Any]]:
         ("not_object", ["a", "list"]),
         ("not_object", "a string"),
         ("missing_field", with_(v=_DROP)),
-        ("unknown_version", with_(v=2)),
+        ("unknown_version", with_(v=3)),
         ("unknown_version", with_(v="1")),
         ("unknown_version", with_(v=True)),
         ("missing_field", with_(device_id=_DROP)),

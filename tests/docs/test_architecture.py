@@ -74,6 +74,15 @@ def test_wire_message_fields() -> None:
     assert first_column(text) == written
 
 
+def test_wire_message_version_2_fields() -> None:
+    rows = np.eye(4, 8, dtype=np.float32)
+    message = FeatureMessage("cam-01", 1, time.time(), "m-1", rows[0], 1280, 720, {"a": 1}, regions=rows)
+    written = set(json.loads(encode(message)))
+    text = section("Wire message, version 2")
+    assert set(json_example(text)) == written
+    assert first_column(text) == written
+
+
 def test_status_fields() -> None:
     status = build_status(
         device_id="cam-01",

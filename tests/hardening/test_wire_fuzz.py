@@ -20,6 +20,8 @@ from tests.hardening.conftest import count_case, count_escape
 
 REASONS = {
     "bad_dtype",
+    "bad_regions",
+    "bad_scales",
     "bad_vector",
     "bad_base64",
     "wrong_dim",

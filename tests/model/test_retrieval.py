@@ -18,7 +18,7 @@ from model.eval.heldup.views import HeldUpParams, held_up_view, load_backgrounds
 from model.export.graph import FeaturizerGraph, export_onnx
 from model.prepare import prepare_frame
 from model.retrieval.catalog_views import CatalogViews, aggregate_max, catalog_views, oversample, view_rois
-from model.retrieval.pooling import POOLINGS, pool_map, region_boxes, stamp_retrieval
+from model.retrieval.pooling import POOLINGS, pool_map, rmac_boxes, stamp_retrieval
 from model.retrieval.query_regions import QueryRegions, combine, prepare_regions, propose, saliency_roi
 from model.retrieval.settings import (
     SettingsMismatch,
@@ -104,7 +104,7 @@ def test_poolings_differ_and_regions_cover_the_map() -> None:
     outs = {p: pool_map(fmap, p) for p in POOLINGS}
     assert all(v.shape == (2, 4) for v in outs.values())
     assert not torch.allclose(outs["avg"], outs["rgem"])
-    boxes = region_boxes(7, 7)
+    boxes = rmac_boxes(7, 7)
     assert len(boxes) == 1 + 4 + 9 and boxes[0] == (0, 7, 0, 7)
     covered = np.zeros((7, 7), bool)
     for y0, y1, x0, x1 in boxes:

@@ -1,10 +1,11 @@
-"""The held-up-object evaluation: recall@1/@5 of held-up query frames against clean catalog photos.
+"""Scoring one option of the held-up evaluation: recall of each query set, device time, bytes per message.
 
-One row per (featurizer, catalog views, query regions). The catalog is indexed as the cloud indexer would
-(each view through the one ``prepare_frame``), queries are featurized as the device would (regions →
-``prepare_frame`` → one batch → combined vector), and every item counts once with its best view's score.
-Beside recall: the device's per-frame time for that option (prepare + proposals + inference + combine on a
-1280×720 frame, real ONNX runtime) and the index size (rows, MB of float32 vectors).
+An option is an exported model file (its pooling, query crop and region vectors are in the file), the catalog
+views the index holds, and optionally a catalog adaptation. The catalog is embedded as the indexer embeds it
+(each view through ``prepare_frame``, the model's whole-frame vector); queries as the device embeds them (the
+model's crop inside the frame, its region vectors); an item's score is its best (region, view) pair — exactly
+what :func:`cloud_lambda.index.fold.search_items` returns. Vectors are cached on disk per (model file,
+frames) so comparing options never recomputes the backbone.
 """
 
 from __future__ import annotations
@@ -12,159 +13,81 @@ from __future__ import annotations
 import hashlib
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
-from model.eval.heldup.views import HeldUpSet
-from model.prepare import prepare_frame
-from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews, aggregate_max, catalog_views, oversample
-from model.retrieval.query_regions import NO_REGIONS, QueryRegions, combine, prepare_regions
+from model.retrieval.catalog_views import CatalogViews, catalog_views
+from model.retrieval.head import ProjectionHead
+from model.retrieval.settings import effective_roi
 
 DEVICE_FRAME = (1280, 720)
+"""Device time is measured on frames of a camera's size, so the resize cost is the real one."""
 
 
-class PreparedEmbedder(Protocol):
-    name: str
-    input_size: int
-    dim: int
-
-    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
-        """uint8 ``[N, S, S, 3]`` BGR → float32 ``[N, D]`` L2-normalized."""
-        ...
+def frames_key(frames: Sequence[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(hashlib.sha1(np.ascontiguousarray(frame).tobytes()).digest())
+    return digest.hexdigest()[:20]
 
 
-class RawPixels:
-    """The baseline every learned featurizer must beat: 16×16 mean-centred pixels of the prepared frame."""
+class EvalModel:
+    """One exported model file, run as the device and the indexer run it, with a disk cache of its vectors."""
 
-    def __init__(self, input_size: int = 224, side: int = 16) -> None:
-        self.name = f"raw pixels {side}×{side}"
-        self.input_size = input_size
-        self.dim = side * side * 3
-        self._side = side
-
-    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
-        rows = []
-        for frame in batch:
-            small = cv2.resize(frame, (self._side, self._side), interpolation=cv2.INTER_AREA).astype(np.float32)
-            v = small.ravel() - small.mean()
-            rows.append(v / max(float(np.linalg.norm(v)), 1e-6))
-        return np.stack(rows).astype(np.float32)
-
-
-class OnnxEmbedder:
-    """An exported model file on a real runtime (what the device and the indexer run)."""
-
-    def __init__(self, path: Path, backend: str = "auto", threads: int | None = None, batch: int = 16) -> None:
+    def __init__(self, path: Path, cache_dir: Path | None, backend: str = "auto", threads: int | None = None) -> None:
         from model.featurizer import Featurizer
+        from model.sidecar import file_sha256
 
-        self.featurizer = Featurizer(path, backend=backend, threads=threads)
-        sc = self.featurizer.sidecar
-        self.name = f"{sc.backbone} {sc.pooling} {sc.variant}"
-        self.input_size = self.featurizer.input_size
-        self.dim = self.featurizer.dim
         self.path = Path(path)
-        self._batch = batch
+        self.featurizer = Featurizer(self.path, backend=backend, threads=threads, choice_cache=False)
+        sidecar = self.featurizer.sidecar
+        self.roi = effective_roi(sidecar, None)
+        self.regions = self.featurizer.regions
+        self.name = f"{sidecar.backbone} {sidecar.pooling} {sidecar.variant}"
+        self._cache = None if cache_dir is None else Path(cache_dir) / file_sha256(self.path)[:16]
+        if self._cache is not None:
+            self._cache.mkdir(parents=True, exist_ok=True)
 
-    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
-        parts = [self.featurizer.featurize(batch[i : i + self._batch]) for i in range(0, len(batch), self._batch)]
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+    @property
+    def model_id(self) -> str:
+        return self.featurizer.model_id
 
+    def _cached(self, what: str, frames: Sequence[np.ndarray], compute: object) -> np.ndarray:
+        path = None if self._cache is None else self._cache / f"{what}-{frames_key(frames)}.npy"
+        if path is not None and path.exists():
+            return np.load(path).astype(np.float32)
+        vectors = compute()  # type: ignore[operator]
+        if path is not None:
+            np.save(path, vectors.astype(np.float16))
+        return np.asarray(vectors, dtype=np.float32)
 
-class FeatureMaps:
-    """Torch feature maps of prepared frames, computed once and shared by every pooling under test.
+    def _embed(self, frames: Sequence[np.ndarray], roi: object, batch: int = 32) -> np.ndarray:
+        from model.prepare import prepare_frame
 
-    The cheap way to choose a pooling: one backbone pass per image, then each pooling is a reduction.
-    """
+        size = self.featurizer.input_size
+        out = []
+        for start in range(0, len(frames), batch):
+            chunk = np.stack([prepare_frame(f, size, roi) for f in frames[start : start + batch]])  # type: ignore[arg-type]
+            out.append(self.featurizer.featurize_regions(chunk))
+        return np.concatenate(out)
 
-    def __init__(self, backbone: str = "efficientnet-lite0", batch: int = 16) -> None:
-        from model.backbones.base import get_backbone
-        from model.export.graph import FeaturizerGraph
+    def queries(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """``[Q, R, D]``: what the device sends for each frame."""
+        return self._cached("queries", frames, lambda: self._embed(frames, self.roi))
 
-        chosen = get_backbone(backbone)
-        self.spec = chosen.spec
-        self.graph = FeaturizerGraph(chosen.build(None), chosen.spec, "avg").eval()
-        self._cache: dict[bytes, np.ndarray] = {}
-        self._batch = batch
-
-    def maps(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        keys = [hashlib.sha1(frame.tobytes()).digest() for frame in batch]
-        todo = [i for i, key in enumerate(keys) if key not in self._cache]
-        for start in range(0, len(todo), self._batch):
-            chunk = todo[start : start + self._batch]
-            with torch.no_grad():
-                out = self.graph.feature_map(torch.from_numpy(np.ascontiguousarray(batch[chunk]))).numpy()
-            for i, fmap in zip(chunk, out, strict=True):
-                self._cache[keys[i]] = fmap.astype(np.float16)
-        return np.stack([self._cache[key] for key in keys]).astype(np.float32)
-
-
-class TorchPooling:
-    """fp32 torch backbone + one of :data:`model.retrieval.pooling.POOLINGS` (for choosing before exporting)."""
-
-    def __init__(self, maps: FeatureMaps, pooling: str) -> None:
-        self.name = f"{maps.spec.name} {pooling} torch-fp32"
-        self.input_size = maps.spec.input_size
-        self.dim = maps.spec.dim
-        self.pooling = pooling
-        self._maps = maps
-
-    def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-        import torch.nn.functional as F
-
-        from model.retrieval.pooling import pool_map
-
-        if len(batch) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        pooled = pool_map(torch.from_numpy(self._maps.maps(batch)), self.pooling)
-        return F.normalize(pooled, p=2.0, dim=1).numpy().astype(np.float32)
-
-
-@dataclass
-class Row:
-    technique: str
-    featurizer: str
-    views: str
-    regions: str
-    recall1: float
-    recall5: float
-    index_rows: int
-    index_mb: float
-    device_ms: float | None = None
-    note: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
-
-
-def embed_catalog(
-    embedder: PreparedEmbedder, images: Sequence[np.ndarray], views: CatalogViews
-) -> tuple[np.ndarray, np.ndarray]:
-    """→ (vectors ``[rows, D]``, owners ``[rows]``): every view of every item, as the indexer writes them."""
-    frames: list[np.ndarray] = []
-    owners: list[int] = []
-    for item, image in enumerate(images):
-        for view in catalog_views(image, views):
-            frames.append(prepare_frame(view, embedder.input_size))
-            owners.append(item)
-    return embedder.embed_prepared(np.stack(frames)), np.array(owners, dtype=np.int64)
-
-
-def embed_queries(embedder: PreparedEmbedder, frames: Sequence[np.ndarray], regions: QueryRegions) -> np.ndarray:
-    """One vector per query frame, as the device computes it (one batch of regions per frame)."""
-    batches = [prepare_regions(frame, embedder.input_size, regions) for frame in frames]
-    sizes = [len(b) for b in batches]
-    flat = embedder.embed_prepared(np.concatenate(batches))
-    out, start = [], 0
-    for size in sizes:
-        out.append(combine(flat[start : start + size], regions))
-        start += size
-    return np.stack(out)
+    def catalog(self, images: Sequence[np.ndarray], views: CatalogViews) -> tuple[np.ndarray, np.ndarray]:
+        """(``[rows, D]`` the indexer's vectors, owners ``[rows]``)."""
+        frames, owners = [], []
+        for item, image in enumerate(images):
+            for view in catalog_views(image, views):
+                frames.append(view)
+                owners.append(item)
+        vectors = self._cached("catalog", frames, lambda: self._embed(frames, None)[:, 0, :])
+        return vectors, np.array(owners, dtype=np.int64)
 
 
 def item_scores(similarity: np.ndarray, owners: Sequence[int] | np.ndarray, items: int) -> np.ndarray:
@@ -182,108 +105,69 @@ def recall_at(scores: np.ndarray, truth: np.ndarray, ks: Sequence[int] = (1, 5))
     return {k: float((rank < k).mean()) for k in ks}
 
 
-def score_option(
-    data: HeldUpSet,
-    embedder: PreparedEmbedder,
-    views: CatalogViews = SINGLE_VIEW,
-    regions: QueryRegions = NO_REGIONS,
-    catalog_cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
-) -> tuple[float, float, int]:
-    """recall@1, recall@5 and the number of index rows for one option."""
-    key = (embedder.name, views.model_dump_json())
-    if catalog_cache is not None and key in catalog_cache:
-        vectors, owners = catalog_cache[key]
-    else:
-        vectors, owners = embed_catalog(embedder, data.catalog, views)
-        if catalog_cache is not None:
-            catalog_cache[key] = (vectors, owners)
-    queries = embed_queries(embedder, data.queries, regions)
-    per_item = item_scores(queries @ vectors.T, owners, len(data.catalog))
-    recall = recall_at(per_item, data.query_items)
-    return recall[1], recall[5], int(vectors.shape[0])
+def score_queries(
+    queries: np.ndarray,
+    truth: np.ndarray,
+    catalog: np.ndarray,
+    owners: np.ndarray,
+    items: int,
+    head: ProjectionHead | None = None,
+    regions: Sequence[int] | None = None,
+) -> dict[int, float]:
+    """Recall of ``queries [Q, R, D]`` (max over regions and views), optionally through a projection head."""
+    q = queries if regions is None else queries[:, list(regions)]
+    c = catalog
+    if head is not None:
+        q = head.project(q.reshape(-1, q.shape[-1])).reshape(q.shape[0], q.shape[1], -1)
+        c = head.project(catalog)
+    best = np.einsum("qrd,nd->qrn", q, c).max(axis=1)
+    return recall_at(item_scores(best, owners, items), truth)
 
 
-def device_frame_ms(
-    model_path: Path,
-    regions: QueryRegions,
-    frames: Sequence[np.ndarray],
-    backend: str = "auto",
-    threads: int | None = None,
-    repeats: int = 3,
-) -> float:
-    """Median per-frame ms of the device's work for one frame: prepare + proposals + inference + combine.
+def per_item_recall(scores_rank1: np.ndarray, truth: np.ndarray) -> dict[int, float]:
+    """Recall@1 per item: the weak rows a headline hides."""
+    return {int(item): float(scores_rank1[truth == item].mean()) for item in np.unique(truth)}
 
-    Frames are upscaled to 1280×720 first (a device camera's size) so the resize cost is the real one.
-    """
-    from model.featurizer import Featurizer
 
-    featurizer = Featurizer(model_path, backend=backend, threads=threads, warmup=3)
-    size = featurizer.input_size
-    big = [cv2.resize(f, DEVICE_FRAME, interpolation=cv2.INTER_LINEAR) for f in frames]
+def device_frame_ms(model: EvalModel, frames: Sequence[np.ndarray], repeats: int = 3) -> float:
+    """Median per-frame ms of the device's work on a 1280×720 frame: prepare (the model's crop) + one inference
+    (every region vector). Encoding the message is left out (tens of µs; ``make bench`` measures the loop)."""
+    from model.prepare import prepare_frame
+
+    featurizer = model.featurizer
+    big = resize_to_device(frames)
     times = []
     for _ in range(repeats):
         for frame in big:
             started = time.perf_counter()
-            combine(featurizer.featurize(prepare_regions(frame, size, regions)), regions)
+            featurizer.featurize_regions(prepare_frame(frame, featurizer.input_size, model.roi)[None])
             times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return median(times)
 
 
-def index_mb(rows: int, dim: int) -> float:
-    return rows * dim * 4 / 1e6
+@dataclass
+class Row:
+    technique: str
+    model: str
+    catalog: str
+    regions: str
+    recall: dict[str, dict[int, float]]
+    device_ms: float | None = None
+    message_bytes: int | None = None
+    search: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    weak: list[str] = field(default_factory=list)
 
 
-SEARCH_ITEMS = 10_000
+def timed(function: object, *args: object) -> tuple[object, float]:
+    started = time.perf_counter()
+    result = function(*args)  # type: ignore[operator]
+    return result, time.perf_counter() - started
 
 
-def search_ms(dim: int, views: CatalogViews, items: int = SEARCH_ITEMS, queries: int = 30, k: int = 5) -> float:
-    """Median ms of one exact k-NN query + per-item fold over ``items × views.count`` rows (random unit vectors).
-
-    What the search Lambda does per message with the exact index (one matrix-vector product, a partial sort,
-    :func:`aggregate_max`); the eval's own 43-item catalog is too small to show how views scale the cost.
-    """
-    rng = np.random.default_rng(0)
-    rows = items * views.count
-    matrix = rng.standard_normal((rows, dim), dtype=np.float32)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    owners = np.repeat(np.arange(items), views.count)
-    fetch = oversample(k, views, rows)
-    times = []
-    for q in rng.standard_normal((queries, dim), dtype=np.float32):
-        started = time.perf_counter()
-        sims = matrix @ q
-        top = np.argpartition(-sims, fetch - 1)[:fetch]
-        top = top[np.argsort(-sims[top])]
-        if not views.is_single:
-            aggregate_max(sims[top][None], top[None], owners, k)
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.median(times))
+def resize_to_device(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [cv2.resize(f, DEVICE_FRAME, interpolation=cv2.INTER_LINEAR) for f in frames]
 
 
-def print_rows(rows: Sequence[Row], title: str, echo: Callable[[str], None] = print) -> None:
-    """A markdown table: the one printed in the closing note."""
-    baseline = next((r.device_ms for r in rows if r.technique.startswith("baseline") and r.device_ms), None)
-    echo(f"\n### {title}")
-    header = ["technique", "featurizer", "catalog views", "query regions", "recall@1", "recall@5"]
-    header += ["device ms/frame", "× baseline", "index rows", "index MB"]
-    header += [f"search ms ({SEARCH_ITEMS // 1000}k items)", f"index MB ({SEARCH_ITEMS // 1000}k items)", "note"]
-    echo("| " + " | ".join(header) + " |")
-    echo("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        ratio = f"{r.device_ms / baseline:.2f}" if r.device_ms and baseline else ""
-        cells = [
-            r.technique,
-            r.featurizer,
-            r.views,
-            r.regions,
-            f"{r.recall1:.3f}",
-            f"{r.recall5:.3f}",
-            f"{r.device_ms:.2f}" if r.device_ms else "—",
-            ratio,
-            str(r.index_rows),
-            f"{r.index_mb:.2f}",
-            f"{r.extra['search_ms']:.2f}" if "search_ms" in r.extra else "",
-            f"{r.extra['index_mb_10k']:.1f}" if "index_mb_10k" in r.extra else "",
-            r.note,
-        ]
-        echo("| " + " | ".join(cells) + " |")
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))

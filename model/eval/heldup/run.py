@@ -1,177 +1,285 @@
-"""``visual-search model eval --heldup``: the held-up table — baseline vs each technique vs the chosen default.
+"""``visual-search model eval --heldup``: every technique side by side, on the part of the split asked for.
 
-Rows use the exported int8 models on the real runtime (what the device runs): one export per pooling under
-test (``efficientnet-lite0-<pooling>-int8.onnx``, made by :func:`model.eval.heldup.exports.export_pooled` when
-missing; ``avg`` is the earlier whole-frame baseline, ``rgem`` carries the chosen query crop like the default export).
-``--torch-pooling`` adds fp32 torch rows for every pooling (cheap: one backbone pass, then reductions).
+Rows: the baseline, each technique and the chosen default, each scored on "anywhere" and "centred" held-up
+views and on plain camera views, with the device's time per frame. Adaptation rows train on the catalog
+itself (its images through :mod:`model.adapt`, never a query frame); their training vectors are cached per
+model in ``--cache``. Defaults were chosen on ``--part tuning``; the reported table is ``--part heldout``
+(docs/match-quality.md). ``make bench`` (section ``retrieval``) adds bytes per message and search time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from model.eval.heldup.evaluate import (
-    SEARCH_ITEMS,
-    FeatureMaps,
-    OnnxEmbedder,
-    PreparedEmbedder,
-    RawPixels,
-    Row,
-    TorchPooling,
-    device_frame_ms,
-    index_mb,
-    print_rows,
-    score_option,
-    search_ms,
-)
-from model.eval.heldup.views import build_heldup_set
+import numpy as np
+
+from model.eval.heldup.evaluate import EvalModel, device_frame_ms, score_queries
+from model.eval.heldup.sets import SET_NAMES, PartSets, build_part
+from model.eval.heldup.split import Part
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
+from model.retrieval.head import ProjectionHead
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
-from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS
+from model.retrieval.regions import SINGLE_REGION, Grid, RegionSet
+from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, DEFAULT_REGIONS
 
 log = logging.getLogger(__name__)
 
-BACKBONE = "efficientnet-lite0"
-CENTRE_07 = QueryRegions(kind="centre", scales=(0.7,), combine="first")
 CENTRE_06 = QueryRegions(kind="centre", scales=(0.6,), combine="first")
-CENTRE_05 = QueryRegions(kind="centre", scales=(0.5,), combine="first")
+GRID_2 = RegionSet(whole=False, grids=(Grid(n=2, cell=0.71),))
+WHOLE_GRID_2 = RegionSet(grids=(Grid(n=2, cell=0.71),))
+LATE_ITEMS = 8
+"""Items left out of the adaptation and indexed afterwards through its head: what happens to new items."""
 
-CHOSEN_POOLING = DEFAULT_POOLING
-CHOSEN_REGIONS = DEFAULT_QUERY_REGIONS
-CHOSEN_VIEWS = SINGLE_VIEW
-"""The default this evaluation chose (docs/match-quality.md): regional GeM + the centre 0.6 crop, one view per item."""
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An export under test; each set of settings gets its own folder under ``--models``."""
+
+    backbone: str = "efficientnet-lite0"
+    pooling: str = "avg"
+    query_regions: QueryRegions = NO_REGIONS
+    regions: RegionSet = SINGLE_REGION
+
+    @property
+    def key(self) -> str:
+        text = f"{self.backbone}|{self.pooling}|{self.query_regions.model_dump_json()}|{self.regions.model_dump_json()}"
+        return f"{self.backbone}-{self.pooling}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+    def describe(self) -> str:
+        crop = "whole frame" if self.query_regions == NO_REGIONS else self.query_regions.describe()
+        return f"{self.backbone} {self.pooling}, {crop}"
 
 
 @dataclass(frozen=True)
 class Option:
     technique: str
-    pooling: str
+    model: ModelSpec
     views: CatalogViews = SINGLE_VIEW
-    regions: QueryRegions = NO_REGIONS
+    adapt: Literal["none", "head", "finetune"] = "none"
     note: str = ""
 
 
+BASELINE = ModelSpec()
+PREVIOUS = ModelSpec(pooling="rgem", query_regions=CENTRE_06)
+REGIONS = ModelSpec(query_regions=CENTRE_06, regions=GRID_2)
+CHOSEN = ModelSpec(pooling=DEFAULT_POOLING, query_regions=DEFAULT_QUERY_REGIONS, regions=DEFAULT_REGIONS)
+LITE2 = "efficientnet-lite2"
+
 OPTIONS: tuple[Option, ...] = (
-    Option("baseline (avg, whole frame)", "avg"),
-    Option("pooling: GeM p=3", "gem"),
-    Option("pooling: R-MAC", "rmac"),
-    Option("pooling: regional GeM", "rgem"),
-    Option("catalog: +flip", "avg", views=CatalogViews(flip=True)),
-    Option("catalog: crops 0.7/0.5", "avg", views=CatalogViews(scales=(0.7, 0.5))),
-    Option("catalog: crops 0.7/0.5 ×4 +flip", "avg", views=CatalogViews(scales=(0.7, 0.5), grid=2, flip=True)),
-    Option("query: centre crop 0.7", "avg", regions=CENTRE_07),
-    Option("query: centre crop 0.6", "avg", regions=CENTRE_06),
-    Option("query: centre crop 0.5", "avg", regions=CENTRE_05, note="assumes a well-centred product"),
-    Option("query: saliency box", "avg", regions=QueryRegions(kind="saliency", combine="first")),
-    Option("query: full + centre 0.6, mean", "avg", regions=QueryRegions(kind="centre", scales=(1.0, 0.6))),
-    Option("rgem + centre 0.6 + crops 0.7/0.5", "rgem", views=CatalogViews(scales=(0.7, 0.5)), regions=CENTRE_06),
-    Option("chosen default", CHOSEN_POOLING, views=CHOSEN_VIEWS, regions=CHOSEN_REGIONS),
+    Option("baseline: average pooling, whole frame", BASELINE),
+    Option("previous default: regional GeM + centre 0.6", PREVIOUS),
+    Option("(d) catalog views 0.7/0.5 on the previous default", PREVIOUS, views=CatalogViews(scales=(0.7, 0.5))),
+    Option("(a) region vectors: 2×2 windows of the centre 0.6 map", REGIONS),
+    Option("(b-i) projection head on the previous default", PREVIOUS, adapt="head"),
+    Option("(b-i) projection head on region vectors", REGIONS, adapt="head"),
+    Option("(b-ii) last 3 blocks fine-tuned, region vectors", REGIONS, adapt="finetune", note="device model changes"),
+    Option("(c) EfficientNet-Lite2, average pooling, whole frame", ModelSpec(backbone=LITE2)),
+    Option("(c) EfficientNet-Lite2 region vectors", ModelSpec(LITE2, "avg", CENTRE_06, GRID_2)),
+    Option("chosen default (device model, no adaptation)", CHOSEN),
+    Option("chosen default + catalog adaptation", CHOSEN, adapt="head"),
+    Option("(c) EfficientNet-Lite2 region vectors + head", ModelSpec(LITE2, "avg", CENTRE_06, GRID_2), adapt="head"),
 )
 
 
-def model_file(models: Path, pooling: str) -> Path:
-    # Every pooling under test has its own file (avg too): the default-named export is the deployed default.
-    return Path(models) / f"{BACKBONE}-{pooling}-int8.onnx"
+@dataclass
+class Result:
+    option: Option
+    model_name: str
+    regions: str
+    recall: dict[str, dict[int, float]]
+    device_ms: float
+    weak: list[str] = field(default_factory=list)
+    adapt_s: float | None = None
 
 
-def ensure_pooling_models(models: Path, poolings: Sequence[str], progress: bool = True) -> dict[str, Path]:
-    """Pooling → int8 model path, exporting what is missing (avg: the standard export)."""
-    from model.eval.heldup.exports import export_pooled
-    from model.sidecar import SidecarError, read_sidecar
+def ensure_model(models: Path, spec: ModelSpec, progress: bool = True) -> Path:
+    from model.export.api import ensure_exported
 
-    out: dict[str, Path] = {}
-    for pooling in dict.fromkeys(poolings):
-        path = model_file(models, pooling)
-        try:
-            valid = path.exists() and read_sidecar(path).pooling == pooling
-        except SidecarError:
-            valid = False
-        if not valid:
-            log.info("exporting %s with %s pooling into %s", BACKBONE, pooling, models)
-            regions = CHOSEN_REGIONS if pooling == CHOSEN_POOLING else NO_REGIONS
-            export_pooled(pooling, models, BACKBONE, ("int8",), query_regions=regions)
-        out[pooling] = path
+    paths = ensure_exported(
+        Path(models) / spec.key,
+        ("int8",),
+        backbone=spec.backbone,
+        pooling=spec.pooling,
+        query_regions=spec.query_regions,
+        regions=spec.regions,
+        progress=progress,
+    )
+    return paths["int8"]
+
+
+def finetuned_model(models: Path, spec: ModelSpec, data: PartSets, progress: bool) -> Path:
+    """The backbone fine-tuned on this catalog (its images only), exported with int8 calibrated on its views."""
+    from model.adapt.finetune import finetune_catalog
+
+    out = Path(models) / f"{spec.key}-finetuned"
+    done = out / f"{spec.backbone}-int8.onnx"
+    if done.exists():
+        return done
+    path, report = finetune_catalog(
+        data.catalog,
+        out,
+        backbone=spec.backbone,
+        pooling=spec.pooling,
+        query_regions=spec.query_regions,
+        regions=spec.regions,
+        progress=progress,
+    )
+    (out / "finetune.json").write_text(json.dumps(report, indent=2))
+    return path
+
+
+def train_head(
+    model: EvalModel, data: PartSets, cache: Path, items: Sequence[int] | None = None, progress: bool = True
+) -> tuple[ProjectionHead, float]:
+    """The catalog's head for this model (all items, or only ``items``), trained on the catalog images only."""
+    from model.adapt.pipeline import AdaptSettings, Vectorizer, adapt
+
+    chosen = list(range(len(data.catalog))) if items is None else list(items)
+    started = time.perf_counter()
+    adapted = adapt(
+        [data.names[i] for i in chosen],
+        [data.catalog[i] for i in chosen],
+        Vectorizer(model.featurizer, model.roi),
+        AdaptSettings(),
+        work_dir=cache / "adapt" / model.path.parent.name,
+        progress=progress,
+        before_after=False,
+    )
+    return adapted.head, time.perf_counter() - started
+
+
+def score(
+    data: PartSets, model: EvalModel, views: CatalogViews, head: ProjectionHead | None, only: set[int] | None = None
+) -> dict[str, dict[int, float]]:
+    catalog, owners = model.catalog(data.catalog, views)
+    out = {}
+    for name in SET_NAMES:
+        query_set = data.sets[name]
+        mask = np.ones(len(query_set.items), bool) if only is None else np.isin(query_set.items, sorted(only))
+        queries = model.queries(query_set.frames)[mask]
+        out[name] = score_queries(queries, query_set.items[mask], catalog, owners, len(data.catalog), head)
     return out
+
+
+def weak_items(
+    data: PartSets, model: EvalModel, views: CatalogViews, head: ProjectionHead | None, below: float = 0.6
+) -> list[str]:
+    """Photos whose "anywhere" recall@1 is under ``below``: the weak rows behind the headline."""
+    weak = []
+    for item in sorted(set(data.sets["anywhere"].items.tolist())):
+        r1 = score(data, model, views, head, {item})["anywhere"][1]
+        if r1 < below:
+            weak.append(f"{data.names[item]} {r1:.2f}")
+    return weak
+
+
+def late_items(data: PartSets) -> list[int]:
+    """The items added "after" adaptation: the first of the part's photos by name hash (fixed, not chosen)."""
+    scored = sorted(
+        set(data.sets["anywhere"].items.tolist()), key=lambda i: hashlib.sha1(data.names[i].encode()).hexdigest()
+    )
+    return scored[:LATE_ITEMS]
 
 
 def run_heldup(
     models: Path,
-    views_per_item: int = 5,
-    seed: int = 0,
+    part: Part = "heldout",
     backend: str = "auto",
     threads: int | None = None,
-    torch_pooling: bool = False,
-    finetuned: Path | None = None,
-    time_frames: int = 20,
+    cache: Path = Path(".cache/heldup-eval"),
     progress: bool = True,
-) -> list[Row]:
-    from tqdm import tqdm
-
-    data = build_heldup_set(views_per_item, seed)
-    paths = ensure_pooling_models(models, [o.pooling for o in OPTIONS], progress)
-    embedders: dict[str, OnnxEmbedder] = {p: OnnxEmbedder(path, backend, threads) for p, path in paths.items()}
-    timing_frames = data.queries[:: max(1, len(data.queries) // time_frames)][:time_frames]
-    cache: dict[tuple[str, str], tuple[object, object]] = {}
-    rows: list[Row] = []
-    raw = RawPixels()
-    r1, r5, n = score_option(data, raw)
-    rows.append(Row("raw-pixel baseline", raw.name, "1 view", "whole frame", r1, r5, n, index_mb(n, raw.dim)))
-    timed: dict[tuple[str, str], float] = {}
-    searched: dict[int, float] = {}
-    for option in tqdm(OPTIONS, desc="held-up eval", disable=not progress, leave=False):
-        embedder = embedders[option.pooling]
-        r1, r5, n = score_option(data, embedder, option.views, option.regions, cache)  # type: ignore[arg-type]
-        key = (option.pooling, option.regions.model_dump_json())
-        if key not in timed:
-            timed[key] = device_frame_ms(embedder.path, option.regions, timing_frames, backend, threads)
-        rows.append(
-            Row(
-                option.technique,
-                embedder.name + f" ({embedder.featurizer.backend_info.backend})",
-                option.views.describe(),
-                option.regions.describe(),
-                r1,
-                r5,
-                n,
-                index_mb(n, embedder.dim),
-                timed[key],
-                option.note,
-                {
-                    "search_ms": searched.setdefault(option.views.count, search_ms(embedder.dim, option.views)),
-                    "index_mb_10k": index_mb(SEARCH_ITEMS * option.views.count, embedder.dim),
-                },
-            )
-        )
-    if finetuned is not None:
-        tuned = OnnxEmbedder(finetuned, backend, threads)
-        for technique, regions in (("fine-tuned", NO_REGIONS), ("fine-tuned + centre 0.6", CHOSEN_REGIONS)):
-            r1, r5, n = score_option(data, tuned, SINGLE_VIEW, regions)
-            ms = device_frame_ms(tuned.path, regions, timing_frames, backend, threads)
-            rows.append(Row(technique, tuned.name, "1 view", regions.describe(), r1, r5, n, index_mb(n, tuned.dim), ms))
-    if torch_pooling:
-        maps = FeatureMaps(BACKBONE)
-        for pooling in ("avg", "gem", "max", "rmac", "rgem"):
-            for regions in (NO_REGIONS, CENTRE_06):
-                torch_embedder: PreparedEmbedder = TorchPooling(maps, pooling)
-                r1, r5, n = score_option(data, torch_embedder, SINGLE_VIEW, regions)
-                rows.append(
-                    Row(
-                        f"torch pooling: {pooling}",
-                        torch_embedder.name,
-                        "1 view",
-                        regions.describe(),
-                        r1,
-                        r5,
-                        n,
-                        index_mb(n, torch_embedder.dim),
-                        note="choice only (fp32 torch)",
-                    )
-                )
-    return rows
+    options: Sequence[Option] = OPTIONS,
+    time_frames: int = 20,
+    echo: Callable[[str], None] = print,
+) -> tuple[list[Result], dict[str, object]]:
+    """Score every option on ``part``; also what happens to items added after adaptation (the chosen default)."""
+    data = build_part(part)
+    echo(f"# {data.describe()}")
+    loaded: dict[str, EvalModel] = {}
+    timing: dict[str, float] = {}
+    heads: dict[str, tuple[ProjectionHead, float]] = {}
+    frames = data.sets["anywhere"].frames[:: max(1, len(data.sets["anywhere"].frames) // time_frames)][:time_frames]
+    results = []
+    for option in options:
+        key = option.model.key + ("-finetuned" if option.adapt == "finetune" else "")
+        if key not in loaded:
+            path = finetuned_model(models, option.model, data, progress) if option.adapt == "finetune" else None
+            path = path or ensure_model(models, option.model, progress)
+            loaded[key] = EvalModel(path, cache / "vectors", backend, threads)
+            timing[key] = device_frame_ms(loaded[key], frames)
+        model = loaded[key]
+        head, seconds = None, None
+        if option.adapt == "head":
+            if key not in heads:
+                heads[key] = train_head(model, data, cache, progress=progress)
+            head, seconds = heads[key]
+        recall = score(data, model, option.views, head)
+        weak = weak_items(data, model, option.views, head) if option.model == CHOSEN else []
+        results.append(Result(option, model.name, model.regions.describe(), recall, timing[key], weak, seconds))
+        echo(f"  {option.technique}: anywhere R@1 {recall['anywhere'][1]:.3f}")
+    return results, late_item_figures(data, loaded, heads, models, cache, progress)
 
 
-def print_heldup(rows: Sequence[Row], views_per_item: int, seed: int, items: int | None = None) -> None:
-    print_rows(rows, f"held-up objects: {views_per_item} held-up views per catalog photo, seed {seed}")
+def late_item_figures(
+    data: PartSets,
+    loaded: dict[str, EvalModel],
+    heads: dict[str, tuple[ProjectionHead, float]],
+    models: Path,
+    cache: Path,
+    progress: bool,
+) -> dict[str, object]:
+    """Adapt without ``LATE_ITEMS`` items, index them afterwards through that head: their recall, and the others'."""
+    model = loaded.get(CHOSEN.key) or EvalModel(ensure_model(models, CHOSEN, progress), cache / "vectors")
+    late = late_items(data)
+    early = [i for i in range(len(data.catalog)) if i not in late]
+    partial, seconds = train_head(model, data, cache / "without-late", early, progress)
+    full = heads.get(CHOSEN.key, (None, 0.0))[0]
+    return {
+        "late_items": [data.names[i] for i in late],
+        "no adaptation": score(data, model, SINGLE_VIEW, None, set(late)),
+        "head trained without them": score(data, model, SINGLE_VIEW, partial, set(late)),
+        "head trained with them": score(data, model, SINGLE_VIEW, full, set(late)) if full is not None else None,
+        "others, head trained without the late items": score(data, model, SINGLE_VIEW, partial, set(early)),
+        "seconds": seconds,
+    }
+
+
+def print_results(
+    results: Sequence[Result], late: dict[str, object], title: str, echo: Callable[[str], None] = print
+) -> None:
+    """The markdown tables printed in docs/match-quality.md."""
+    baseline = results[0].device_ms
+    echo(f"\n### {title}")
+    header = ["technique", "model", "regions", "catalog", "adapted"]
+    header += [f"{name} R@{k}" for name in SET_NAMES for k in (1, 5)]
+    header += ["device ms/frame", "× baseline"]
+    echo("| " + " | ".join(header) + " |")
+    echo("|" + "|".join("---" for _ in header) + "|")
+    for r in results:
+        cells = [r.option.technique, r.option.model.describe(), r.regions, r.option.views.describe()]
+        cells.append(f"head ({r.adapt_s:.0f} s)" if r.adapt_s is not None else "—")
+        cells += [f"{r.recall[name][k]:.3f}" for name in SET_NAMES for k in (1, 5)]
+        cells += [f"{r.device_ms:.1f}", f"{r.device_ms / baseline:.2f}"]
+        echo("| " + " | ".join(cells) + " |")
+    for r in results:
+        if r.weak:
+            echo(f"\nWeak items ({r.option.technique}, anywhere R@1 < 0.6): {', '.join(r.weak)}")
+    echo(f"\n### Items added after adaptation ({', '.join(late['late_items'])})")  # type: ignore[arg-type]
+    echo("| head | set | " + " | ".join(f"{name} R@1" for name in SET_NAMES) + " |")
+    echo("|---|---|" + "|".join("---" for _ in SET_NAMES) + "|")
+    for label in (
+        "no adaptation",
+        "head trained without them",
+        "head trained with them",
+        "others, head trained without the late items",
+    ):
+        figures = late.get(label)
+        if figures:
+            echo(f"| {label} | | " + " | ".join(f"{figures[name][1]:.3f}" for name in SET_NAMES) + " |")  # type: ignore[index]

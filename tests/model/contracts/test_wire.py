@@ -44,7 +44,7 @@ def test_roundtrip_both_dtypes() -> None:
         (b"not json", "not_json"),
         (b"", "empty"),
         (b"[1,2]", "not_object"),
-        (json.dumps(_body(v=2)).encode(), "unknown_version"),
+        (json.dumps(_body(v=3)).encode(), "unknown_version"),
         (json.dumps({k: v for k, v in _body().items() if k != "seq"}).encode(), "missing_field"),
         (json.dumps(_body(dim=63)).encode(), "wrong_dim"),
         (

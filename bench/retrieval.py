@@ -1,0 +1,123 @@
+"""What each retrieval option costs outside the device: bytes per wire message and search time per message.
+
+For every option of the held-up table (docs/match-quality.md): the encoded feature message (the real codec,
+realistic ids and timings) and the search of one message through the real cloud code
+(:func:`cloud_lambda.index.fold.search_items`: projection head, one batched index search of all region
+vectors, per-item max fold) at 10k and 100k catalog items, exact (numpy) and HNSW. Catalog vectors are
+synthetic clustered unit vectors (bench.search); cost depends on shapes, not on content.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.search import clustered_catalog, queries_near
+from bench.table import print_table
+
+DIM = 1280
+K = 5
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    regions: int
+    views: int = 1
+    head_dim: int | None = None
+    dtype: str = "int8"
+
+
+SHAPES = (
+    Shape("1 vector (baseline, previous default)", 1, dtype="float16"),
+    Shape("4 region vectors", 4),
+    Shape("4 region vectors + head 1280→256", 4, head_dim=256),
+    Shape("1 vector + head 1280→256", 1, head_dim=256, dtype="float16"),
+    Shape("1 vector, 3 catalog views", 1, views=3, dtype="float16"),
+)
+
+
+def message_bytes(shape: Shape) -> int:
+    from model.contracts.wire import FeatureMessage, encode
+
+    rows = np.abs(np.random.default_rng(0).standard_normal((shape.regions, DIM))).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    message = FeatureMessage(
+        "camera-entrance-01",
+        1_796_020_415_918,
+        1_796_020_415.118,
+        "efficientnet-lite0-int8-63a0d42c",
+        rows[0],
+        1280,
+        720,
+        {"prepare": 1.1, "featurize": 19.8},
+        regions=rows if shape.regions > 1 else None,
+    )
+    return len(encode(message))
+
+
+def _head(dim_out: int) -> object:
+    from model.retrieval.head import ProjectionHead
+
+    rng = np.random.default_rng(1)
+    weight, _ = np.linalg.qr(rng.standard_normal((DIM, dim_out)))
+    return ProjectionHead(weight.astype(np.float32), np.zeros(DIM, np.float32))  # a random orthonormal map
+
+
+_INDEXES: dict[tuple[int | None, int, int, str], object] = {}
+
+
+def _index(shape: Shape, items: int, kind: str) -> tuple[object, np.ndarray]:
+    """The index for this shape's (head, views, size, kind), built once and shared by the shapes that match."""
+    from cloud_lambda.index import create_index
+
+    key = (shape.head_dim, shape.views, items, kind)
+    base = clustered_catalog(items * shape.views, DIM, seed=5)
+    if key not in _INDEXES:
+        head = _head(shape.head_dim) if shape.head_dim else None
+        vectors = head.project(base) if head is not None else base  # type: ignore[attr-defined]
+        params = {"M": 32, "ef_construction": 80, "ef_search": 64} if kind == "hnsw" else {}
+        index = create_index(kind, vectors.shape[1], **params)
+        index.build(vectors)
+        _INDEXES[key] = index
+    return _INDEXES[key], base
+
+
+def search_p50(shape: Shape, items: int, kind: str, queries: int) -> float:
+    """Median ms of one message's search (all its regions, fold included) after 5 warm-up messages."""
+    from cloud_lambda.index.fold import search_items
+
+    head = _head(shape.head_dim) if shape.head_dim else None
+    index, base = _index(shape, items, kind)
+    owners = np.repeat(np.arange(items), shape.views)
+    probes = queries_near(base, (queries + 5) * shape.regions, seed=6).reshape(queries + 5, shape.regions, DIM)
+    times = []
+    for i, probe in enumerate(probes):
+        started = time.perf_counter()
+        search_items(index, owners, shape.views, probe, K, head)  # type: ignore[arg-type]
+        if i >= 5:
+            times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50))
+
+
+def run(quick: bool) -> None:
+    sizes = [10_000] if quick else [10_000, 100_000]
+    rows = []
+    for shape in SHAPES:
+        row: list[object] = [shape.name, message_bytes(shape)]
+        for items in sizes:
+            for kind in ("exact", "hnsw"):
+                row.append(search_p50(shape, items, kind, 50 if quick else 200))
+        rows.append(row)
+    headers = ["option", "bytes/message"]
+    headers += [f"{kind} p50 ms @{n // 1000}k" for n in sizes for kind in ("exact", "hnsw")]
+    print_table(
+        "Retrieval options: wire bytes and search time per message (cloud_lambda.index.fold.search_items)",
+        headers,
+        rows,
+        "One message = one frame: all its region vectors searched in one batch, folded per item (max). HNSW M=32,"
+        f" efSearch=64. Load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine).",
+    )
