@@ -1,0 +1,64 @@
+"""The held-up evaluation cannot be tuned to one assumption: two placements, a recorded split of photos,
+backgrounds and seeds, and training views that are not the evaluation's views."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.adapt.views import training_view
+from model.data.photos import load_photos
+from model.eval.heldup.split import SEEDS, names_in, part_of
+from model.eval.heldup.views import HeldUpParams, background_names, held_up_view, placement_params
+
+
+def _photo(seed: int, h: int = 120, w: int = 160) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    return cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def test_the_split_is_fixed_disjoint_and_large_enough() -> None:
+    names = [name for name, _ in load_photos()]
+    tuning, heldout = names_in(names, "tuning"), names_in(names, "heldout")
+    assert len(names) >= 40 and len(tuning) >= 15 and len(heldout) >= 15
+    assert not set(tuning) & set(heldout) and set(tuning) | set(heldout) == set(names)
+    assert part_of("skimage:astronaut") == part_of("skimage:astronaut")  # a name's part never moves
+    assert not set(SEEDS["tuning"]) & set(SEEDS["heldout"])
+    backgrounds = background_names()
+    assert names_in(backgrounds, "tuning") and names_in(backgrounds, "heldout")
+    assert not set(backgrounds) & set(names)  # a query never holds a second catalog item
+
+
+def _object_box(frame: np.ndarray, background: np.ndarray) -> tuple[float, float, float, float]:
+    """Where the frame differs from a flat background: the pasted object (and hand)."""
+    diff = np.abs(frame.astype(int) - background.astype(int)).sum(axis=2) > 60
+    ys, xs = np.nonzero(diff)
+    return xs.min(), ys.min(), xs.max(), ys.max()
+
+
+def test_anywhere_spreads_objects_over_the_frame_and_centred_keeps_them_near_the_middle() -> None:
+    flat = np.full((480, 640, 3), 128, np.uint8)
+    item = _photo(1, 300, 400)
+    boxes: dict[str, list[tuple[float, float, float, float]]] = {"centred": [], "anywhere": []}
+    for placement in boxes:
+        params = placement_params(placement)  # type: ignore[arg-type]
+        rng = np.random.default_rng(5)
+        for _ in range(30):
+            frame = held_up_view(item, [flat], rng, HeldUpParams(**{**params.__dict__, "blur_sigma": 0.0}))
+            boxes[placement].append(_object_box(frame, flat))
+    offsets = {k: [abs((b[0] + b[2]) / 2 - 320) for b in v] for k, v in boxes.items()}
+    assert max(offsets["centred"]) < 0.22 * 480
+    assert max(offsets["anywhere"]) > max(offsets["centred"])
+    # anywhere: objects reach the frame's edges (the box fits inside, so at most touching them)
+    assert min(b[0] for b in boxes["anywhere"]) < 16 and max(b[2] for b in boxes["anywhere"]) > 640 - 16
+    assert min(b[1] for b in boxes["anywhere"]) < 16 and max(b[3] for b in boxes["anywhere"]) > 480 - 16
+    assert placement_params("anywhere").object_frac == (0.45, 0.80)
+
+
+def test_training_views_are_deterministic_and_use_no_evaluation_background() -> None:
+    item, others = _photo(2, 200, 260), [_photo(3), _photo(4)]
+    first = training_view(item, others, np.random.default_rng(9))
+    again = training_view(item, others, np.random.default_rng(9))
+    assert first.shape == (320, 320, 3) and np.array_equal(first, again)
+    assert not np.array_equal(first, training_view(item, others, np.random.default_rng(10)))
