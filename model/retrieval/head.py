@@ -17,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from model.contracts.errors import VisualSearchError
+
 HEAD_FILE = "head.npz"
 
 
-class HeadError(ValueError):
+class HeadError(VisualSearchError, ValueError):
     """A head file that is missing, unreadable or does not fit the vectors it is asked to project."""
+
+    reason = "bad_head"
 
 
 class ProjectionHead:
