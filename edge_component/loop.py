@@ -165,6 +165,7 @@ class EdgeLoop:
         return self.featurizer.featurize(prepared[None])
 
     def _process(self, frame: Frame) -> None:
+        """One frame through the stages: rate gate → prepare + featurize → change gate → encode → publish."""
         taken_at = time.monotonic()
         # Rate limit before inference: a frame that could not be sent is not worth featurizing.
         if taken_at < self.gate.ready_at():
@@ -173,6 +174,30 @@ class EdgeLoop:
         if frame.prepare_error is not None:
             self._error(f"frame {frame.index}: {frame.prepare_error}")
             return
+        inferred = self._infer(frame, taken_at)
+        if inferred is None:
+            return
+        prepared, regions, stages = inferred
+        result = self.gate.check(regions[0], time.monotonic())
+        if result.decision != "send":
+            self.skipped[result.decision] += 1
+            return
+        self._seq += 1
+        t2 = time.perf_counter()
+        try:
+            payload = encode(self._message(frame, regions, stages))
+        except Rejected as exc:
+            self._error(f"frame {frame.index}: not sent: {exc}")
+            return
+        t3 = time.perf_counter()
+        self.publisher.publish(self._topic, payload, seq=self._seq)
+        stages.update(encode=(t3 - t2) * 1000, publish=(time.perf_counter() - t3) * 1000)
+        # After the timestamp: a thumbnail is not part of the frame's age (≈ 1 ms at most once a second).
+        self.thumbnails.offer(prepared, self._seq, frame.wall_ts)
+        self._record_age(frame, taken_at, stages)
+
+    def _infer(self, frame: Frame, taken_at: float) -> tuple[np.ndarray, np.ndarray, dict[str, float]] | None:
+        """(prepared frame, region vectors ``[R, D]``, stage ms) or None after an error (logged and counted)."""
         self._busy_until = taken_at + self._busy_estimate
         try:
             t0 = time.perf_counter()
@@ -186,60 +211,43 @@ class EdgeLoop:
             t2 = time.perf_counter()
         except Exception as exc:  # a bad frame or a runtime hiccup must not end the loop
             self._error(f"frame {frame.index}: {type(exc).__name__}: {exc}")
-            return
+            return None
         finally:
             self._busy_until = 0.0
-        prepare_ms = frame.prepare_ms if frame.prepared is not None else (t1 - t0) * 1000
-        featurize_ms = (t2 - t1) * 1000
+        stages = {
+            "prepare": frame.prepare_ms if frame.prepared is not None else (t1 - t0) * 1000,
+            "featurize": (t2 - t1) * 1000,
+        }
         self._busy_estimate = 0.8 * self._busy_estimate + 0.2 * (t2 - t0)
         self.processed += 1
         self._fps.tick(time.monotonic())
-        self.timings.add("prepare", prepare_ms)
-        self.timings.add("featurize", featurize_ms)
-        vector = regions[0]
-        result = self.gate.check(vector, time.monotonic())
-        if result.decision != "send":
-            self.skipped[result.decision] += 1
-            return
-        self._seq += 1
+        self.timings.add("prepare", stages["prepare"])
+        self.timings.add("featurize", stages["featurize"])
+        return prepared, regions, stages
+
+    def _message(self, frame: Frame, regions: np.ndarray, stages: dict[str, float]) -> FeatureMessage:
         height, width = frame.image.shape[:2]
-        message = FeatureMessage(
+        return FeatureMessage(
             device_id=self.config.device_id,
             seq=self._seq,
             ts=frame.wall_ts,
             model_id=self.featurizer.model_id,
-            vector=vector,
+            vector=regions[0],
             frame_w=width,
             frame_h=height,
-            timing_ms={"prepare": prepare_ms, "featurize": featurize_ms},
+            timing_ms={"prepare": stages["prepare"], "featurize": stages["featurize"]},
             dtype=self.config.publish.dtype,
             regions=regions if len(regions) > 1 else None,
         )
-        try:
-            payload = encode(message)
-        except Rejected as exc:
-            self._error(f"frame {frame.index}: not sent: {exc}")
-            return
-        t3 = time.perf_counter()
-        self.timings.add("encode", (t3 - t2) * 1000)
-        self.publisher.publish(self._topic, payload, seq=self._seq)
-        t4 = time.perf_counter()
-        # After the timestamp: a thumbnail is not part of the frame's age (≈ 1 ms at most once a second).
-        self.thumbnails.offer(prepared, self._seq, frame.wall_ts)
+
+    def _record_age(self, frame: Frame, taken_at: float, stages: dict[str, float]) -> None:
+        self.timings.add("encode", stages["encode"])
         age_ms = (time.monotonic() - frame.captured_at) * 1000
         self.timings.add("frame_age", age_ms)
         self.frame_age_ms.append(age_ms)
-        self.age_parts.append(
-            {
-                # waiting for the loop to take it (the grabber's preparation is counted under prepare)
-                "queued": (taken_at - frame.captured_at) * 1000
-                - (frame.prepare_ms if frame.prepared is not None else 0.0),
-                "prepare": prepare_ms,
-                "featurize": featurize_ms,
-                "encode": (t3 - t2) * 1000,
-                "publish": (t4 - t3) * 1000,
-            }
-        )
+        # waiting for the loop to take it (the grabber's preparation is counted under prepare)
+        queued = (taken_at - frame.captured_at) * 1000 - (frame.prepare_ms if frame.prepared is not None else 0.0)
+        self.age_parts.append({"queued": queued, **stages})
 
     def _error(self, message: str) -> None:
         self.errors += 1

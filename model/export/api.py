@@ -256,12 +256,7 @@ def export_model(
     fp32, fp32_out = _export_fp32(job, graph)
     paths: dict[str, Path] = {"fp32": fp32} if "fp32" in wanted else {}
     if "int8" in wanted:
-        if calibration_frames is None:
-            frames = prepared_views(spec.input_size, calibration_images, CALIBRATION_SEED)
-            source = f"{calibration_images} camera-like views of real photos (seed {CALIBRATION_SEED})"
-        else:
-            frames = calibration_frames
-            source = calibration_source or f"{len(frames)} frames given by the caller"
+        frames, source = _calibration(spec.input_size, calibration_images, calibration_frames, calibration_source)
         paths["int8"] = _export_int8(job, fp32, fp32_out, frames, source, progress)
     if "fp16" in wanted:
         paths["fp16"] = _export_fp16(job, fp32_out)
@@ -270,6 +265,14 @@ def export_model(
         fp32.unlink(missing_ok=True)
         Path(str(fp32)[:-5] + ".json").unlink(missing_ok=True)
     return paths
+
+
+def _calibration(size: int, count: int, given: np.ndarray | None, source: str) -> tuple[np.ndarray, str]:
+    """The int8 calibration frames and what they are: the caller's (e.g. the user's own images) or generic photos."""
+    if given is not None:
+        return given, source or f"{len(given)} frames given by the caller"
+    frames = prepared_views(size, count, CALIBRATION_SEED)
+    return frames, f"{count} camera-like views of real photos (seed {CALIBRATION_SEED})"
 
 
 def _check_calibration(frames: np.ndarray, size: int) -> np.ndarray:
