@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from model.contracts.model_file import VARIANTS
+from model.retrieval.regions import RegionSet, parse_regions
 
 POOLINGS = ("avg", "gem", "max", "rmac", "rgem")
 """model.export.graph.POOLINGS, spelled out: importing it here would pull torch into every CLI start."""
@@ -27,8 +28,24 @@ def _variants(text: str) -> list[str]:
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
     sub.required = True
+    _add_export(sub.add_parser("export", help="export a backbone to ONNX variants with sidecars and parity figures"))
+    _add_info(sub.add_parser("info", help="print a model's sidecar and the backend that would run it"))
+    evaluate = sub.add_parser("eval", help="retrieval-quality tables for every variant vs a raw-pixel baseline")
+    _add_eval(evaluate)
+    try:
+        from model.finetune.cli import add_compare_arguments
+        from model.finetune.cli import register as register_finetune
+    except ImportError:  # no torch here (a device install): fine-tuning is an offline tool
+        pass
+    else:
+        add_compare_arguments(evaluate)
+        register_finetune(sub.add_parser("finetune", help="fine-tune on your own labelled catalog, export, compare"))
 
-    export = sub.add_parser("export", help="export a backbone to ONNX variants with sidecars and parity figures")
+
+def _add_export(export: argparse.ArgumentParser) -> None:
+    from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, DEFAULT_REGIONS
+
+    crop = DEFAULT_QUERY_REGIONS.scales[0] if DEFAULT_QUERY_REGIONS.kind == "centre" else 1.0
     export.add_argument("--backbone", default="efficientnet-lite0", help="backbone name (default: %(default)s)")
     export.add_argument("--out", type=Path, default=Path("artifacts/models"), help="output folder")
     export.add_argument(
@@ -38,15 +55,22 @@ def register(parser: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--pooling",
         choices=list(POOLINGS),
-        default="rgem",
-        help="pooling at the cut: avg, gem, max, rmac, rgem (regional GeM, the default; docs/match-quality.md)",
+        default=DEFAULT_POOLING,
+        help="pooling at the cut: avg, gem, max, rmac, rgem (default %(default)s; docs/match-quality.md)",
     )
     export.add_argument(
         "--query-crop",
         type=float,
-        default=0.6,
+        default=crop,
         help="the device featurizes the centre FRACTION of each frame's centre square (default %(default)s;"
         " 1 = the whole square); stamped into the model file and its sidecar",
+    )
+    export.add_argument(
+        "--regions",
+        type=_regions,
+        default=DEFAULT_REGIONS,
+        help="region vectors pooled from one inference: 1 (one vector), or a comma list of 'whole' and NxC grids"
+        f" (n × n windows of side C of the map); default {_regions_text(DEFAULT_REGIONS)}",
     )
     export.add_argument("--calibration-images", type=int, default=96, help="int8 calibration frames (with --force)")
     export.add_argument("--force", action="store_true", help="export even when valid files already exist")
@@ -58,7 +82,21 @@ def register(parser: argparse.ArgumentParser) -> None:
         mxnet_cli.add_arguments(export)
     export.set_defaults(handler=run_export)
 
-    info = sub.add_parser("info", help="print a model's sidecar and the backend that would run it")
+
+def _regions(text: str) -> RegionSet:
+    try:
+        return parse_regions(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _regions_text(regions: RegionSet) -> str:
+    if regions.is_single:
+        return "1"
+    return ",".join((["whole"] if regions.whole else []) + [f"{g.n}x{g.cell:g}" for g in regions.grids])
+
+
+def _add_info(info: argparse.ArgumentParser) -> None:
     info.add_argument("file", type=Path, help="an exported .onnx file")
     info.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     info.add_argument("--device", default="auto", help="backend device (cpu, cuda, tensorrt; CPU, GPU, NPU)")
@@ -72,7 +110,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     info.add_argument("--remeasure", action="store_true", help="auto: time every backend now and cache the result")
     info.set_defaults(handler=run_info)
 
-    evaluate = sub.add_parser("eval", help="retrieval-quality tables for every variant vs a raw-pixel baseline")
+
+def _add_eval(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--models", type=Path, default=Path("artifacts/models"), help="folder of exported models")
     evaluate.add_argument("--backbone", default=None, help="only this backbone's files")
     evaluate.add_argument("--backend", default="onnxruntime", choices=["auto", "onnxruntime", "openvino"])
@@ -94,16 +133,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument(
         "--cache", type=Path, default=Path(".cache/heldup-eval"), help="--heldup: cached vectors and adaptations"
     )
+    evaluate.add_argument(
+        "--rows",
+        default=None,
+        help="--heldup: comma-separated rows to score (default all: baseline, previous, views, regions,"
+        " head-previous, head-regions, finetune, lite2, lite2-regions, chosen, chosen-head, lite2-head)",
+    )
+    evaluate.add_argument(
+        "--no-late", action="store_true", help="--heldup: skip the items-added-after-adaptation table"
+    )
     evaluate.set_defaults(handler=run_eval)
-
-    try:
-        from model.finetune.cli import add_compare_arguments
-        from model.finetune.cli import register as register_finetune
-    except ImportError:  # no torch here (a device install): fine-tuning is an offline tool
-        pass
-    else:
-        add_compare_arguments(evaluate)
-        register_finetune(sub.add_parser("finetune", help="fine-tune on your own labelled catalog, export, compare"))
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -128,6 +167,7 @@ def run_export(args: argparse.Namespace) -> int:
                 pooling=args.pooling,
                 calibration_images=args.calibration_images,
                 query_regions=regions,
+                regions=args.regions,
             )
         else:
             paths = ensure_exported(
@@ -138,6 +178,7 @@ def run_export(args: argparse.Namespace) -> int:
                 pooling=args.pooling,
                 progress=True,
                 query_regions=regions,
+                regions=args.regions,
             )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -193,10 +234,13 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     if args.heldup:
-        from model.eval.heldup.run import print_results, run_heldup
+        from model.eval.heldup.run import print_results, run_heldup, select
 
-        print(f"# model eval --heldup --part {args.part} — {args.models} on {args.backend}")
-        results, late = run_heldup(args.models, args.part, args.backend, args.threads, args.cache)
+        options = select(args.rows.split(",") if args.rows else None)
+        print(f"# model eval --heldup --part {args.part} --rows {','.join(o.row for o in options)} — {args.models}")
+        results, late = run_heldup(
+            args.models, args.part, args.backend, args.threads, args.cache, options=options, late=not args.no_late
+        )
         print_results(results, late, f"held-up objects, {args.part} part")
         return 0
     if getattr(args, "finetuned", None):

@@ -15,15 +15,7 @@ LIMIT = 60
 REASON = "Long because"
 
 WAITING: dict[str, str] = {
-    "model/export/api.py:export_model": "in the match-quality rework (issue 12), which reshapes the export stages",
-    "model/eval/heldup/run.py:run_heldup": "in the match-quality rework (issue 12), which rewrites the evaluation",
-    "model/contracts/wire.py:decode": "the match-quality rework (issue 12) adds wire version 2 to it",
-    "edge_component/loop.py:EdgeLoop._process": "the match-quality rework (issue 12) adds region vectors to it",
     "simulator/demo.py:main": "the match-quality rework (issue 12) adds the adapt step to it",
-    "model/cli.py:register": "the match-quality rework (issue 12) adds model sub-commands",
-    "cloud_lambda/catalog/cli.py:register": "the match-quality rework (issue 12) adds catalog adapt",
-    "cloud_lambda/catalog/layout.py:write_catalog": "the match-quality rework (issue 12) adds the projection head",
-    "cloud_lambda/search/service.py:SearchService.__init__": "the match-quality rework (issue 12) edits it",
     "bench/edge_loop.py:run": "in the frame-preparation work (issue 11)",
 }
 """Long functions whose split waits for other work on the same function to land (no reason to keep them long)."""

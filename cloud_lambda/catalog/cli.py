@@ -14,8 +14,30 @@ from typing import Any
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="catalog_command", metavar="ACTION")
     sub.required = True
+    _add_index(sub.add_parser("index", help="validate, featurize and index a folder or s3:// prefix of images"))
+    _add_merge(sub.add_parser("merge", help="combine shard folders into one catalog"))
+    _add_adapt(
+        sub.add_parser(
+            "adapt",
+            help="learn a projection head from the catalog's own images and apply it to the index"
+            " (docs/match-quality.md)",
+        )
+    )
+    load = sub.add_parser("load-metadata", help="copy a catalog's metadata.sqlite into DynamoDB")
+    load.add_argument("folder", type=Path)
+    load.add_argument("--to", required=True, help="dynamodb://table")
+    load.set_defaults(handler=_load_metadata)
 
-    idx = sub.add_parser("index", help="validate, featurize and index a folder or s3:// prefix of images")
+    info = sub.add_parser("info", help="print a catalog's manifest and summary")
+    info.add_argument("folder", type=Path)
+    info.set_defaults(handler=_info)
+
+    from cloud_lambda.catalog import indexes_cli
+
+    indexes_cli.register(sub.add_parser("indexes", help="list or retire the indexes of each model id under a root"))
+
+
+def _add_index(idx: argparse.ArgumentParser) -> None:
     idx.add_argument("source", help="local folder or s3://bucket/prefix of catalog images")
     where = idx.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="index folder to write (with --shard: the shard's)")
@@ -66,7 +88,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     idx.add_argument("--no-progress", action="store_true", help="no progress bar")
     idx.set_defaults(handler=_index)
 
-    merge = sub.add_parser("merge", help="combine shard folders into one catalog")
+
+def _add_merge(merge: argparse.ArgumentParser) -> None:
     merge.add_argument(
         "shards", nargs="+", help="shard folders written by `index --shard`, or an s3:// prefix holding shard-*/"
     )
@@ -80,11 +103,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     merge.set_defaults(handler=_merge)
 
-    adapt = sub.add_parser(
-        "adapt",
-        help="learn a projection head from the catalog's own images and apply it to the index (docs/match-quality.md)",
+
+def _add_adapt(adapt: argparse.ArgumentParser) -> None:
+    adapt.add_argument(
+        "index_dir",
+        type=Path,
+        metavar="INDEX",
+        help="catalog index folder written by `catalog index`, or an index root (then ROOT/<the model's id>/)",
     )
-    adapt.add_argument("index_dir", type=Path, metavar="INDEX", help="catalog index folder written by `catalog index`")
     adapt.add_argument("--source", required=True, help="the folder or s3:// prefix the index was built from")
     adapt.add_argument("--model", required=True, help="the index's ONNX featurizer (the devices' model); path or s3://")
     adapt.add_argument("--metadata", type=Path, help="the items file given to `catalog index`, if any")
@@ -92,7 +118,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     adapt.add_argument("--epochs", type=int, default=None, help="head training epochs (default: 30)")
     adapt.add_argument("--dim", type=int, default=None, help="projected dimension (default: 256)")
     adapt.add_argument(
-        "--work-dir", type=Path, help="cached training vectors and checkpoints (default: INDEX.adapt-work)"
+        "--work-dir",
+        type=Path,
+        help="cached training vectors and checkpoints (default: INDEX.adapt-work; for a root: ROOT/.work/<model id>.adapt)",
     )
     adapt.add_argument("--restart", action="store_true", help="discard the work dir's cache and checkpoint")
     adapt.add_argument(
@@ -102,19 +130,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     adapt.add_argument("--threads", type=int, default=None, help="featurizer threads")
     adapt.add_argument("--no-progress", action="store_true", help="no progress bars")
     adapt.set_defaults(handler=_adapt)
-
-    load = sub.add_parser("load-metadata", help="copy a catalog's metadata.sqlite into DynamoDB")
-    load.add_argument("folder", type=Path)
-    load.add_argument("--to", required=True, help="dynamodb://table")
-    load.set_defaults(handler=_load_metadata)
-
-    info = sub.add_parser("info", help="print a catalog's manifest and summary")
-    info.add_argument("folder", type=Path)
-    info.set_defaults(handler=_info)
-
-    from cloud_lambda.catalog import indexes_cli
-
-    indexes_cli.register(sub.add_parser("indexes", help="list or retire the indexes of each model id under a root"))
 
 
 def _index_kind_options(parser: argparse.ArgumentParser) -> None:
@@ -239,26 +254,26 @@ def _adapt(args: argparse.Namespace) -> int:
 
     from cloud_lambda.catalog.adapt import adapt_index, before_after_table
     from cloud_lambda.catalog.layout import CatalogError, apply_head
+    from cloud_lambda.catalog.sources import local_model
 
     try:
+        model = Path(local_model(str(args.model)))
+        index_dir, work = _adapt_folders(args.index_dir, model, args.work_dir)
         if args.remove:
-            apply_head(args.index_dir, None, None)
-            print(f"{args.index_dir}: projection head removed; the index holds the model's vectors again")
+            apply_head(index_dir, None, None)
+            print(f"{index_dir}: projection head removed; the index holds the model's vectors again")
             return 0
         from model.adapt.pipeline import AdaptSettings, with_head_settings
 
         settings = AdaptSettings(views_per_item=args.views_per_item)
         changes = {k: v for k, v in (("epochs", args.epochs), ("out_dim", args.dim)) if v is not None}
         settings = with_head_settings(settings, **changes) if changes else settings
-        work = args.work_dir or Path(str(args.index_dir).rstrip("/") + ".adapt-work")
         if args.restart:
             shutil.rmtree(work, ignore_errors=True)
-        from cloud_lambda.catalog.sources import local_model
-
         summary = adapt_index(
-            args.index_dir,
+            index_dir,
             args.source,
-            Path(local_model(str(args.model))),
+            model,
             metadata=args.metadata,
             settings=settings,
             work_dir=work,
@@ -271,6 +286,20 @@ def _adapt(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "before_after"}, indent=2))
     print(before_after_table(summary))
     return 0
+
+
+def _adapt_folders(index: Path, model: Path, work_dir: Path | None) -> tuple[Path, Path]:
+    """(the index folder, the work dir): ``index`` itself, or for an index root its folder for this model's id."""
+    from cloud_lambda.catalog.layout import MANIFEST
+    from model.sidecar import read_sidecar
+
+    if (index / MANIFEST).exists():
+        return index, work_dir or Path(str(index).rstrip("/") + ".adapt-work")
+    model_id = read_sidecar(model).model_id
+    if not (index / model_id / MANIFEST).exists():
+        raise FileNotFoundError(f"{index} holds no index: neither {index / MANIFEST} nor {index / model_id / MANIFEST}")
+    # Beside the indexer's journals (ROOT/.work/), never a folder the search would take for another model's index.
+    return index / model_id, work_dir or index / ".work" / f"{model_id}.adapt"
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -132,24 +132,15 @@ def write_catalog(
     the choice in ``summary["index"]`` (updated in place, so the caller's printed summary shows it too).
     ``head`` + ``adaptation``: the index holds the projected vectors and the head is saved beside them
     (``vectors.npy`` keeps the model's vectors, so an item added later or a new head needs no re-featurizing).
+
+    Long because the keyword signature is a whole catalog (19 lines); the body is checks and named writes.
     """
     if (head is None) != (adaptation is None):
         raise CatalogError("a projection head and its manifest section 'adaptation' go together")
-    if index_kind == AUTO:
-        index_kind, index_params = choose(int(vectors.shape[0]), dim if head is None else head.out_dim)
-        summary["index"] = {"kind": index_kind, "params": index_params, "chosen_by": describe_bands()}
-    if owners is not None:
-        owners = np.asarray(owners, dtype=np.int64)
-        if owners.shape != (vectors.shape[0],) or (len(owners) and (owners.min() < 0 or owners.max() >= len(ids))):
-            raise CatalogError(f"owners must give one item position (0..{len(ids) - 1}) per vector row")
-        if len(np.unique(owners)) != len(ids):
-            raise CatalogError("every item needs at least one vector row")
-    elif len(ids) != vectors.shape[0]:
-        raise CatalogError(f"ids ({len(ids)}) and vectors ({vectors.shape[0]}) differ")
-    if len(records) != len(ids):
-        raise CatalogError(f"ids ({len(ids)}) and records ({len(records)}) differ")
-    if any(r.model_id != model_id for r in records):
-        raise CatalogError("a metadata record carries a model id other than the catalog's")
+    index_kind, index_params = _index_kind(
+        index_kind, index_params, vectors, dim if head is None else head.out_dim, summary
+    )
+    owners = _checked_rows(model_id, ids, vectors, records, owners)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -158,17 +149,8 @@ def write_catalog(
         (tmp / IDS).write_text(json.dumps(ids))
         if owners is not None:
             np.save(tmp / OWNERS, owners)
-        if head is not None and adaptation is not None:
-            if head.in_dim != dim:
-                raise CatalogError(f"the projection head takes {head.in_dim}-d vectors, the catalog's are {dim}-d")
-            head.save(tmp)
-            adaptation = {**adaptation, "head_sha256": head.sha256, "in_dim": head.in_dim, "out_dim": head.out_dim}
-        index = create_index(index_kind, dim if head is None else head.out_dim, **index_params)
-        index.build(vectors if head is None else head.project(np.asarray(vectors, dtype=np.float32)))
-        index.save(tmp)
-        store = SqliteStore(tmp / METADATA)
-        store.put_many(records)
-        store.close()
+        index, adaptation = _write_index(tmp, vectors, dim, index_kind, index_params, head, adaptation)
+        _write_metadata(tmp, records)
         manifest = Manifest(
             model_id=model_id,
             dim=dim,
@@ -181,8 +163,7 @@ def write_catalog(
             retrieval=retrieval,
             adaptation=adaptation,
         )
-        (tmp / REPORT).write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in report_lines))
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        _write_reports(tmp, summary, report_lines)
         # The manifest goes last: a folder without one is never loaded.
         (tmp / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
         _fsync_dir(tmp)
@@ -191,6 +172,69 @@ def write_catalog(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _index_kind(
+    kind: str, params: dict[str, Any], vectors: np.ndarray, dim: int, summary: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """``auto``: the kind for this many rows, recorded in ``summary["index"]``; any other kind as given."""
+    if kind != AUTO:
+        return kind, params
+    kind, params = choose(int(vectors.shape[0]), dim)
+    summary["index"] = {"kind": kind, "params": params, "chosen_by": describe_bands()}
+    return kind, params
+
+
+def _write_metadata(folder: Path, records: list[ItemRecord]) -> None:
+    store = SqliteStore(folder / METADATA)
+    store.put_many(records)
+    store.close()
+
+
+def _write_reports(folder: Path, summary: dict[str, Any], report_lines: list[dict[str, Any]]) -> None:
+    (folder / REPORT).write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in report_lines))
+    (folder / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def _write_index(
+    folder: Path,
+    vectors: np.ndarray,
+    dim: int,
+    kind: str,
+    params: dict[str, Any],
+    head: ProjectionHead | None,
+    adaptation: dict[str, Any] | None,
+) -> tuple[Any, dict[str, Any] | None]:
+    """Build and save the index (of the head's projections when adapted, the head beside it); → (index, the
+    adaptation section with the head's hash and dimensions added)."""
+    if head is not None and adaptation is not None:
+        if head.in_dim != dim:
+            raise CatalogError(f"the projection head takes {head.in_dim}-d vectors, the catalog's are {dim}-d")
+        head.save(folder)
+        adaptation = {**adaptation, "head_sha256": head.sha256, "in_dim": head.in_dim, "out_dim": head.out_dim}
+    index = create_index(kind, dim if head is None else head.out_dim, **params)
+    index.build(vectors if head is None else head.project(np.asarray(vectors, dtype=np.float32)))
+    index.save(folder)
+    return index, adaptation
+
+
+def _checked_rows(
+    model_id: str, ids: list[str], vectors: np.ndarray, records: list[ItemRecord], owners: np.ndarray | None
+) -> np.ndarray | None:
+    """The owners as int64 after checking that ids, vector rows, owners and records agree (CatalogError if not)."""
+    if owners is not None:
+        owners = np.asarray(owners, dtype=np.int64)
+        if owners.shape != (vectors.shape[0],) or (len(owners) and (owners.min() < 0 or owners.max() >= len(ids))):
+            raise CatalogError(f"owners must give one item position (0..{len(ids) - 1}) per vector row")
+        if len(np.unique(owners)) != len(ids):
+            raise CatalogError("every item needs at least one vector row")
+    elif len(ids) != vectors.shape[0]:
+        raise CatalogError(f"ids ({len(ids)}) and vectors ({vectors.shape[0]}) differ")
+    if len(records) != len(ids):
+        raise CatalogError(f"ids ({len(ids)}) and records ({len(records)}) differ")
+    if any(r.model_id != model_id for r in records):
+        raise CatalogError("a metadata record carries a model id other than the catalog's")
+    return owners
 
 
 def swap_into_place(new: Path, out: Path) -> None:

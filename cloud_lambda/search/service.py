@@ -54,6 +54,12 @@ class PhotoModelUnavailable(VisualSearchError, RuntimeError):
     """Photo search was asked for but no (matching) featurizer is configured."""
 
 
+def _match_publisher(settings: CloudSettings) -> MatchPublisher:
+    """The configured publisher of match records (IoT Core, MQTT or none)."""
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    return create_match_publisher(settings.match_publish, settings.iot_endpoint, settings.mqtt_username, password)
+
+
 class SearchService:
     def __init__(
         self,
@@ -90,16 +96,7 @@ class SearchService:
             settings.max_devices,
         )
         self.notes = DeviceNotes(self.matches.client)
-        self.publisher = (
-            publisher
-            if publisher is not None
-            else create_match_publisher(
-                settings.match_publish,
-                settings.iot_endpoint,
-                settings.mqtt_username,
-                settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-            )
-        )
+        self.publisher = publisher if publisher is not None else _match_publisher(settings)
         self._featurizer: Any = None
         self._photo_roi: Any = None
         self._events = 0

@@ -65,12 +65,11 @@ def finetune_catalog(
 ) -> tuple[Path, dict[str, Any]]:
     """Fine-tune on ``images`` (one class each), export int8 calibrated on their views; → (model path, report)."""
     import torch
-    from tqdm import tqdm
 
     from model.backbones.base import get_backbone
     from model.backbones.efficientnet_lite import EfficientNetLite
     from model.export.api import export_model
-    from model.export.graph import FeaturizerGraph, pool_regions
+    from model.export.graph import FeaturizerGraph
     from model.retrieval.settings import device_roi
 
     started = time.perf_counter()
@@ -82,45 +81,8 @@ def finetune_catalog(
     frames, labels = _prepared(images, settings, chosen.spec.input_size, device_roi(query_regions))
     split = len(network._blocks) - settings.blocks
     torch.manual_seed(settings.seed)
-    with torch.no_grad():  # the frozen trunk once per view, through the exporter's own front
-        trunk = torch.cat(
-            [
-                network.features_until(_front(graph, torch.from_numpy(frames[i : i + 32])), split)
-                for i in tqdm(range(0, len(frames), 32), desc="finetune: frozen trunk", disable=not progress)
-            ]
-        )
-        whole = torch.nn.functional.normalize(
-            network.features(
-                _front(graph, torch.from_numpy(np.stack([prepare_frame(im, chosen.spec.input_size) for im in images])))
-            ).mean(dim=(2, 3)),
-            dim=1,
-        )
-    tail = [*network._blocks[split:], network._conv_head, network._bn1]
-    params = [p for module in tail for p in module.parameters()]
-    centres = torch.nn.Parameter(whole.clone())
-    optimizer = torch.optim.AdamW(
-        [{"params": params, "lr": settings.lr}, {"params": [centres], "lr": 10 * settings.lr}]
-    )
-    network.eval()  # BatchNorm running statistics stay as exported
-    cos_m, sin_m = float(np.cos(settings.margin)), float(np.sin(settings.margin))
-    history = []
-    for epoch in tqdm(range(settings.epochs), desc="finetune: epochs", disable=not progress):
-        order = np.random.default_rng([settings.seed, epoch]).permutation(len(trunk))
-        total = 0.0
-        for begin in range(0, len(order), settings.batch):
-            idx = torch.from_numpy(order[begin : begin + settings.batch])
-            y = torch.from_numpy(labels[order[begin : begin + settings.batch]])
-            fmap = network.features_from(trunk[idx], split)
-            z = pool_regions(fmap, regions)  # [B, R, D]
-            cos = torch.einsum("brd,cd->brc", z, torch.nn.functional.normalize(centres, dim=1)).amax(dim=1)
-            true = cos.gather(1, y[:, None]).clamp(-1 + 1e-6, 1 - 1e-6)
-            with_margin = true * cos_m - torch.sqrt(1 - true * true) * sin_m
-            loss = torch.nn.functional.cross_entropy(cos.scatter(1, y[:, None], with_margin) * settings.scale, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-        history.append(round(total / len(order), 4))
+    trunk, whole = _frozen_trunk(network, graph, frames, images, chosen.spec.input_size, split, progress)
+    history = _train_tail(network, trunk, whole, labels, split, regions, settings, progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / "finetuned-backbone.pt"
@@ -140,6 +102,69 @@ def finetune_catalog(
     )
     report = {"settings": settings.as_dict(), "loss": history, "seconds": round(time.perf_counter() - started, 1)}
     return paths["int8"], report
+
+
+def _frozen_trunk(
+    network: Any, graph: Any, frames: np.ndarray, images: Sequence[np.ndarray], size: int, split: int, progress: bool
+) -> tuple[Any, Any]:
+    """(the frozen blocks' output for every training view, the catalog images' whole-map vectors: class centres)."""
+    import torch
+    from tqdm import tqdm
+
+    with torch.no_grad():  # the frozen trunk once per view, through the exporter's own front
+        trunk = torch.cat(
+            [
+                network.features_until(_front(graph, torch.from_numpy(frames[i : i + 32])), split)
+                for i in tqdm(range(0, len(frames), 32), desc="finetune: frozen trunk", disable=not progress)
+            ]
+        )
+        catalog = torch.from_numpy(np.stack([prepare_frame(image, size) for image in images]))
+        whole = torch.nn.functional.normalize(network.features(_front(graph, catalog)).mean(dim=(2, 3)), dim=1)
+    return trunk, whole
+
+
+def _train_tail(
+    network: Any,
+    trunk: Any,
+    whole: Any,
+    labels: np.ndarray,
+    split: int,
+    regions: RegionSet,
+    settings: FinetuneSettings,
+    progress: bool,
+) -> list[float]:
+    """Train the last blocks with the ArcFace margin on the best region's cosine; → mean loss per epoch."""
+    import torch
+    from tqdm import tqdm
+
+    from model.export.graph import pool_regions
+
+    tail = [*network._blocks[split:], network._conv_head, network._bn1]
+    params = [p for module in tail for p in module.parameters()]
+    centres = torch.nn.Parameter(whole.clone())
+    optimizer = torch.optim.AdamW(
+        [{"params": params, "lr": settings.lr}, {"params": [centres], "lr": 10 * settings.lr}]
+    )
+    network.eval()  # BatchNorm running statistics stay as exported
+    cos_m, sin_m = float(np.cos(settings.margin)), float(np.sin(settings.margin))
+    history = []
+    for epoch in tqdm(range(settings.epochs), desc="finetune: epochs", disable=not progress):
+        order = np.random.default_rng([settings.seed, epoch]).permutation(len(trunk))
+        total = 0.0
+        for begin in range(0, len(order), settings.batch):
+            idx = torch.from_numpy(order[begin : begin + settings.batch])
+            y = torch.from_numpy(labels[order[begin : begin + settings.batch]])
+            z = pool_regions(network.features_from(trunk[idx], split), regions)  # [B, R, D]
+            cos = torch.einsum("brd,cd->brc", z, torch.nn.functional.normalize(centres, dim=1)).amax(dim=1)
+            true = cos.gather(1, y[:, None]).clamp(-1 + 1e-6, 1 - 1e-6)
+            with_margin = true * cos_m - torch.sqrt(1 - true * true) * sin_m
+            loss = torch.nn.functional.cross_entropy(cos.scatter(1, y[:, None], with_margin) * settings.scale, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        history.append(round(total / len(order), 4))
+    return history
 
 
 def _front(graph: Any, batch: Any) -> Any:

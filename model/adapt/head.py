@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -168,12 +169,16 @@ def _fit(
             optimizer.step()
             total += float(loss.detach()) * len(idx)
         if on_epoch is not None:
-            moments: dict[str, np.ndarray] = {}
-            for name, param in (("w", w), ("c", centres)):
-                state = optimizer.state[param]
-                moments[f"{name}_step"] = np.array(float(state["step"]))
-                moments.update({f"{name}_{m}": state[m].detach().numpy().copy() for m in _MOMENTS})
-            snapshot = HeadState(epoch + 1, w.detach().numpy().copy(), mean, centres.detach().numpy().copy(), moments)
-            on_epoch(total / len(order), snapshot)
+            on_epoch(total / len(order), _snapshot(epoch + 1, optimizer, w, centres, mean))
     head = ProjectionHead(w.detach().numpy().copy(), mean)
     return head, F.normalize(centres.detach(), dim=1).numpy()
+
+
+def _snapshot(epoch: int, optimizer: Any, w: Any, centres: Any, mean: np.ndarray) -> HeadState:
+    """The training state after ``epoch`` epochs, optimizer moments included (what a resumed run continues)."""
+    moments: dict[str, np.ndarray] = {}
+    for name, param in (("w", w), ("c", centres)):
+        state = optimizer.state[param]
+        moments[f"{name}_step"] = np.array(float(state["step"]))
+        moments.update({f"{name}_{m}": state[m].detach().numpy().copy() for m in _MOMENTS})
+    return HeadState(epoch, w.detach().numpy().copy(), mean, centres.detach().numpy().copy(), moments)

@@ -52,6 +52,16 @@ class Vectorizer:
             parts.append(self.featurizer.featurize_regions(prepared))
         return np.concatenate(parts)
 
+    def catalog(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Catalog images → float32 ``[N, D]`` as ``catalog index`` stores them: the whole image (no crop), the
+        model's ``embedding`` (the whole map, whatever its regions)."""
+        size = self.featurizer.input_size
+        parts = []
+        for start in range(0, len(images), self.batch):
+            prepared = np.stack([prepare_frame(image, size) for image in images[start : start + self.batch]])
+            parts.append(self.featurizer.featurize(prepared))
+        return np.concatenate(parts)
+
 
 @dataclass(frozen=True)
 class AdaptSettings:
@@ -190,7 +200,7 @@ def adapt(
     if len(images) < 2:
         raise ValueError("adaptation needs at least 2 catalog items (each item is its own class)")
     started = time.perf_counter()
-    catalog = vectorize(list(images))[:, 0, :]  # the indexer's view: the whole image, the whole-map vector
+    catalog = vectorize.catalog(images)  # exactly the vectors the index holds and the head will project
     views, labels = featurize_views(vectorize, images, settings, work_dir, progress)
     head, _ = _train(views, labels, catalog, settings, work_dir, vectorize.model_id, progress)
     table = []
@@ -215,9 +225,8 @@ def _train(
     from tqdm import tqdm
 
     checkpoint = None if work_dir is None else Path(work_dir) / "head-checkpoint.npz"
-    key = hashlib.sha256(
-        json.dumps([model_id, settings.as_dict(), hashlib.sha256(views.tobytes()).hexdigest()]).encode()
-    ).hexdigest()
+    data = hashlib.sha256(views.tobytes() + catalog.astype(np.float32).tobytes()).hexdigest()
+    key = hashlib.sha256(json.dumps([model_id, settings.as_dict(), data]).encode()).hexdigest()
     start = _load_checkpoint(checkpoint, key)
     bar = tqdm(
         total=settings.head.epochs,

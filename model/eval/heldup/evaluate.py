@@ -65,14 +65,17 @@ class EvalModel:
             np.save(path, vectors.astype(np.float16))
         return np.asarray(vectors, dtype=np.float32)
 
-    def _embed(self, frames: Sequence[np.ndarray], roi: object, batch: int = 32) -> np.ndarray:
+    def _embed(self, frames: Sequence[np.ndarray], roi: object, batch: int = 32, regions: bool = True) -> np.ndarray:
+        """``[N, R, D]`` region vectors (``regions=False``: ``[N, 1, D]``, the model's whole-map embedding)."""
         from model.prepare import prepare_frame
 
         size = self.featurizer.input_size
         out = []
         for start in range(0, len(frames), batch):
             chunk = np.stack([prepare_frame(f, size, roi) for f in frames[start : start + batch]])  # type: ignore[arg-type]
-            out.append(self.featurizer.featurize_regions(chunk))
+            out.append(
+                self.featurizer.featurize_regions(chunk) if regions else self.featurizer.featurize(chunk)[:, None]
+            )
         return np.concatenate(out)
 
     def queries(self, frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -86,7 +89,8 @@ class EvalModel:
             for view in catalog_views(image, views):
                 frames.append(view)
                 owners.append(item)
-        vectors = self._cached("catalog", frames, lambda: self._embed(frames, None)[:, 0, :])
+        # As ``catalog index`` does: the whole image, the model's ``embedding`` (the whole map), whatever its regions.
+        vectors = self._cached("catalog-embedding", frames, lambda: self._embed(frames, None, regions=False)[:, 0, :])
         return vectors, np.array(owners, dtype=np.int64)
 
 

@@ -59,6 +59,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Option:
+    row: str
+    """Short name for ``--rows``."""
     technique: str
     model: ModelSpec
     views: CatalogViews = SINGLE_VIEW
@@ -73,19 +75,43 @@ CHOSEN = ModelSpec(pooling=DEFAULT_POOLING, query_regions=DEFAULT_QUERY_REGIONS,
 LITE2 = "efficientnet-lite2"
 
 OPTIONS: tuple[Option, ...] = (
-    Option("baseline: average pooling, whole frame", BASELINE),
-    Option("previous default: regional GeM + centre 0.6", PREVIOUS),
-    Option("(d) catalog views 0.7/0.5 on the previous default", PREVIOUS, views=CatalogViews(scales=(0.7, 0.5))),
-    Option("(a) region vectors: 2×2 windows of the centre 0.6 map", REGIONS),
-    Option("(b-i) projection head on the previous default", PREVIOUS, adapt="head"),
-    Option("(b-i) projection head on region vectors", REGIONS, adapt="head"),
-    Option("(b-ii) last 3 blocks fine-tuned, region vectors", REGIONS, adapt="finetune", note="device model changes"),
-    Option("(c) EfficientNet-Lite2, average pooling, whole frame", ModelSpec(backbone=LITE2)),
-    Option("(c) EfficientNet-Lite2 region vectors", ModelSpec(LITE2, "avg", CENTRE_06, GRID_2)),
-    Option("chosen default (device model, no adaptation)", CHOSEN),
-    Option("chosen default + catalog adaptation", CHOSEN, adapt="head"),
-    Option("(c) EfficientNet-Lite2 region vectors + head", ModelSpec(LITE2, "avg", CENTRE_06, GRID_2), adapt="head"),
+    Option("baseline", "baseline: average pooling, whole frame", BASELINE),
+    Option("previous", "previous default: regional GeM + centre 0.6", PREVIOUS),
+    Option(
+        "views", "(d) catalog views 0.7/0.5 on the previous default", PREVIOUS, views=CatalogViews(scales=(0.7, 0.5))
+    ),
+    Option("regions", "(a) region vectors: 2×2 windows of the centre 0.6 map", REGIONS),
+    Option("head-previous", "(b-i) projection head on the previous default", PREVIOUS, adapt="head"),
+    Option("head-regions", "(b-i) projection head on region vectors", REGIONS, adapt="head"),
+    Option(
+        "finetune",
+        "(b-ii) last 3 blocks fine-tuned, region vectors",
+        REGIONS,
+        adapt="finetune",
+        note="device model changes",
+    ),
+    Option("lite2", "(c) EfficientNet-Lite2, average pooling, whole frame", ModelSpec(backbone=LITE2)),
+    Option("lite2-regions", "(c) EfficientNet-Lite2 region vectors", ModelSpec(LITE2, "avg", CENTRE_06, GRID_2)),
+    Option("chosen", "chosen default (device model, no adaptation)", CHOSEN),
+    Option("chosen-head", "chosen default + catalog adaptation", CHOSEN, adapt="head"),
+    Option(
+        "lite2-head",
+        "(c) EfficientNet-Lite2 region vectors + head",
+        ModelSpec(LITE2, "avg", CENTRE_06, GRID_2),
+        adapt="head",
+    ),
 )
+ROWS = tuple(option.row for option in OPTIONS)
+
+
+def select(rows: Sequence[str] | None) -> tuple[Option, ...]:
+    """The options named in ``rows`` (all when None), in table order; an unknown name is an error naming the known."""
+    if not rows:
+        return OPTIONS
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise ValueError(f"--rows: unknown {', '.join(unknown)} (known: {', '.join(ROWS)})")
+    return tuple(option for option in OPTIONS if option.row in rows)
 
 
 @dataclass
@@ -198,7 +224,8 @@ def run_heldup(
     options: Sequence[Option] = OPTIONS,
     time_frames: int = 20,
     echo: Callable[[str], None] = print,
-) -> tuple[list[Result], dict[str, object]]:
+    late: bool = True,
+) -> tuple[list[Result], dict[str, object] | None]:
     """Score every option on ``part``; also what happens to items added after adaptation (the chosen default)."""
     data = build_part(part)
     echo(f"# {data.describe()}")
@@ -223,8 +250,9 @@ def run_heldup(
         recall = score(data, model, option.views, head)
         weak = weak_items(data, model, option.views, head) if option.model == CHOSEN else []
         results.append(Result(option, model.name, model.regions.describe(), recall, timing[key], weak, seconds))
-        echo(f"  {option.technique}: anywhere R@1 {recall['anywhere'][1]:.3f}")
-    return results, late_item_figures(data, loaded, heads, models, cache, progress)
+        # Each row as soon as it is scored, so an interrupted run still leaves its finished rows.
+        echo(table_row(results[-1], results[0].device_ms))
+    return results, late_item_figures(data, loaded, heads, models, cache, progress) if late else None
 
 
 def late_item_figures(
@@ -252,34 +280,43 @@ def late_item_figures(
 
 
 def print_results(
-    results: Sequence[Result], late: dict[str, object], title: str, echo: Callable[[str], None] = print
+    results: Sequence[Result], late: dict[str, object] | None, title: str, echo: Callable[[str], None] = print
 ) -> None:
     """The markdown tables printed in docs/match-quality.md."""
-    baseline = results[0].device_ms
     echo(f"\n### {title}")
     header = ["technique", "model", "regions", "catalog", "adapted"]
     header += [f"{name} R@{k}" for name in SET_NAMES for k in (1, 5)]
-    header += ["device ms/frame", "× baseline"]
+    header += ["device ms/frame", "× first row"]
     echo("| " + " | ".join(header) + " |")
     echo("|" + "|".join("---" for _ in header) + "|")
     for r in results:
-        cells = [r.option.technique, r.option.model.describe(), r.regions, r.option.views.describe()]
-        cells.append(f"head ({r.adapt_s:.0f} s)" if r.adapt_s is not None else "—")
-        cells += [f"{r.recall[name][k]:.3f}" for name in SET_NAMES for k in (1, 5)]
-        cells += [f"{r.device_ms:.1f}", f"{r.device_ms / baseline:.2f}"]
-        echo("| " + " | ".join(cells) + " |")
+        echo(table_row(r, results[0].device_ms))
     for r in results:
         if r.weak:
             echo(f"\nWeak items ({r.option.technique}, anywhere R@1 < 0.6): {', '.join(r.weak)}")
+    if late is not None:
+        print_late(late, echo)
+
+
+def table_row(r: Result, first_ms: float) -> str:
+    cells = [r.option.technique, r.option.model.describe(), r.regions, r.option.views.describe()]
+    cells.append(f"head ({r.adapt_s:.0f} s)" if r.adapt_s is not None else "—")
+    cells += [f"{r.recall[name][k]:.3f}" for name in SET_NAMES for k in (1, 5)]
+    cells += [f"{r.device_ms:.1f}", f"{r.device_ms / first_ms:.2f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def print_late(late: dict[str, object], echo: Callable[[str], None] = print) -> None:
     echo(f"\n### Items added after adaptation ({', '.join(late['late_items'])})")  # type: ignore[arg-type]
-    echo("| head | set | " + " | ".join(f"{name} R@1" for name in SET_NAMES) + " |")
+    echo(f"(chosen default's model; the head without them trained in {late['seconds']:.0f} s)")
+    echo("| queries of | head | " + " | ".join(f"{name} R@1" for name in SET_NAMES) + " |")
     echo("|---|---|" + "|".join("---" for _ in SET_NAMES) + "|")
-    for label in (
-        "no adaptation",
-        "head trained without them",
-        "head trained with them",
-        "others, head trained without the late items",
+    for label, who, head in (
+        ("no adaptation", "late items", "none"),
+        ("head trained without them", "late items", "trained without them"),
+        ("head trained with them", "late items", "trained with them"),
+        ("others, head trained without the late items", "the other items", "trained without the late items"),
     ):
         figures = late.get(label)
         if figures:
-            echo(f"| {label} | | " + " | ".join(f"{figures[name][1]:.3f}" for name in SET_NAMES) + " |")  # type: ignore[index]
+            echo(f"| {who} | {head} | " + " | ".join(f"{figures[name][1]:.3f}" for name in SET_NAMES) + " |")  # type: ignore[index]
