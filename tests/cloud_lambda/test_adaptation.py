@@ -201,3 +201,24 @@ def test_catalog_adapt_refuses_another_model(region_setup: tuple[Path, Path], tm
     assert _cli("adapt", str(out), "--source", str(images), "--model", str(tiny_model)) == 2
     assert read_manifest(out).adaptation is None
     shutil.rmtree(out)
+
+
+def test_catalog_adapt_on_an_index_root_adapts_that_models_folder(
+    region_setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from model.sidecar import read_sidecar
+
+    model, images = region_setup
+    root = tmp_path / "root"
+    model_id = read_sidecar(model).model_id
+    work = root / ".work" / model_id  # as `catalog index --root` does
+    run_index(
+        IndexOptions(source=str(images), out=root / model_id, model=model, workers=0, progress=False, work_dir=work)
+    )
+    argv = ["--source", str(images), "--model", str(model), "--views-per-item", "2", "--epochs", "1", "--no-progress"]
+    assert _cli("adapt", str(root), *argv, "--dim", "4") == 0
+    assert read_manifest(root / model_id).adaptation is not None
+    # The work dir sits with the indexer's journals, never beside the index folders the search lists.
+    assert (root / ".work" / f"{model_id}.adapt").is_dir()
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [model_id]
+    assert _cli("adapt", str(tmp_path / "no-such-root"), *argv) == 2

@@ -149,6 +149,17 @@ def device_frame_ms(model: EvalModel, frames: Sequence[np.ndarray], repeats: int
     return median(times)
 
 
+def interleaved_frame_ms(models: Sequence[EvalModel], frames: Sequence[np.ndarray], rounds: int = 5) -> list[float]:
+    """:func:`device_frame_ms` of every model, taken in turns (``rounds`` passes over the models, one pass of
+    ``frames`` each), median over all: on a shared machine a burst of other work then hits every model alike,
+    so the ratios between them hold even when the absolute figures move."""
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for position, model in enumerate(models):
+            times[position].append(device_frame_ms(model, frames, repeats=1))
+    return [median(t) for t in times]
+
+
 @dataclass
 class Row:
     technique: str

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from model.eval.heldup.evaluate import EvalModel, device_frame_ms, score_queries
+from model.eval.heldup.evaluate import EvalModel, interleaved_frame_ms, score_queries
 from model.eval.heldup.sets import SET_NAMES, PartSets, build_part
 from model.eval.heldup.split import Part
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
@@ -123,6 +123,8 @@ class Result:
     device_ms: float
     weak: list[str] = field(default_factory=list)
     adapt_s: float | None = None
+    key: str = ""
+    """The loaded model it ran on (rows on one model share its device time)."""
 
 
 def ensure_model(models: Path, spec: ModelSpec, progress: bool = True) -> Path:
@@ -240,7 +242,6 @@ def run_heldup(
             path = finetuned_model(models, option.model, data, progress) if option.adapt == "finetune" else None
             path = path or ensure_model(models, option.model, progress)
             loaded[key] = EvalModel(path, cache / "vectors", backend, threads)
-            timing[key] = device_frame_ms(loaded[key], frames)
         model = loaded[key]
         head, seconds = None, None
         if option.adapt == "head":
@@ -249,9 +250,14 @@ def run_heldup(
             head, seconds = heads[key]
         recall = score(data, model, option.views, head)
         weak = weak_items(data, model, option.views, head) if option.model == CHOSEN else []
-        results.append(Result(option, model.name, model.regions.describe(), recall, timing[key], weak, seconds))
+        results.append(Result(option, model.name, model.regions.describe(), recall, float("nan"), weak, seconds, key))
         # Each row as soon as it is scored, so an interrupted run still leaves its finished rows.
-        echo(table_row(results[-1], results[0].device_ms))
+        echo(table_row(results[-1], float("nan")))
+    # Device time last, every model in turns on the same frames: the ratios hold on a shared machine.
+    for key, ms in zip(loaded, interleaved_frame_ms(list(loaded.values()), frames), strict=True):
+        timing[key] = ms
+    for result in results:
+        result.device_ms = timing[result.key]
     return results, late_item_figures(data, loaded, heads, models, cache, progress) if late else None
 
 

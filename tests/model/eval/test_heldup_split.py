@@ -4,6 +4,7 @@ backgrounds and seeds, and training views that are not the evaluation's views.""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from model.adapt.views import training_view
 from model.data.photos import load_photos
@@ -62,3 +63,12 @@ def test_training_views_are_deterministic_and_use_no_evaluation_background() -> 
     again = training_view(item, others, np.random.default_rng(9))
     assert first.shape == (320, 320, 3) and np.array_equal(first, again)
     assert not np.array_equal(first, training_view(item, others, np.random.default_rng(10)))
+
+
+def test_rows_are_chosen_by_name_in_table_order_and_an_unknown_name_is_refused() -> None:
+    from model.eval.heldup.run import ROWS, select
+
+    assert [o.row for o in select(["head-regions", "baseline"])] == ["baseline", "head-regions"]
+    assert len(select(None)) == len(ROWS) == len(set(ROWS))
+    with pytest.raises(ValueError, match="unknown nope"):
+        select(["baseline", "nope"])
