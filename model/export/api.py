@@ -27,6 +27,7 @@ from model.export.calibration import prepared_views
 from model.export.graph import OPSET, FeaturizerGraph, export_onnx
 from model.export.parity import measure
 from model.export.quantize import QUANTIZATION
+from model.logs import log_event
 from model.retrieval.pooling import stamp_retrieval
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
 from model.retrieval.regions import RegionSet
@@ -178,7 +179,7 @@ def _export_fp32(job: _Export, graph: FeaturizerGraph) -> tuple[Path, np.ndarray
             f"{fp32}: ONNX fp32 differs from torch (min cosine {parity.cosine_min:.6f} < {FP32_MIN_COSINE})"
         )
     job.sidecar(fp32, "fp32", [parity], {"parity_seed": PARITY_SEED})
-    log.info("fp32 %s: cosine vs torch min %.6f", fp32, parity.cosine_min)
+    log_event(log, "export_fp32_parity", path=str(fp32), cosine_min=round(float(parity.cosine_min), 6))
     return fp32, fp32_out
 
 
@@ -346,7 +347,7 @@ def ensure_exported(
             if not is_valid_export(model_path(out_dir, backbone, v), backbone, v, pooling, query_regions, regions)
         ]
         if missing:
-            log.info("exporting %s %s into %s", backbone, ",".join(missing), out_dir)
+            log_event(log, "export_started", backbone=backbone, variants=list(missing), out_dir=str(out_dir))
             # fp32 is re-exported as the parent of int8/fp16; keep it when it was already there.
             keep_fp32 = "fp32" in wanted or model_path(out_dir, backbone, "fp32").exists()
             export_model(

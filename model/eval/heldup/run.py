@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from model.retrieval.head import ProjectionHead
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
 from model.retrieval.regions import SINGLE_REGION, Grid, RegionSet
 from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, DEFAULT_REGIONS
-
-log = logging.getLogger(__name__)
 
 CENTRE_06 = QueryRegions(kind="centre", scales=(0.6,), combine="first")
 GRID_2 = RegionSet(whole=False, grids=(Grid(n=2, cell=0.71),))
