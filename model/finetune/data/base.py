@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -44,6 +45,14 @@ class LabelledSet:
     @property
     def classes(self) -> list[str]:
         return sorted(self.counts())
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[str, str]]:
+    """``(where, line)`` for each non-blank line of a list file (manifest, ``.lst``); ``where`` is
+    ``path:line number``, so a skipped entry's problem names its line."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            yield f"{path}:{number}", line
 
 
 class LabelledSource(ABC):

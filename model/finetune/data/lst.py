@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model.finetune.data.base import LabelledSet, LabelledSource, Problem, Sample, register
+from model.finetune.data.base import LabelledSet, LabelledSource, Problem, Sample, numbered_lines, register
 
 
 @register
@@ -25,10 +25,7 @@ class LstSource(LabelledSource):
     def read(self, path: Path) -> LabelledSet:
         result = LabelledSet()
         root = self.image_root or path.parent
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            where = f"{path}:{number}"
-            if not line.strip():
-                continue
+        for where, line in numbered_lines(path):
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 3:
                 # More than three fields is a multi-label list: a classifier head needs exactly one label.

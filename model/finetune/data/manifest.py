@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model.finetune.data.base import LabelledSet, LabelledSource, Problem, Sample, register
+from model.finetune.data.base import LabelledSet, LabelledSource, Problem, Sample, numbered_lines, register
 
 
 @register
@@ -34,10 +34,7 @@ class ManifestSource(LabelledSource):
     def read(self, path: Path) -> LabelledSet:
         result = LabelledSet()
         root = self.image_root or path.parent
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            where = f"{path}:{number}"
-            if not line.strip():
-                continue
+        for where, line in numbered_lines(path):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
