@@ -151,14 +151,7 @@ def run_command(args: argparse.Namespace) -> int:
     from model.featurizer import Featurizer
 
     try:
-        featurizer = Featurizer(
-            cfg.model.path,
-            backend=cfg.model.backend,
-            device=cfg.model.device,
-            threads=cfg.model.threads,
-            spinning=cfg.model.spinning,
-            choice_cache=cfg.model.backend_cache,
-        )
+        featurizer = Featurizer(cfg.model.path, **cfg.model.featurizer_options())
         source = create_source(cfg.source)
         publisher = create_publisher(cfg)
     except (OSError, ValueError, RuntimeError, SourceError, PublishError) as exc:

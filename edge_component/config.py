@@ -124,6 +124,17 @@ class ModelConfig(_Model):
         "decodes and prepares frames on the same cores, and a spinning thread takes its time slice.",
     )
 
+    def featurizer_options(self) -> dict[str, Any]:
+        """Every :class:`model.featurizer.Featurizer` keyword this section sets, in one place so no runner
+        forgets one (the laptop run once left out ``spinning``)."""
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "threads": self.threads,
+            "spinning": self.spinning,
+            "choice_cache": self.backend_cache,
+        }
+
 
 class LiveSettings(_Model):
     """Settings that change without a restart (Greengrass configuration updates)."""

@@ -163,13 +163,7 @@ def run_live(
     # Resolved per call, not at import: sys.stderr may be replaced (pytest capture, redirection).
     if stats_out is None and show_stats:
         stats_out = sys.stderr
-    featurizer = Featurizer(
-        config.model.path,
-        backend=config.model.backend,
-        device=config.model.device,
-        threads=config.model.threads,
-        choice_cache=config.model.backend_cache,
-    )
+    featurizer = Featurizer(config.model.path, **config.model.featurizer_options())
     loop = EdgeLoop(config, create_source(config.source), featurizer, create_publisher(config))
     if on_loop is not None:
         on_loop(loop)

@@ -52,3 +52,18 @@ def test_live_update_validates_and_keeps_other_fields() -> None:
     assert new.max_rate_hz == 9 and new.heartbeat_s == 7
     with pytest.raises(ConfigError, match=r"live\.change_threshold"):
         live_from_mapping({"live": {"change_threshold": 3}}, current)
+
+
+def test_the_model_section_reaches_the_featurizer_whole() -> None:
+    """The device and the laptop run open the featurizer with ``featurizer_options``: every setting but the path,
+    each under a keyword the Featurizer takes (a field added to the section and not passed on fails here)."""
+    import inspect
+
+    from edge_component.config import ModelConfig
+    from model.featurizer import Featurizer
+
+    model = ModelConfig(backend="openvino", device="CPU", threads=3, spinning=True, backend_cache="c.json")
+    options = model.featurizer_options()
+    assert options == {"backend": "openvino", "device": "CPU", "threads": 3, "spinning": True, "choice_cache": "c.json"}
+    assert set(options) <= set(inspect.signature(Featurizer).parameters)
+    assert len(options) == len(ModelConfig.model_fields) - 1  # all but path
