@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 
 from tests.edge_component.nucleus_auth import Authorizer, resource_pattern
 from tests.edge_component.nucleus_core import LifecycleError, TestCore
+from tests.wait import wait_for
 
 NAME = "com.example.Probe"
 
@@ -156,12 +156,14 @@ def test_run_that_keeps_failing_is_restarted_then_broken(core: TestCore, tmp_pat
 
 def test_stop_kills_what_ignores_sigterm(core: TestCore, tmp_path: Path) -> None:
     core.deploy(
-        make_component(tmp_path, {"Run": "trap 'echo got TERM' TERM; while true; do sleep 0.1; done"}, {}),
+        make_component(
+            tmp_path, {"Run": "trap 'echo got TERM' TERM; echo trapped; while true; do sleep 0.1; done"}, {}
+        ),
         tmp_path / "artifacts-1.0.0",
     )
     core.start(NAME)
     core.wait_state(NAME, {"RUNNING"}, timeout=10)
-    time.sleep(0.5)  # let the shell install its trap
+    wait_for(lambda: "trapped" in core.log_tail(NAME), 10, "the shell to install its trap")
     assert core.stop(NAME) == -9  # SIGTERM was trapped and ignored: SIGKILL after the grace period
     assert "got TERM" in core.log_tail(NAME)
 

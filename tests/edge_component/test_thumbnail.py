@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from model.contracts.errors import Rejected
 from model.contracts.thumbnail import MAX_JPEG_BYTES, Thumbnail, decode_thumbnail, encode_thumbnail
 from simulator.stack.processes import MosquittoProcess
 from tests.edge_component.helpers import Running, config
+from tests.wait import wait_for
 
 
 def noisy(seed: int, side: int = 224) -> np.ndarray:
@@ -70,12 +72,14 @@ def test_the_loop_sends_thumbnails_of_its_feature_frames_through_a_real_broker(
     for n in range(25):
         cv2.imwrite(str(frames / f"{n:03d}.png"), noisy(n, 160))
     received: dict[str, list[dict]] = {"features": [], "thumbnail": []}
+    subscribed = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="thumb-watch")
     client.on_message = lambda _c, _u, m: received[m.topic.rsplit("/", 1)[1]].append(json.loads(m.payload))
+    client.on_subscribe = lambda *_: subscribed.set()
     client.connect(mosquitto.host, mosquitto.port)
     client.subscribe([("visualsearch/cam-th/features", 1), ("visualsearch/cam-th/thumbnail", 0)])
     client.loop_start()
-    time.sleep(0.3)
+    assert subscribed.wait(10), "no SUBACK"
     cfg = config(
         "cam-th",
         source={"kind": "folder", "path": str(frames), "fps": 10, "realtime": True},
@@ -90,7 +94,8 @@ def test_the_loop_sends_thumbnails_of_its_feature_frames_through_a_real_broker(
     finally:
         elapsed = time.monotonic() - started
         run.stop()
-    time.sleep(0.5)
+    # Every thumbnail the loop counts as sent arrives (loopback, no broker restart): wait for that, not a while.
+    wait_for(lambda: len(received["thumbnail"]) >= run.loop.stats()["thumbnails"], 10, "the sent thumbnails")
     client.loop_stop()
     client.disconnect()
     thumbnails = [decode_thumbnail(body) for body in received["thumbnail"]]

@@ -100,14 +100,16 @@ def test_mosquitto_refuses_what_iot_core_refuses(tmp_path: Path) -> None:
         if message.payload[:1] == b"e":
             done.set()
 
+    subscribed = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sub")
     sub.on_message = on_message
+    sub.on_subscribe = lambda *_: subscribed.set()
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pub")
     try:
         sub.connect(broker.host, broker.port)
         sub.subscribe("visualsearch/#", qos=1)
         sub.loop_start()
-        time.sleep(0.3)
+        assert subscribed.wait(10), "no SUBACK"
         pub.connect(broker.host, broker.port)
         pub.loop_start()
         for payload in (b"a" * (MAX_PAYLOAD_BYTES + 1), b"b" * MAX_PAYLOAD_BYTES, b"end"):
