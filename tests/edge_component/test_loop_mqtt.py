@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from simulator.stack.processes import MosquittoProcess
 from simulator.stack.tls import Pki
 from tests.edge_component.conftest import Collector, read_video
 from tests.edge_component.helpers import Running, config
+from tests.wait import wait_for
 
 
 def _expected_vectors(model: Path, video: Path) -> list[np.ndarray]:
@@ -116,9 +116,7 @@ def test_client_without_certificate_is_refused(
     try:
         run.join()
         assert not run.publisher.flush(2)
-        deadline = time.monotonic() + 10
-        while run.publisher.last_error is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: run.publisher.last_error is not None, 10, "the refused connection to be recorded")
         stats = run.publisher.stats()
         assert not stats["connected"]
         assert "failed" in (stats["last_error"] or "") or "refused" in (stats["last_error"] or "")

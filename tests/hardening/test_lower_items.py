@@ -29,6 +29,7 @@ from model.image_rules import ImageRejected, frame_dimensions
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess
 from tests.hardening.conftest import Catalog, count_case, redis_snapshot
+from tests.wait import wait_for
 
 
 # --- item 9: the edge folder source checks headers before decoding --------------------------------------
@@ -186,9 +187,7 @@ def test_a_retained_status_is_not_taken_for_a_live_device(
         bridge.start()
         live = {"v": 1, "device_id": "cam-alive", "state": "online"}
         sender.publish("visualsearch/cam-alive/status", json.dumps(live), qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 10
-        while bridge.counts["status:accepted"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: bridge.counts["status:accepted"] >= 1, 10, "the live status")
         assert bridge.counts["status:accepted"] == 1 and bridge.counts["skipped:retained"] == 1
         assert redis_client.zscore("visualsearch:devices", "cam-dead") is None
         assert redis_client.zscore("visualsearch:devices", "cam-alive") is not None

@@ -28,6 +28,7 @@ from simulator.stack.config import StackConfig
 from simulator.stack.manager import stack_down, stack_up
 from simulator.stack.state import StackState, state_path
 from tests.hardening.conftest import Catalog, count_case
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -88,9 +89,7 @@ def test_a_lan_stack_requires_passwords_and_still_works(
     anonymous.on_connect = lambda _c, _u, _f, reason, _p: results.append(reason.value)
     anonymous.connect(host, broker.port)
     anonymous.loop_start()
-    deadline = time.monotonic() + 10
-    while not results and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: results, 10, "the broker's CONNACK")
     anonymous.loop_stop()
     assert results and results[0] != 0, "an anonymous client connected to a broker on a LAN address"
     # Redis without the password: refused.
@@ -113,9 +112,7 @@ def test_a_lan_stack_requires_passwords_and_still_works(
         camera.publish(features_topic("lan-cam"), encode(message), seq=1)
         assert camera.flush(15)
         store_client = redis.Redis(host=host, port=store.port, password=secrets["redis"])
-        deadline = time.monotonic() + 20
-        while not store_client.llen("visualsearch:matches:lan-cam") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: store_client.llen("visualsearch:matches:lan-cam"), 20, "the camera's match record")
         assert store_client.llen("visualsearch:matches:lan-cam") == 1
     finally:
         camera.stop(1.0)

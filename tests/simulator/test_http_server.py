@@ -31,6 +31,7 @@ from model.contracts.wire import FeatureMessage, encode
 from simulator.stack.http_server import make_config
 from simulator.stack.processes import RedisProcess, free_port
 from tests.simulator.conftest import TinyCatalog
+from tests.wait import wait_for
 
 
 @pytest.fixture
@@ -50,10 +51,8 @@ def serve(app: Any) -> Iterator[str]:
     server = uvicorn.Server(make_config("127.0.0.1", port, app=app))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
+    wait_for(lambda: server.started or not thread.is_alive(), 20, "uvicorn to start")
+    assert server.started, "uvicorn stopped before it started"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

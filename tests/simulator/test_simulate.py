@@ -18,6 +18,7 @@ from simulator.replay import ReplayConfig, run_replay
 from simulator.stack.bridge import RuleBridge
 from simulator.stack.processes import MosquittoProcess, RedisProcess
 from tests.simulator.conftest import TinyCatalog
+from tests.wait import wait_for
 
 
 @pytest.fixture
@@ -39,13 +40,9 @@ def records(store: redis.Redis, device: str) -> list[dict]:
 
 
 def wait_records(store: redis.Redis, device: str, count: int, timeout: float = 60.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = records(store, device)
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{device}: {len(records(store, device))} records, expected {count}")
+    return wait_for(
+        lambda: found if len(found := records(store, device)) >= count else [], timeout, f"{device}: {count} records"
+    )
 
 
 def test_live_mode_runs_the_edge_loop_on_a_folder(

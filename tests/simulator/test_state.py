@@ -16,14 +16,13 @@ from simulator.stack.state import (
     stop_service,
     write_state,
 )
+from tests.wait import wait_for
 
 
 def _started(argv: list[str]) -> subprocess.Popen[bytes]:
     """Popen, then wait for the exec: between fork and exec /proc still shows the parent's command line."""
     proc = subprocess.Popen(argv)
-    deadline = time.monotonic() + 10
-    while proc_cmdline(proc.pid) != argv and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: proc_cmdline(proc.pid) == argv, 10, "the exec", interval=0.01)
     return proc
 
 
