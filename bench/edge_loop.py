@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -145,31 +146,87 @@ def _live_variants(common: dict, video: Path, live_fps: float, model: Path, roun
     return rows
 
 
+@dataclass
+class Throughput:
+    """The throughput section's measurements, all from one run."""
+
+    decoded: list[np.ndarray]
+    bare_fps: float
+    loop: EdgeLoop
+    loop_fps: float
+    sent: int
+    memory: EdgeLoop
+    memory_fps: float
+    sequential: int
+    sequential_fps: float
+
+
+def _decode(video: Path) -> list[np.ndarray]:
+    frames = []
+    capture = cv2.VideoCapture(str(video))
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def _sequential(featurizer: Featurizer, video: Path) -> tuple[int, float]:
+    """Reference: decode and featurize one after the other, no grabber thread (frames, fps)."""
+    started = time.perf_counter()
+    capture = cv2.VideoCapture(str(video))
+    count = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        featurizer.featurize_frame(frame)
+        count += 1
+    capture.release()
+    return count, count / (time.perf_counter() - started)
+
+
+def _throughput(
+    common: dict, video: Path, model: Path, featurizer: Featurizer, decoded: list[np.ndarray]
+) -> Throughput:
+    # bare featurizer: prepare + infer on frames already in memory
+    for frame in decoded[:5]:
+        featurizer.featurize_frame(frame)
+    bare_fps = _bare_fps(featurizer, decoded)
+    loop, loop_s = _run_loop(
+        {**common, "source": {"kind": "video", "path": str(video), "realtime": False}}, model, featurizer
+    )
+    memory, memory_s = _run_loop(
+        {**common, "source": {"kind": "video", "path": str(video)}}, model, featurizer, MemoryReader(decoded)
+    )
+    sequential, sequential_fps = _sequential(featurizer, video)
+    # The machine is shared: measure the bare featurizer again and compare with the mean of both.
+    bare_fps = (bare_fps + _bare_fps(featurizer, decoded)) / 2
+    return Throughput(
+        decoded=decoded,
+        bare_fps=bare_fps,
+        loop=loop,
+        loop_fps=loop.processed / loop_s,
+        sent=loop.publisher.stats()["sent"],
+        memory=memory,
+        memory_fps=memory.processed / memory_s,
+        sequential=sequential,
+        sequential_fps=sequential_fps,
+    )
+
+
 def run(quick: bool) -> None:
     from simulator.stack.processes import MosquittoProcess
 
-    count = 90 if quick else 300
     model = _model()
     # What the device runs: backend auto (a fresh start-up trial here, no cache).
     featurizer = Featurizer(model, threads=THREADS, choice_cache=False)
-    frames = _frames(count)
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
         video = Path(tmp) / "clip.avi"
-        _write_video(video, frames, fps=30)
-        decoded = []
-        capture = cv2.VideoCapture(str(video))
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            decoded.append(frame)
-        capture.release()
-
-        # bare featurizer: prepare + infer on frames already in memory
-        for frame in decoded[:5]:
-            featurizer.featurize_frame(frame)
-        bare_fps = _bare_fps(featurizer, decoded)
-
+        _write_video(video, _frames(90 if quick else 300), fps=30)
+        decoded = _decode(video)
         broker = MosquittoProcess(workdir=Path(tmp) / "mosquitto").start()
         try:
             common = {
@@ -178,60 +235,50 @@ def run(quick: bool) -> None:
                 "publish": {"kind": "mqtt", "queue_capacity": 1000, "mqtt": {"host": broker.host, "port": broker.port}},
                 "health": {"status_interval_s": 5},
             }
-            loop, loop_s = _run_loop(
-                {**common, "source": {"kind": "video", "path": str(video), "realtime": False}}, model, featurizer
-            )
-            loop_fps = loop.processed / loop_s
-            sent = loop.publisher.stats()["sent"]
-            memory, memory_s = _run_loop(
-                {**common, "source": {"kind": "video", "path": str(video)}}, model, featurizer, MemoryReader(decoded)
-            )
-            memory_fps = memory.processed / memory_s
-            # reference: decode and featurize one after the other, no grabber thread
-            started = time.perf_counter()
-            capture = cv2.VideoCapture(str(video))
-            sequential = 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                featurizer.featurize_frame(frame)
-                sequential += 1
-            capture.release()
-            sequential_fps = sequential / (time.perf_counter() - started)
-
-            # The machine is shared: measure the bare featurizer again and compare with the mean of both.
-            bare_fps = (bare_fps + _bare_fps(featurizer, decoded)) / 2
-            live_fps = 2.0 * bare_fps
+            measured = _throughput(common, video, model, featurizer, decoded)
+            live_fps = 2.0 * measured.bare_fps
             # The latency variants compare onnxruntime's thread spinning: their reference is onnxruntime too.
             bare_featurize_ms = _bare_featurize_ms(Featurizer(model, backend="onnxruntime", threads=THREADS), decoded)
             live_rows = _live_variants(common, video, live_fps, model, 3 if quick else 5, bare_featurize_ms)
         finally:
             broker.stop()
+    _print_throughput(featurizer, measured)
+    _print_latency(live_rows, live_fps, bare_featurize_ms)
+    _print_bytes(featurizer, decoded[0])
 
+
+def _print_throughput(featurizer: Featurizer, m: Throughput) -> None:
     print_table(
         f"edge loop throughput (EfficientNet-Lite0 int8 on {featurizer.backend_info.describe()} — auto, "
         f"{featurizer.backend_choice.how}; 2 threads, 1280×720 MJPG video → MQTT QoS 1)",
         ["pipeline", "frames", "fps", "× bare featurizer"],
         [
-            ["bare featurizer (prepare + infer, frames in memory)", len(decoded), bare_fps, 1.0],
+            ["bare featurizer (prepare + infer, frames in memory)", len(m.decoded), m.bare_fps, 1.0],
             [
                 "whole loop, decoded frames (gate + encode + MQTT publish)",
-                memory.processed,
-                memory_fps,
-                memory_fps / bare_fps,
+                m.memory.processed,
+                m.memory_fps,
+                m.memory_fps / m.bare_fps,
             ],
             [
-                f"whole loop, MJPG video decoded in the grabber thread ({sent} acked)",
-                loop.processed,
-                loop_fps,
-                loop_fps / bare_fps,
+                f"whole loop, MJPG video decoded in the grabber thread ({m.sent} acked)",
+                m.loop.processed,
+                m.loop_fps,
+                m.loop_fps / m.bare_fps,
             ],
-            ["reference: decode then featurize, one thread", sequential, sequential_fps, sequential_fps / bare_fps],
+            [
+                "reference: decode then featurize, one thread",
+                m.sequential,
+                m.sequential_fps,
+                m.sequential_fps / m.bare_fps,
+            ],
         ],
         note="target: loop ≥ 0.9 × bare featurizer. On 2 cores the video decode competes with 2 inference threads; "
         "the grabber thread still beats decoding inline (last row). Whole loop: frames prepared in the grabber.",
     )
+
+
+def _print_latency(live_rows: list[list], live_fps: float, bare_featurize_ms: float) -> None:
     baseline_p95 = live_rows[0][6]
     print_table(
         f"frame age at publish (onnxruntime), live MJPG source at {live_fps:.0f} fps (≈2× auto's bare rate); "
@@ -255,7 +302,9 @@ def run(quick: bool) -> None:
         "'loop' = the old design (prepare in the inference thread); spin = onnxruntime intra-op thread spinning.",
     )
 
-    vector = featurizer.featurize_frame(decoded[0])
+
+def _print_bytes(featurizer: Featurizer, frame: np.ndarray) -> None:
+    vector = featurizer.featurize_frame(frame)
     rows = []
     csv_text = ",".join(str(float(x)) for x in vector)  # what the original DeepLens sample sent
     rows.append(["comma-separated text (DeepLens sample)", len(csv_text.encode()), 1.0])

@@ -16,7 +16,6 @@ REASON = "Long because"
 
 WAITING: dict[str, str] = {
     "simulator/demo.py:main": "the match-quality rework (issue 12) adds the adapt step to it",
-    "bench/edge_loop.py:run": "in the frame-preparation work (issue 11)",
 }
 """Long functions whose split waits for other work on the same function to land (no reason to keep them long)."""
 
