@@ -8,6 +8,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import redis
 
+from cloud_lambda import device_notes
 from cloud_lambda.api import handler as api
 from cloud_lambda.device_notes import HINTS, NOTE_EVERY_S, rejected_key
 from cloud_lambda.search.service import SearchService
@@ -73,16 +75,22 @@ def test_a_spoofed_device_id_is_named_as_such(app: SearchService, tiny_catalog: 
 
 
 def test_refusals_of_a_flooding_camera_are_noted_at_most_once_a_second(
-    app: SearchService, tiny_catalog: TinyCatalog
+    app: SearchService, tiny_catalog: TinyCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = []
     original = app.notes.client.set
     app.notes.client.set = lambda *a, **k: writes.append(a[0]) or original(*a, **k)  # type: ignore[method-assign]
     event = feature_event(tiny_catalog.vectors[3], "other-model-1", "cam-flood", seq=1)
+    now = time.time()
+    clock = SimpleNamespace(time=lambda: now)  # the notes' clock, moved by hand instead of sleeping
+    monkeypatch.setattr(device_notes, "time", clock)
     for _ in range(50):
         app.handle_feature_event(event)
     assert writes == [rejected_key("cam-flood")]
-    time.sleep(NOTE_EVERY_S)
+    clock.time = lambda: now + NOTE_EVERY_S - 0.01
+    app.handle_feature_event(event)
+    assert len(writes) == 1  # still inside the second
+    clock.time = lambda: now + NOTE_EVERY_S + 0.01
     app.handle_feature_event(event)
     assert len(writes) == 2
 
