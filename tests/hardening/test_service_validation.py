@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from cloud_lambda.device_notes import rejected_key
 from cloud_lambda.matches import MatchStoreUnavailable
 from cloud_lambda.metadata.base import ItemRecord
 from cloud_lambda.publish.base import MatchPublisher, MatchPublishError
-from cloud_lambda.search.service import MAX_CLOCK_AHEAD_S, MAX_RECORD_BYTES, SearchService
+from cloud_lambda.search.service import MAX_CLOCK_AHEAD_S, MAX_RECORD_BYTES, SearchService, _size
 from cloud_lambda.settings import CloudSettings
 from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
 from model.contracts.wire import FeatureMessage, encode
@@ -256,3 +258,83 @@ def test_refusals_are_logged_with_reason_message_device_and_seq(
         for r in caplog.records
         if r.__dict__.get("fields", {}).get("event", "").endswith("rejected")
     )
+
+
+def test_each_refusal_says_what_was_wrong(service: SearchService, hardening_catalog: Catalog) -> None:
+    """The message is what an operator reads in the log and on the camera's card: it names the problem."""
+    base = event(hardening_catalog, pad="")
+    size = len(json.dumps({k: v for k, v in base.items() if k != "topic_device"}, separators=(",", ":")))
+    over = {**base, "pad": "x" * (MAX_PAYLOAD_BYTES - size + 1)}
+    no_topic = {k: v for k, v in base.items() if k != "topic_device"}
+    deep: Any = 1
+    for _ in range(20):
+        deep = [deep]
+    for message, words in [
+        (["not", "an", "object"], "event must be a JSON object, got list"),
+        (no_topic, "event lacks a valid 'topic_device' (the IoT rule must select topic(2))"),
+        ({**base, "x": deep}, "event nests deeper than 16 levels"),
+        (over, f"event is {MAX_PAYLOAD_BYTES + 1} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit"),
+        ({**base, "topic_device": "cam-2"}, "device_id 'cam-1' differs from the topic's 'cam-2': refused as spoofed"),
+        (
+            event(hardening_catalog, ts=NOW + 1000),
+            f"capture time {NOW + 1000:.3f} is 1,000 s ahead of the cloud's clock",
+        ),
+        (event(hardening_catalog, ts=NOW - 90_000), f"capture time {NOW - 90_000:.3f} is 90,000 s behind the cloud's"),
+    ]:
+        result = service.handle_feature_event(message)
+        assert result["status"] == "rejected" and result["message"].startswith(words), (words, result)
+    status = {"v": 1, "device_id": "x" * 128, "state": "online", "topic_device": "cam-1"}
+    for message, words in [
+        (["not", "an", "object"], "status must be a JSON object, got list"),
+        ({**status, "topic_device": "cam.1"}, "status event lacks a valid 'topic_device'"),
+        (status, f"status device_id {'x' * 80!r} differs from the topic's"),
+    ]:
+        result = service.handle_status_event(message)
+        assert result == {"status": "rejected", "reason": result["reason"], "message": words}
+
+
+def test_a_refusal_is_noted_for_the_cameras_card(service: SearchService, hardening_catalog: Catalog) -> None:
+    """The web app shows why a camera's messages are refused (reason, message, seq): the note is keyed by the
+    topic's device, which the rule vouches for; a refusal without a valid topic device notes nothing."""
+    client = service.matches.client
+    result = service.handle_feature_event(event(hardening_catalog, seq=11, model_id="m-2"))
+    note = json.loads(client.get(rejected_key("cam-1")))
+    assert (note["reason"], note["message"], note["seq"]) == ("no_index_for_model", result["message"], 11)
+    status = {"v": 1, "device_id": "cam-3", "state": "online", "topic_device": "cam-2"}
+    result = service.handle_status_event(status)
+    note = json.loads(client.get(rejected_key("cam-2")))
+    assert (note["reason"], note["message"], note["seq"]) == ("device_mismatch", result["message"], None)
+    service.handle_feature_event({**event(hardening_catalog), "topic_device": "cam.4"})
+    service.handle_status_event({**status, "topic_device": "cam.4"})
+    assert sorted(client.keys(rejected_key("*"))) == [rejected_key("cam-1").encode(), rejected_key("cam-2").encode()]
+
+
+def test_a_refusal_log_line_is_bounded_and_typed(
+    service: SearchService, hardening_catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fields an attacker controls are cut (message 300, device 200 characters) and logged only when they have
+    the field's type, so a log query on ``seq`` or ``topic_device`` never meets a list or a number."""
+    caplog.set_level(logging.INFO)
+    other_model = service.handle_feature_event(event(hardening_catalog, model_id="m-" + "2" * 100))
+    long_topic = "visualsearch/" + "x" * 400 + "/features"
+    service.handle_feature_payload(long_topic, b"{}")
+    service.handle_feature_event({**event(hardening_catalog), "topic_device": 7, "seq": "8"})
+    fields = [r.__dict__["fields"] for r in caplog.records if isinstance(r.__dict__.get("fields"), dict)]
+    first, topic, second = [f for f in fields if f["event"] == "feature_rejected"]
+    assert len(other_model["message"]) > 300 and first["message"] == other_model["message"][:300]
+    assert topic["topic_device"] == long_topic[:200]
+    assert second["topic_device"] is None and second["seq"] is None and second["reason"] == "bad_topic"
+
+
+def test_a_trimmed_record_keeps_every_match_that_fits_and_says_so_in_the_log(
+    service: SearchService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    slim = [{"id": "a", "score": 1.0, "title": "t", "image_url": "u" * 2048}]  # a 2048-character URL is kept
+    record: dict[str, Any] = {"device_id": "cam-1", "seq": 4, "pad": "", "matches": [{**slim[0], "x": "z" * 200_000}]}
+    record["pad"] = "p" * (MAX_RECORD_BYTES - _size({**record, "matches": slim, "trimmed": True}))
+    fitted = service._fit(record)
+    assert fitted["matches"] == slim and _size(fitted) == MAX_RECORD_BYTES  # exactly the limit fits
+    (line,) = [r for r in caplog.records if r.__dict__.get("fields", {}).get("event") == "record_trimmed"]
+    assert line.levelno == logging.WARNING
+    assert line.__dict__["fields"] == {"event": "record_trimmed", "device_id": "cam-1", "seq": 4, "kept": 1}

@@ -116,6 +116,7 @@ MODULES = {
                 ".x__worker_index",
                 ".x_write_dead_letter",
                 "ǁMemorySpoolǁ",
+                "ǁReplayScheduleǁ",
                 "ǁRuleBridgeǁhandle",
                 "ǁRuleBridgeǁ_settle",
                 "ǁRuleBridgeǁ_failed",
@@ -187,18 +188,36 @@ def prepare(name: str, module: Module) -> Path:
     return root
 
 
-def run(name: str, module: Module) -> dict[str, object]:
-    root = prepare(name, module)
+def run(name: str, module: Module, children: int = 1, survivors_only: bool = False) -> dict[str, object]:
+    root = refresh_tests(name, module) if survivors_only else prepare(name, module)
+    names = list(module.scope)
+    if survivors_only:
+        # Only tests were added since the full run: a killed mutant stays killed, so the survivors are retried.
+        names = [n for n, state in statuses(root, module).items() if state == "survived"]
+        if not names:
+            return tally(root, module)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
-    log = root / "mutmut.log"
-    with open(log, "wb") as out:
-        command = ["nice", "-n", "15", mutmut, "run", "--max-children", "1", *module.scope]
+    with open(root / "mutmut.log", "ab" if survivors_only else "wb") as out:
+        command = ["nice", "-n", "15", mutmut, "run", "--max-children", str(children), *names]
         subprocess.run(command, cwd=root, stdout=out, stderr=out)
     return tally(root, module)
 
 
-def tally(root: Path, module: Module) -> dict[str, object]:
-    """Counts from ``mutmut results --all true``, limited to the module's scope; listed equivalents apart."""
+def refresh_tests(name: str, module: Module) -> Path:
+    """The last full run's tree with today's tests; refused when the module itself changed since that run."""
+    root = WORK / name
+    if (
+        not (root / module.source).is_file()
+        or (root / module.source).read_bytes() != (REPO / module.source).read_bytes()
+    ):
+        raise SystemExit(f"{module.source} changed since the last full run of {name}: run it without --survivors")
+    shutil.rmtree(root / "tests")
+    shutil.copytree(REPO / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return root
+
+
+def statuses(root: Path, module: Module) -> dict[str, str]:
+    """{mutant: state} from ``mutmut results --all true``, limited to the module's scope."""
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=root, capture_output=True, text=True).stdout
     status: dict[str, str] = {}
@@ -206,6 +225,12 @@ def tally(root: Path, module: Module) -> dict[str, object]:
         name, sep, state = line.strip().rpartition(": ")
         if sep and (not module.scope or any(fnmatch.fnmatch(name, p) for p in module.scope)):
             status[name] = state
+    return status
+
+
+def tally(root: Path, module: Module) -> dict[str, object]:
+    """Counts of :func:`statuses`; listed equivalents apart."""
+    status = statuses(root, module)
     killed = sum(1 for s in status.values() if s in ("killed", "timeout"))
     survived = sorted(n for n, s in status.items() if s == "survived")
     equivalent, stale = equivalents(root, module, survived)
@@ -252,12 +277,18 @@ def below_target(row: dict[str, object]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help=f"modules (default: all): {', '.join(MODULES)}")
+    parser.add_argument("--children", type=int, default=1, help="test processes at once (the machine is shared)")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="retry only the last full run's survivors with today's tests (refused if the module changed)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(MODULES))
     if unknown:
         parser.error(f"unknown module(s) {unknown}; choose from {', '.join(MODULES)}")
     names = args.names or list(MODULES)
-    rows = [run(name, MODULES[name]) | {"name": name} for name in names]
+    rows = [run(name, MODULES[name], args.children, args.survivors) | {"name": name} for name in names]
     print("\n| module | mutants | killed | survived | equivalent | no tests | score |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
