@@ -66,7 +66,7 @@ def resize_square(square: np.ndarray, size: int) -> np.ndarray:
     """Anti-aliased resize of a square crop to ``size``, at a fraction of ``INTER_AREA``'s cost.
 
     OpenCV's ``INTER_AREA`` is fast only for integer factors: from a 720 px crop to 224 (×3.21) it cost
-    ≈ 2.0 ms, two thirds of the best int8 inference (issue 11), while an exact 2×2 box takes ≈ 0.03 ms. So:
+    ≈ 2.0 ms, two thirds of the best int8 inference (make bench), while an exact 2×2 box takes ≈ 0.03 ms. So:
     halve with that exact box while the crop is at least 3.5× the target (huge catalog photos), rescale
     bilinearly to exactly twice the target (a factor of 0.5–1.75, too mild to alias much), then one exact 2×2
     box down to ``size``. The final box is the anti-aliasing step; against plain ``INTER_AREA`` the result is

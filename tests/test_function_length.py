@@ -15,7 +15,7 @@ LIMIT = 60
 REASON = "Long because"
 
 WAITING: dict[str, str] = {
-    "simulator/demo.py:main": "the match-quality rework (issue 12) adds the adapt step to it",
+    "simulator/demo.py:main": "the match-quality rework, which adds the catalog adaptation step to it",
 }
 """Long functions whose split waits for other work on the same function to land (no reason to keep them long)."""
 

@@ -97,7 +97,7 @@ def test_page_shows_matches_hostile_titles_literally_and_searches_by_photo(
             api_calls: list[str] = []
             page.on("request", lambda request: api_calls.append(request.url.split("/api/", 1)[-1]))
             page.goto(stack.urls["web"])
-            # Image URLs that look like paths but load from another host are refused (issue 13, item 10).
+            # Image URLs that look like paths but load from another host (protocol-relative, backslashes) are refused.
             hostile = ["//evil.example/x.png", "/\\evil.example/x.png", "\\\\evil.example/x.png", "javascript:alert(1)"]
             assert page.evaluate("(urls) => urls.map(safeImageUrl)", hostile) == [None] * len(hostile)
             assert page.evaluate("() => safeImageUrl('/catalog/a.png')") == "/catalog/a.png"
