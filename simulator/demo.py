@@ -257,7 +257,7 @@ def start_stack(args: argparse.Namespace, sample: SampleData, model: Path, index
     return state, started, config
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m simulator.demo", description=__doc__)
     parser.add_argument("--once", action="store_true", help="play the video once, print a summary, stop everything")
     parser.add_argument("--webcam", type=int, metavar="INDEX", help="use /dev/videoINDEX instead of the sample video")
@@ -272,8 +272,76 @@ def main(argv: list[str] | None = None) -> int:
         "--fast", action="store_true", help="read the video as fast as the loop goes (no 10 fps pacing)"
     )
     parser.add_argument("--summary-json", type=Path, help="--once: write the summary here too")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def prepare(args: argparse.Namespace) -> tuple[Path, SampleData, Path]:
+    """Steps 1-3: the exported model, the sample data and the catalog index (each reused when current)."""
+    print("1/5 model: EfficientNet-Lite0", args.variant, flush=True)
+    from model.export.api import ensure_exported
+
+    model = ensure_exported(MODEL_DIR, (args.variant,), progress=True)[args.variant]
+    print("2/5 sample catalog and camera video", flush=True)
+    sample = ensure_sample_data(args.state / "sample")
+    truth = sample.truth()
+    print(f"   {sample.root}: {truth.get('size', 'full')} sample, {len(truth['frames'])} video frames", flush=True)
+    print("3/5 catalog index", flush=True)
+    return model, sample, ensure_index(sample, model, args.state / "demo-index")
+
+
+def print_how_to_watch(state: Any, started_stack: bool) -> int:
+    """The web app, a watch command and how to stop; returns the broker's port."""
+    host = state.host
+    mqtt_port = next(s.port for s in state.services if s.name == "mosquitto")
+    print(f"   web app:   {state.urls['web']}")
+    print(f"   watch:     mosquitto_sub -h {host} -p {mqtt_port} -t '{topic_filter('matches')}' -v")
+    print(f"   stop:      Ctrl-C{'' if started_stack else ' (the stack was already running: it stays up)'}")
+    print(f"   by hand:   {activate_hint()}, then `visual-search --help` (README: The pieces by hand)")
+    return int(mqtt_port)
+
+
+def edge_config(args: argparse.Namespace, sample: SampleData, model: Path, host: str, mqtt_port: int) -> Any:
+    """The simulated camera: the sample video (or a webcam) through the device loop to the local broker."""
+    from simulator.live import build_live_config
+
+    source: dict[str, Any]
+    if args.webcam is not None:
+        source = {"kind": "camera", "camera_index": args.webcam}
+    else:
+        source = {"kind": "video", "path": str(sample.video), "loop": not args.once, "realtime": not args.fast}
+    return build_live_config(
+        {
+            "device_id": DEVICE_ID,
+            "source": source,
+            "model": {"path": str(model)},
+            "live": {"max_rate_hz": 0, "change_threshold": None} if args.once else {"max_rate_hz": 5},
+            "publish": {"kind": "mqtt", "mqtt": {"host": host, "port": mqtt_port}},
+            "health": {"status_interval_s": 2},
+            "thumbnail": {"enabled": True},  # off by default on a device; the demo's web app shows them
+        }
+    )
+
+
+def once_summary(run: Any, watcher: MatchWatcher, sample: SampleData) -> dict[str, Any]:
+    """After one play of the video: wait for the last searches to land (up to 15 s), then count."""
+    expected = run.summary()["published"]
+    deadline = time.monotonic() + 15
+    while len([r for r in watcher.snapshot() if r.get("device_id") == DEVICE_ID]) < expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    records = [r for r in watcher.snapshot() if r.get("device_id") == DEVICE_ID]
+    stats = run.loop.stats()
+    return {
+        "frames": stats["captured"],
+        "published": stats["publisher"]["sent"],
+        "backend": run.summary()["backend"],
+        **summarize(records, sample.truth(), run.loop.first_seq + 1, stats["superseded"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     from model.logs import setup_logging as setup_json_logging
 
     # Service-style JSON logs go to a file; the terminal shows the demo's own lines.
@@ -288,16 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         except SourceUnavailable as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 2
-    print("1/5 model: EfficientNet-Lite0", args.variant, flush=True)
-    from model.export.api import ensure_exported
-
-    model = ensure_exported(MODEL_DIR, (args.variant,), progress=True)[args.variant]
-    print("2/5 sample catalog and camera video", flush=True)
-    sample = ensure_sample_data(args.state / "sample")
-    truth = sample.truth()
-    print(f"   {sample.root}: {truth.get('size', 'full')} sample, {len(truth['frames'])} video frames", flush=True)
-    print("3/5 catalog index", flush=True)
-    index_dir = ensure_index(sample, model, args.state / "demo-index")
+    model, sample, index_dir = prepare(args)
 
     print("4/5 local stack", flush=True)
     from simulator.stack.manager import StackError, stack_down
@@ -307,53 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"stack up failed: {exc}", file=sys.stderr)
         return 1
-    host = state.host
-    mqtt_port = next(s.port for s in state.services if s.name == "mosquitto")
-    print(f"   web app:   {state.urls['web']}")
-    print(f"   watch:     mosquitto_sub -h {host} -p {mqtt_port} -t 'visualsearch/+/matches' -v")
-    print(f"   stop:      Ctrl-C{'' if started_stack else ' (the stack was already running: it stays up)'}")
-    print(f"   by hand:   {activate_hint()}, then `visual-search --help` (README: The pieces by hand)")
+    mqtt_port = print_how_to_watch(state, started_stack)
 
     print("5/5 simulator on", f"/dev/video{args.webcam}" if args.webcam is not None else sample.video, flush=True)
-    from simulator.live import build_live_config, run_live
+    from simulator.live import run_live
 
-    source: dict[str, Any]
-    if args.webcam is not None:
-        source = {"kind": "camera", "camera_index": args.webcam}
-    else:
-        source = {"kind": "video", "path": str(sample.video), "loop": not args.once, "realtime": not args.fast}
-    edge = build_live_config(
-        {
-            "device_id": DEVICE_ID,
-            "source": source,
-            "model": {"path": str(model)},
-            "live": {"max_rate_hz": 0, "change_threshold": None} if args.once else {"max_rate_hz": 5},
-            "publish": {"kind": "mqtt", "mqtt": {"host": host, "port": mqtt_port}},
-            "health": {"status_interval_s": 2},
-            "thumbnail": {"enabled": True},  # off by default on a device; the demo's web app shows them
-        }
-    )
-    watcher = MatchWatcher(host, mqtt_port, echo=True).start()
+    edge = edge_config(args, sample, model, state.host, mqtt_port)
+    watcher = MatchWatcher(state.host, mqtt_port, echo=True).start()
     stop = threading.Event()
     try:
         run = run_live(edge, stop, show_stats=False)
         if args.once:
-            # Let the last searches land before counting.
-            expected = run.summary()["published"]
-            deadline = time.monotonic() + 15
-            while len([r for r in watcher.snapshot() if r.get("device_id") == DEVICE_ID]) < expected:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-            records = [r for r in watcher.snapshot() if r.get("device_id") == DEVICE_ID]
-            stats = run.loop.stats()
-            summary = {
-                "frames": stats["captured"],
-                "published": stats["publisher"]["sent"],
-                "backend": run.summary()["backend"],
-                **summarize(records, sample.truth(), run.loop.first_seq + 1, stats["superseded"]),
-            }
-            text = json.dumps(summary, indent=2)
+            text = json.dumps(once_summary(run, watcher, sample), indent=2)
             print("summary:\n" + text)
             if args.summary_json:
                 args.summary_json.write_text(text)

@@ -14,9 +14,7 @@ PACKAGES = ("model", "edge_component", "cloud_lambda", "simulator", "bench")
 LIMIT = 60
 REASON = "Long because"
 
-WAITING: dict[str, str] = {
-    "simulator/demo.py:main": "the match-quality rework, which adds the catalog adaptation step to it",
-}
+WAITING: dict[str, str] = {}
 """Long functions whose split waits for other work on the same function to land (no reason to keep them long)."""
 
 
