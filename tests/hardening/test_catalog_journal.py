@@ -1,4 +1,4 @@
-"""The indexing journal under duplicates, concurrent runs and damaged work dirs (issue 13, item 3).
+"""The indexing journal under duplicates, concurrent runs and damaged work dirs.
 
 Two byte-identical images under different ids failed every run ("journal holds 2 view rows, expected 1");
 two indexers on one ``--out`` both "succeeded" and left a work dir that failed every later run, with no

@@ -1,4 +1,4 @@
-"""Catalog metadata is validated when it is read for indexing (issue 13, items 2, 7 and 10).
+"""Catalog metadata is validated when it is read for indexing.
 
 Every row: an id that is a string or an integer (``1.5`` says so, instead of "row has no 'id'"), printable
 and at most 256 characters; finite numbers; a title, an image URL and the whole row within their budgets,
@@ -94,7 +94,7 @@ def test_catalog_index_stops_before_featurizing_with_the_line(tmp_path: Path, ti
 
 
 def test_the_default_image_url_shows_no_server_path(tmp_path: Path, tiny_model: Path) -> None:
-    """Issue 13, item 10: without metadata, items pointed at file:///home/.../catalog/x.png."""
+    """Without metadata, items once pointed at file:///home/.../catalog/x.png."""
     import cv2
     import numpy as np
 

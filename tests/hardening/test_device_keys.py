@@ -1,4 +1,4 @@
-"""Per-device keys expire and the registry is bounded (issue 13, item 5).
+"""Per-device keys expire and the registry is bounded.
 
 The device registry, status keys and match lists never expired; 5,000 ids from one client pushed real
 devices off the first API page. Now every per-device key lives ``VS_DEVICE_TTL_S`` after its device was

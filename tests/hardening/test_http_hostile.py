@@ -1,6 +1,6 @@
 """The local API server as an attacker and a careless client meet it: the real process that `stack up` starts.
 
-Issue 13, item 8: the hand-written ``http.server`` executed a request body as a second request, ended the
+The hand-written local ``http.server`` executed a request body as a second request, ended the
 connection without an answer on a NUL byte, reset concurrent clients (listen backlog 5), waited forever on
 a slow client and served Python source. Each test below failed against it; the server is now uvicorn
 running the one ASGI app (``cloud_lambda.api.app``), so parsing, limits and timeouts are a maintained

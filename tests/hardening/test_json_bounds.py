@@ -1,4 +1,4 @@
-"""One bounded reader for every inbound JSON document (issue 13, items 1 and 2).
+"""One bounded reader for every inbound JSON document.
 
 Item 1: a status message nested ~980 levels deep passed the bridge, was stored, and every ``GET /api/devices``
 answered 500 (a ``RecursionError`` escaped ``to_json``) until the device spoke again. Item 2: ``NaN`` in

@@ -1,4 +1,4 @@
-"""Issue 13, items 9 and 10: the edge folder source, capture times, durations, an unloadable model, retained status.
+"""The edge folder source, capture times, durations, an unloadable model, retained status.
 
 (The web app's protocol-relative image URLs: ``tests/simulator/test_webapp_browser.py``; the default image URL:
 ``test_catalog_metadata.py``; ``id: 1.5``: ``test_catalog_metadata.py``; ``stack up --host``: ``test_stack_auth.py``.)

@@ -1,5 +1,6 @@
-"""The match store's promises on a real redis-server, one by one (issue 13, item 11: 56 % of one-line mutants of
-``matches.py`` survived; nothing checked that a device sending only features is listed, or the exact cap)."""
+"""The match store's promises on a real redis-server, one by one (a mutation pass once found 56 % of one-line
+mutants of ``matches.py`` surviving; nothing checked that a device sending only features is listed, or the exact
+cap)."""
 
 from __future__ import annotations
 

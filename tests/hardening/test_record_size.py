@@ -1,4 +1,4 @@
-"""Match records stay within IoT Core's 128 KB (issue 13, item 7), measured where IoT Core measures: raw bytes.
+"""Match records stay within IoT Core's 128 KB, measured where IoT Core measures: raw bytes.
 
 A 1 MB catalog title became a 1 MB match record, kept up to 100 times per device and published on MQTT past
 the limit; the bridge measured the re-serialized event instead of the bytes that arrived; mosquitto had no

@@ -1,5 +1,6 @@
-"""What the search service refuses, and why, at each exact boundary (issue 13, item 11: 71 % of one-line mutants of
-``service.py`` survived; nothing checked, for one, that metadata of another model is not joined onto a match)."""
+"""What the search service refuses, and why, at each exact boundary (a mutation pass once found 71 % of one-line
+mutants of ``service.py`` surviving; nothing checked, for one, that metadata of another model is not joined onto
+a match)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``stack up --host`` on an address a LAN can reach: passwords on the broker and on Redis (issue 13, item 10).
+"""``stack up --host`` on an address a LAN can reach: passwords on the broker and on Redis.
 
 Before, ``--host 0.0.0.0`` or a LAN address gave every machine on the network an anonymous mosquitto (publish as
 any camera, read every match) and a password-less Redis (read or wipe everything).

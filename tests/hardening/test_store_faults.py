@@ -1,4 +1,4 @@
-"""At-least-once that holds when the store refuses writes or is down longer than the retry budget (issue 13, item 6).
+"""At-least-once that holds when the store refuses writes or is down longer than the retry budget.
 
 Before: with ``maxmemory`` reached every message was dropped after 4.2 s of retries and ``/api/health`` still
 said ok; a Redis outage longer than the retry budget lost messages already acked to the broker while the

@@ -1,7 +1,7 @@
 """Device ids are AWS IoT thing names everywhere: one rule (``model.contracts.thing_name``), every door.
 
-AWS IoT: a thing name is 1-128 characters of ``[a-zA-Z0-9:_-]`` (CreateThing, "thingName" pattern). Issue 13,
-item 4: ``.`` and ``..`` were accepted; the browser then normalized ``/api/devices/../matches`` away and
+AWS IoT: a thing name is 1-128 characters of ``[a-zA-Z0-9:_-]`` (CreateThing, "thingName" pattern). Once
+``.`` and ``..`` were accepted: the browser then normalized ``/api/devices/../matches`` away and
 every camera card failed. A trailing newline also slipped through (``$`` matches before it).
 """
 
