@@ -16,7 +16,7 @@ photo-search model whose settings differ is refused naming the setting (:func:`c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -50,32 +50,31 @@ class RetrievalSettings(BaseModel):
     regions: RegionSet = Field(default=SINGLE_REGION, description="Region vectors per frame (one inference).")
 
 
-def query_regions_of(sidecar: Sidecar) -> QueryRegions:
-    """The sidecar's query regions (none recorded: the whole frame, as models exported before the setting existed)."""
-    raw = (sidecar.extra or {}).get("retrieval", {}).get("query_regions")
+_Setting = TypeVar("_Setting", QueryRegions, RegionSet)
+
+
+def _recorded(sidecar: Sidecar, key: str, default: _Setting) -> _Setting:
+    """The sidecar's ``extra.retrieval.<key>``, read as the type of ``default``; ``default`` when none is recorded
+    (models exported before the setting existed). A bad value is a :class:`SettingsMismatch` naming its key."""
+    raw = (sidecar.extra or {}).get("retrieval", {}).get(key)
     if raw is None:
-        return NO_REGIONS
+        return default
     try:
-        return QueryRegions.model_validate(raw)
+        return type(default).model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise SettingsMismatch(
-            f"sidecar of {sidecar.model_id}: extra.retrieval.query_regions.{key}: {first['msg']}"
-        ) from exc
+        where = ".".join(str(p) for p in first["loc"])
+        raise SettingsMismatch(f"sidecar of {sidecar.model_id}: extra.retrieval.{key}.{where}: {first['msg']}") from exc
+
+
+def query_regions_of(sidecar: Sidecar) -> QueryRegions:
+    """The sidecar's query regions (none recorded: the whole frame, as models exported before the setting existed)."""
+    return _recorded(sidecar, "query_regions", NO_REGIONS)
 
 
 def regions_of(sidecar: Sidecar) -> RegionSet:
     """The sidecar's region vectors (none recorded: the whole frame only)."""
-    raw = (sidecar.extra or {}).get("retrieval", {}).get("regions")
-    if raw is None:
-        return SINGLE_REGION
-    try:
-        return RegionSet.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise SettingsMismatch(f"sidecar of {sidecar.model_id}: extra.retrieval.regions.{key}: {first['msg']}") from exc
+    return _recorded(sidecar, "regions", SINGLE_REGION)
 
 
 def settings_of(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> RetrievalSettings:

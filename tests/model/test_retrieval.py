@@ -20,12 +20,14 @@ from model.prepare import prepare_frame
 from model.retrieval.catalog_views import CatalogViews, aggregate_max, catalog_views, oversample, view_rois
 from model.retrieval.pooling import POOLINGS, pool_map, rmac_boxes, stamp_retrieval
 from model.retrieval.query_regions import QueryRegions, combine, prepare_regions, propose, saliency_roi
+from model.retrieval.regions import SINGLE_REGION
 from model.retrieval.settings import (
     SettingsMismatch,
     check_compatible,
     device_roi,
     manifest_section,
     query_regions_of,
+    regions_of,
 )
 from model.sidecar import file_sha256, make_model_id, read_sidecar, write_sidecar
 from model.testing import build_tiny_model
@@ -240,6 +242,16 @@ def test_settings_round_trip_sidecar_to_manifest_and_mismatch_is_refused(tmp_pat
     edited = manifest_section(other)
     with pytest.raises(SettingsMismatch, match="'query_regions' differs"):
         check_compatible(device, device.model_id, edited)
+
+
+def test_a_bad_recorded_setting_is_refused_naming_its_key_and_none_recorded_is_the_whole_frame(tmp_path: Path) -> None:
+    sidecar = read_sidecar(_with_regions(tmp_path, QueryRegions(), "plain"))
+    bare = sidecar.model_copy(update={"extra": {}})
+    assert query_regions_of(bare) == QueryRegions() and regions_of(bare) == SINGLE_REGION
+    for key, bad in (("query_regions", {"kind": "everywhere"}), ("regions", {"whole": "often"})):
+        edited = sidecar.model_copy(update={"extra": {"retrieval": {key: bad}}})
+        with pytest.raises(SettingsMismatch, match=rf"extra\.retrieval\.{key}\.(kind|whole):"):
+            query_regions_of(edited) if key == "query_regions" else regions_of(edited)
 
 
 def test_search_service_refuses_a_device_with_other_settings(tmp_path: Path, redis_server: RedisProcess) -> None:
