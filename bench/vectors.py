@@ -1,0 +1,182 @@
+"""Catalog and query vectors for the index benchmarks, cached under ``.cache/bench/`` (git-ignored).
+
+* **real**: the shipped featurizer (EfficientNet-Lite0 int8) on real product pictures — Fashion-MNIST
+  (Debian ``dataset-fashion-mnist``, 28 px upscaled to 96 px like ``model.finetune.fashion_mnist``) and the
+  sample photos — one vector per item; queries are camera-like views (``model.data.views``) of random items.
+  Featurized in chunks that are cached as they finish, so an interrupted run resumes.
+* **spectral**: synthetic vectors with the real ones' structure at any size: items drawn around product
+  families with the real items' covariance spectrum (half of it between families), 10 % near-duplicates
+  (colour variants: a sibling plus a little noise), and queries that are an item plus noise with the
+  spectrum of the real camera views' residuals (half of them), or a new member of an item's family (the
+  other half: near-ties, the hard case for a graph index). Isotropic noise (``bench.search``) has a flat
+  spectrum, which makes any projection look useless and any quantizer look better than it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache" / "bench"
+MODELS = REPO / ".cache" / "models"
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+CHUNK = 1000
+FAMILY_SIZE = 50
+NEAR_DUPLICATES = 0.10
+
+
+@dataclass
+class VectorSet:
+    name: str
+    base: np.ndarray
+    """``[N, D]`` float32 unit vectors (a memory map for the large synthetic sets)."""
+    queries: np.ndarray
+    """``[Q, D]`` float32 unit vectors."""
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# --- real ------------------------------------------------------------------------------------------------
+def _fashion_images(count: int) -> np.ndarray:
+    from model.finetune.fashion_mnist import read_idx
+
+    train = read_idx(FASHION / "train-images-idx3-ubyte.gz")
+    test = read_idx(FASHION / "t10k-images-idx3-ubyte.gz")
+    images = np.concatenate([train, test])
+    if count > len(images):
+        raise ValueError(f"Fashion-MNIST holds {len(images)} images, {count} asked for")
+    return images[:count]
+
+
+def _bgr96(gray: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return np.ascontiguousarray(np.repeat(cv2.resize(gray, (96, 96), interpolation=cv2.INTER_CUBIC)[..., None], 3, 2))
+
+
+def _featurize_cached(name: str, images: list[np.ndarray], featurizer, progress: bool = True) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Vectors of ``images`` in chunks of :data:`CHUNK`, each chunk cached on its own (resumable)."""
+    from tqdm import tqdm
+
+    from model.prepare import prepare_frame
+
+    folder = CACHE / "real" / f"{name}-{featurizer.model_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for start in tqdm(range(0, len(images), CHUNK), desc=name, unit="chunk", disable=not progress):
+        path = folder / f"{start:07d}-{min(len(images), start + CHUNK):07d}.npy"
+        if not path.exists():
+            chunk = images[start : start + CHUNK]
+            prepared = np.stack([prepare_frame(image, featurizer.input_size) for image in chunk])
+            vectors = np.concatenate([featurizer.featurize(prepared[i : i + 32]) for i in range(0, len(prepared), 32)])
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, vectors.astype(np.float32))
+            tmp.replace(path)
+        parts.append(np.load(path))
+    return np.concatenate(parts)
+
+
+def real_set(items: int, queries: int = 1000, seed: int = 7, progress: bool = True) -> VectorSet:
+    """``items`` real catalog vectors (sample photos first, then Fashion-MNIST) and ``queries`` camera views."""
+    from model.data.photos import load_photos
+    from model.data.views import camera_view
+    from model.featurizer import Featurizer
+
+    featurizer = Featurizer(MODELS / "efficientnet-lite0-int8.onnx", threads=2)
+    photos = [image for _, image in load_photos()][:items]
+    catalog = photos + [_bgr96(g) for g in _fashion_images(items - len(photos))]
+    base = _featurize_cached(f"items-{len(photos)}p", catalog, featurizer, progress)[:items]
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(items, queries, replace=False)
+    views = [camera_view(catalog[i], np.random.default_rng([seed, int(i)])) for i in picks]
+    name = f"views-{items}-{queries}-{seed}"
+    query_vectors = _featurize_cached(name, views, featurizer, progress)
+    return VectorSet(f"real {items:,}", _unit(base), _unit(query_vectors))
+
+
+def real_view_pairs(items: int, queries: int = 1000, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """(item vectors, the residuals ``view − item`` of the camera views): what the spectral model is fitted on."""
+    data = real_set(items, queries, seed, progress=False)
+    picks = np.random.default_rng(seed).choice(items, queries, replace=False)
+    return data.base, data.queries - data.base[picks]
+
+
+# --- spectral synthetic ----------------------------------------------------------------------------------
+@dataclass
+class Spectrum:
+    mean: np.ndarray
+    between: np.ndarray
+    """``[D, D]``: rows scaled principal directions, ``z @ between`` has the items' covariance."""
+    view: np.ndarray
+    """``[D, D]``: same for the camera views' residuals."""
+
+    @classmethod
+    def fit(cls, items: np.ndarray, residuals: np.ndarray) -> Spectrum:
+        return cls(items.mean(0), _root(np.cov(items, rowvar=False)), _root(np.cov(residuals, rowvar=False)))
+
+
+def _root(cov: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(cov)
+    return (vectors * np.sqrt(np.clip(values, 0, None))).T.astype(np.float32)
+
+
+def spectral_set(n: int, spectrum: Spectrum, queries: int = 1000, seed: int = 0) -> VectorSet:
+    """``n`` items (memory-mapped from the cache when large) and ``queries`` views / new family members."""
+    dim = spectrum.mean.shape[0]
+    key = hashlib.sha1(spectrum.mean.tobytes() + spectrum.between.tobytes()).hexdigest()[:10]
+    path = CACHE / "spectral" / f"items-{n}-{dim}-{key}-{seed}.npy"
+    families = _families(spectrum, max(1, n // FAMILY_SIZE), seed)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        rng = np.random.default_rng([seed, 1])
+        for start in range(0, n, 50_000):
+            out[start : start + 50_000] = _items(spectrum, families, min(50_000, n - start), rng)
+        out.flush()
+        del out
+        tmp.replace(path)
+    base = np.load(path, mmap_mode="r")
+    return VectorSet(f"spectral {n:,}", base, _queries(base, spectrum, families, queries, seed))
+
+
+def _families(spectrum: Spectrum, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, 0])
+    z = rng.standard_normal((count, spectrum.mean.shape[0]), dtype=np.float32)
+    return spectrum.mean + np.sqrt(0.5, dtype=np.float32) * (z @ spectrum.between)
+
+
+def _items(spectrum: Spectrum, families: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    dim = spectrum.mean.shape[0]
+    which = rng.integers(0, len(families), count)
+    z = rng.standard_normal((count, dim), dtype=np.float32)
+    items = families[which] + np.sqrt(0.5, dtype=np.float32) * (z @ spectrum.between)
+    # Near-duplicates: a colour variant is its sibling plus a little of the camera-view noise.
+    dup = np.flatnonzero(rng.uniform(size=count) < NEAR_DUPLICATES)
+    dup = dup[dup > 0]
+    sibling = rng.integers(0, dup, len(dup)) if len(dup) else dup
+    noise = rng.standard_normal((len(dup), dim), dtype=np.float32) @ spectrum.view
+    items[dup] = items[sibling] + 0.5 * noise
+    return _unit(items)
+
+
+def _queries(base: np.ndarray, spectrum: Spectrum, families: np.ndarray, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, 2])
+    dim = spectrum.mean.shape[0]
+    picks = np.sort(rng.choice(base.shape[0], count, replace=False))
+    items = np.asarray(base[picks], dtype=np.float32)
+    noise = rng.standard_normal((count, dim), dtype=np.float32) @ spectrum.view
+    new_member = rng.uniform(size=count) < 0.5
+    # A new member of the item's family: its nearest family centre plus fresh within-family spread.
+    centre = families[np.argmax(items @ _unit(families).T, axis=1)]
+    fresh = centre + np.sqrt(0.5, dtype=np.float32) * (
+        rng.standard_normal((count, dim), dtype=np.float32) @ spectrum.between
+    )
+    # Fitted on unit vectors, the spectrum gives unnormalized draws of about unit norm: noise keeps its real size.
+    return _unit(np.where(new_member[:, None], fresh, items) + noise)
