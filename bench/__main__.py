@@ -13,11 +13,18 @@ import platform
 import time
 
 SECTIONS = ["featurizer", "edge_loop", "search", "retrieval", "stack"]
+BY_NAME_ONLY = ["index_compact", "capacity", "cost"]
+"""docs/scale.md's sections: minutes to hours (index_compact, capacity) or needing capacity's output (cost)."""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("sections", nargs="*", default=SECTIONS, help=f"any of {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "sections",
+        nargs="*",
+        default=SECTIONS,
+        help=f"any of {', '.join(SECTIONS)} (the default: all of them), or by name only {', '.join(BY_NAME_ONLY)}",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes (smoke run)")
     args = parser.parse_args()
     print(
