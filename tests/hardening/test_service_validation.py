@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -339,3 +340,129 @@ def test_a_trimmed_record_keeps_every_match_that_fits_and_says_so_in_the_log(
     (line,) = [r for r in caplog.records if r.__dict__.get("fields", {}).get("event") == "record_trimmed"]
     assert line.levelno == logging.WARNING
     assert line.__dict__["fields"] == {"event": "record_trimmed", "device_id": "cam-1", "seq": 4, "kept": 1}
+
+
+def test_a_record_says_when_it_was_searched_and_how_long_the_search_took(
+    service: SearchService, hardening_catalog: Catalog
+) -> None:
+    """``searched_at`` is the cloud's wall clock (µs), ``timing_ms.search`` the search's own milliseconds beside the
+    device's stage timings. A search made to take at least 20 ms shows at least 20 ms, and no more than the call."""
+    find = service.find
+
+    def slow_find(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.02)
+        return find(*args, **kwargs)
+
+    service.find = slow_find  # type: ignore[method-assign]
+    message = event(hardening_catalog, seq=6, timing_ms={"capture": 1.5, "featurize": 7.25})
+    before, started = time.time(), time.perf_counter()
+    service.handle_feature_event(message)
+    elapsed_ms, after = (time.perf_counter() - started) * 1000, time.time()
+    (record,) = service.matches.latest("cam-1")
+    assert record["device_id"] == "cam-1"
+    assert before - 1e-6 <= record["searched_at"] <= after + 1e-6
+    assert record["searched_at"] == round(record["searched_at"], 6)
+    timing = record["timing_ms"]
+    assert timing["capture"] == 1.5 and timing["featurize"] == 7.25
+    assert 20 <= timing["search"] <= elapsed_ms and timing["search"] == round(timing["search"], 3)
+
+
+def test_a_store_failure_is_logged_with_the_message_it_failed(
+    service: SearchService, hardening_catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(record: dict[str, Any]) -> bool:
+        raise MatchStoreUnavailable("redis write failed: OOM")
+
+    caplog.set_level(logging.INFO)
+    service.matches.push = refuse  # type: ignore[method-assign]
+    with pytest.raises(MatchStoreUnavailable):
+        service.handle_feature_event(event(hardening_catalog, seq=12))
+    (line,) = [r for r in caplog.records if r.__dict__.get("fields", {}).get("event") == "feature_failed"]
+    assert line.levelno == logging.ERROR
+    assert line.__dict__["fields"] == {
+        "event": "feature_failed",
+        "device_id": "cam-1",
+        "seq": 12,
+        "error": "redis write failed: OOM",
+    }
+
+
+def test_metadata_that_json_cannot_carry_is_refused_naming_the_item(
+    service: SearchService, hardening_catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logged as ``metadata_invalid`` with the item id (cut to 200) and the reason naming it (cut to 80)."""
+    caplog.set_level(logging.INFO)
+    item_id = "i" * 250  # catalog ids may have up to 256 characters
+    bad = ItemRecord(
+        id=item_id, model_id=hardening_catalog.model_id, title="t", image_url="", extra={"x": float("nan")}
+    )
+    assert service._match_fields(bad) is None and service.counters.get("metadata_invalid") == 1
+    (line,) = [r for r in caplog.records if r.__dict__.get("fields", {}).get("event") == "metadata_invalid"]
+    assert line.levelno == logging.WARNING
+    assert line.__dict__["fields"] == {
+        "event": "metadata_invalid",
+        "item_id": item_id[:200],
+        "error": f"metadata of {item_id[:80]!r} holds a non-finite number (nan)",
+    }
+
+
+def test_a_match_whose_metadata_is_missing_shows_its_id_and_is_counted(
+    service: SearchService, hardening_catalog: Catalog
+) -> None:
+    entry = service.catalogs.get(hardening_catalog.model_id)
+    entry.metadata_cache.clear()
+    stored = entry.metadata.get_many
+    entry.metadata.get_many = lambda ids: {k: v for k, v in stored(ids).items() if k != "item-2"}  # type: ignore[method-assign]
+    try:
+        matches = service.find(hardening_catalog.vectors[2])
+    finally:
+        entry.metadata.get_many = stored  # type: ignore[method-assign]
+        entry.metadata_cache.clear()
+    assert matches[0] == {"id": "item-2", "score": matches[0]["score"], "title": "", "image_url": ""}
+    assert service.counters.get("metadata_missing") == 1 and all(m["title"] for m in matches[1:])
+
+
+def test_find_returns_k_matches_when_asked_and_scores_to_five_decimals(
+    service: SearchService, hardening_catalog: Catalog
+) -> None:
+    assert len(service.find(hardening_catalog.vectors[1])) == service.settings.top_k == 3
+    (only,) = service.find(hardening_catalog.vectors[1], k=1)
+    assert only["id"] == "item-1"
+    scores = [m["score"] for m in service.find(hardening_catalog.vectors[5], k=8)]
+    assert scores == [round(s, 5) for s in scores] and scores == sorted(scores, reverse=True)
+
+
+def test_a_duplicate_is_logged_with_its_device_and_seq_and_a_frame_with_no_match_has_no_top(
+    hardening_catalog: Catalog, redis_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+
+    settings = CloudSettings.build(index_dir=str(hardening_catalog.folder), redis_url=redis_server.url, min_score=0.999)
+    svc = SearchService(settings)
+    svc.clock = lambda: NOW
+    caplog.set_level(logging.INFO)
+    svc.log.addHandler(caplog.handler)  # the cloud's logger writes its own lines: read them here too
+    try:
+        dim = hardening_catalog.dim
+        unlike = np.resize(np.array([1.0, -1.0], np.float32), dim) / np.sqrt(dim)  # like no catalog item
+        message = {**json.loads(encode(FeatureMessage("cam-1", 5, NOW, hardening_catalog.model_id, unlike)))}
+        message["topic_device"] = "cam-1"
+        result = svc.handle_feature_event(message)
+        assert result == {"status": "accepted", "device_id": "cam-1", "seq": 5, "matches": 0, "top": None}
+        assert svc.handle_feature_event(message)["status"] == "duplicate"
+    finally:
+        svc.log.removeHandler(caplog.handler)
+        svc.metadata.close()
+    lines = {id(r): r for r in caplog.records if r.__dict__.get("fields", {}).get("event") == "feature_duplicate"}
+    (line,) = lines.values()  # once, whether or not the cloud's logger also propagates to the root
+    assert line.__dict__["fields"] == {"event": "feature_duplicate", "device_id": "cam-1", "seq": 5}
+
+
+def test_a_vector_of_another_size_is_refused_with_both_sizes(
+    service: SearchService, hardening_catalog: Catalog
+) -> None:
+    import numpy as np
+
+    wide = FeatureMessage("cam-1", 1, NOW, hardening_catalog.model_id, np.ones(8, np.float32) / np.sqrt(8))
+    result = service.handle_feature_event({**json.loads(encode(wide)), "topic_device": "cam-1"})
+    assert result["message"] == f"vector has 8 dims, the index {hardening_catalog.dim}"
