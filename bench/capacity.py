@@ -1,6 +1,6 @@
 """Capacity inputs of docs/scale.md, measured: what one feature message costs the search and its Redis.
 
-1. **Handler**: ``SearchService.handle_feature_event`` on IoT-rule-shaped events from 200 devices (replay-style:
+1. **Handler**: ``SearchService.handle_feature_event`` on IoT-rule-shaped events from 50 devices (replay-style:
    noisy copies of catalog vectors, float16 on the wire as the edge sends them) against a realistic index —
    spectral 100k items with its ``--index auto`` kind, and with ``BENCH_CAPACITY_1M=1`` also 1M items (its
    ``auto`` kind) — into a real redis-server: CPU ms per message of the handler and of redis-server,
@@ -13,7 +13,7 @@
 4. **Replay through the local stack**: ``visual-search simulate --replay`` → mosquitto → rule bridge → Redis at
    a fixed rate: CPU per message of the bridge, redis-server and mosquitto processes (``/proc``).
 
-``python -m bench capacity`` (``--quick``: 2,000 handler messages, no stack replay).
+``python -m bench capacity`` (``--quick``: 1,000 handler messages, no stack replay).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from bench.index_compact import QUERIES, Candidate, built
 from bench.table import print_table
 from bench.vectors import Spectrum, real_view_pairs, spectral_set
 
-DEVICES = 200
+DEVICES = 50
+REPLAY_MESSAGES = 6_000
 LIST_CAP = 100
 MODEL_ID = "bench-spectral"
 IOT_UNIT = 5 * 1024
@@ -262,11 +263,11 @@ def run(quick: bool) -> None:
 
     for name in ("visualsearch.cloud", "visualsearch.catalog"):
         get_logger(name).setLevel(logging.WARNING)
-    count = 2_000 if quick else 10_000
+    count = 1_000 if quick else 4_000
     sizes = [100_000] + ([1_000_000] if os.environ.get("BENCH_CAPACITY_1M") == "1" else [])
     rows: list[list[Any]] = []
     redis_rows: list[list[Any]] = []
-    replay: list[list[Any]] = []
+    replay_root: Path | None = None
     sample = np.zeros((0, 1280), np.float32)
     for n in sizes:
         candidate = auto_candidate(n)
@@ -274,8 +275,7 @@ def run(quick: bool) -> None:
         ef = candidate.params.get("ef_search")
         label = f"{n:,} items, {candidate.kind} ef_search={ef}"
         bench_handler(root, sample, label, count, rows, redis_rows, ef)
-        if not quick and n == 100_000:
-            replay = bench_stack_replay(root, sample, count=6_000, rate=200.0)
+        replay_root = replay_root or root
     print_table(
         "Search handler per feature message (1280-d float16 message, top-5 + metadata join, Redis push script)",
         [
@@ -307,7 +307,8 @@ def run(quick: bool) -> None:
     wire = wire_rows(sample, float(redis_rows[0][3]))
     print_table("Wire sizes and IoT Core metering (5 KB units)", ["payload", "bytes (+topic)", "units"], wire)
     save_inputs(rows[-1], redis_rows[-1], wire)
-    if replay:
+    if not quick and replay_root is not None:  # last: the handler's figures are printed and saved already
+        replay = bench_stack_replay(replay_root, sample, count=REPLAY_MESSAGES, rate=200.0)
         print_table(
             "simulate --replay through the local stack (mosquitto → rule bridge → Redis), CPU ms per message",
             ["messages", "sent msg/s", "bridge", "redis-server", "mosquitto", "cloud side total"],
