@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.search import search_latencies
 from bench.table import print_table
 from bench.vectors import CACHE, Spectrum, VectorSet, real_set, real_view_pairs, spectral_set
 
@@ -232,12 +233,7 @@ def search_rows(index: Any, data: VectorSet, truth: np.ndarray, settings: dict[s
     queries = data.queries.astype(np.float32)
     for q in queries[:20]:
         index.search(q[None], K)
-    times, found = [], []
-    for q in queries:
-        started = time.perf_counter()
-        _, positions = index.search(q[None], K)
-        times.append((time.perf_counter() - started) * 1e3)
-        found.append(positions[0])
+    times, found = search_latencies(index, queries)
     recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
     return recall, float(np.percentile(times, 50)), float(np.percentile(times, 99))
 

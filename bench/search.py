@@ -58,7 +58,8 @@ def queries_near(base: np.ndarray, count: int, seed: int = 1) -> np.ndarray:
     return _unit(picks + noise * scale)
 
 
-def _latencies(index, queries: np.ndarray) -> tuple[list[float], np.ndarray]:
+def search_latencies(index: Any, queries: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """Milliseconds of each single-query top-``K`` search, and the positions found (one row per query)."""
     times, found = [], []
     for q in queries:
         started = time.perf_counter()
@@ -85,8 +86,8 @@ def bench_knn(quick: bool) -> None:
         queries = queries_near(base, nq)
         exact = create_index("exact", DIM_KNN)
         exact.build(base)
-        _latencies(exact, queries[:10])
-        exact_ms, truth = _latencies(exact, queries)
+        search_latencies(exact, queries[:10])
+        exact_ms, truth = search_latencies(exact, queries)
         rows.append([f"{n:,}", "exact (numpy)", "-", _pct(exact_ms, 50), _pct(exact_ms, 99), 1.0, 0.0])
         hnsw = create_index("hnsw", DIM_KNN, M=32, ef_construction=80, ef_search=64)
         started = time.perf_counter()
@@ -94,8 +95,8 @@ def bench_knn(quick: bool) -> None:
         build_s = time.perf_counter() - started
         for ef in (64, 128) if not quick else (64,):
             hnsw.set_ef_search(ef)  # type: ignore[attr-defined]  # search-time only: no rebuild
-            _latencies(hnsw, queries[:10])
-            ms, found = _latencies(hnsw, queries)
+            search_latencies(hnsw, queries[:10])
+            ms, found = search_latencies(hnsw, queries)
             recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
             rows.append([f"{n:,}", "HNSW M=32", f"efSearch={ef}", _pct(ms, 50), _pct(ms, 99), recall, build_s])
         del hnsw
