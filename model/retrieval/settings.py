@@ -24,15 +24,17 @@ from model.contracts.errors import VisualSearchError
 from model.prepare import Roi
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
-from model.retrieval.regions import SINGLE_REGION, RegionSet
+from model.retrieval.regions import SINGLE_REGION, Grid, RegionSet
 from model.sidecar import Sidecar
 
-DEFAULT_POOLING = "rgem"
+DEFAULT_POOLING = "avg"
 DEFAULT_QUERY_REGIONS = QueryRegions(kind="centre", scales=(0.6,), combine="first")
-DEFAULT_REGIONS = SINGLE_REGION
-"""The export default chosen by the held-up evaluation (docs/match-quality.md): regional GeM pooling and one
-inference on the centre 0.6 of the frame's centre square, one vector per frame. Catalog views stay an indexing
-option (default 1); catalog adaptation (``catalog adapt``) is a per-catalog step."""
+DEFAULT_REGIONS = RegionSet(whole=False, grids=(Grid(n=2, cell=0.71),))
+"""The export default chosen on the tuning part of the held-up evaluation (docs/match-quality.md): one inference
+on the centre 0.6 of the frame's centre square, its feature map average-pooled over 2×2 overlapping windows
+(0.71 of the map's side): four region vectors per frame in one wire-version-2 message, folded with max at search.
+The catalog is indexed with the whole image's whole-map vector. Catalog views stay an indexing option
+(default 1); catalog adaptation (``catalog adapt``, a projection head beside the index) is a per-catalog step."""
 
 
 class SettingsMismatch(VisualSearchError, ValueError):
