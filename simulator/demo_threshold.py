@@ -18,7 +18,7 @@ import numpy as np
 from simulator.demo import MODEL_DIR, REPO_ROOT, ensure_adapted, ensure_index
 from simulator.sample_data import ensure_sample_data
 
-THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+THRESHOLDS = (0.4, 0.45, 0.5, 0.52, 0.55, 0.6, 0.65, 0.7)
 
 
 def top1_scores(model: Path, index_dir: Path, video: Path, use_head: bool = True) -> list[tuple[float, str | None]]:
