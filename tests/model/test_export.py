@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from model.export.api import FP32_MIN_COSINE, ensure_exported, is_valid_export, model_path
+from model.retrieval.regions import REGIONS_OUTPUT
+from model.retrieval.settings import DEFAULT_REGIONS
 from model.sidecar import read_sidecar
 
 
@@ -25,11 +27,12 @@ def test_export_writes_each_variant_with_contract_and_sidecar(exported_models: d
         assert sidecar.normalization.mean == [127.0] * 3 and sidecar.normalization.std == [128.0] * 3
         graph = onnx.load(str(path)).graph
         (inp,) = graph.input
-        (out,) = graph.output
+        out, *more = graph.output  # the whole-frame embedding first; a region model adds its region vectors
         assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
         dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
         assert dims == ["N", 224, 224, 3]
         assert out.name == "embedding" and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert [o.name for o in more] == ([] if DEFAULT_REGIONS.is_single else [REGIONS_OUTPUT])
 
 
 def test_fp32_parity_with_torch_is_recorded(exported_models: dict[str, Path]) -> None:
