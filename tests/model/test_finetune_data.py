@@ -173,3 +173,26 @@ def test_fashion_mnist_materializer_writes_class_folders(tmp_path: Path) -> None
     assert len(read_source(out["holdout"]).samples) == 10
     with pytest.raises(ValueError, match="64 px"):
         materialize(tmp_path / "x", 1, 1, size=28, root=tmp_path)
+
+
+def test_int8_calibration_comes_from_the_users_own_training_images(tmp_path: Path) -> None:
+    from model.finetune.pipeline import calibration_frames
+    from model.prepare import prepare_frame
+
+    samples = []
+    for i, colour in enumerate(((0, 0, 255), (0, 255, 0), (255, 0, 0))):
+        path = tmp_path / f"item-{i}.png"
+        cv2.imwrite(str(path), np.full((80, 96, 3), colour, np.uint8))
+        samples.append(Sample(path, f"class-{i}"))
+    frames = calibration_frames(samples, 32, seed=0, count=7)
+    assert frames.shape == (7, 32, 32, 3) and frames.dtype == np.uint8
+    own = {prepare_frame(cv2.imread(str(s.path)), 32).tobytes() for s in samples}
+    assert {f.tobytes() for f in frames[:3]} == own  # every image as-is first, then views of them
+
+    def colour(frame: np.ndarray) -> int:
+        return int(np.argmax(frame.reshape(-1, 3).mean(axis=0)))
+
+    # Then camera-like views of the same images, in the same order: each keeps its image's colour.
+    assert [colour(f) for f in frames[3:]] == [colour(frames[i % 3]) for i in range(3, 7)]
+    with pytest.raises(DatasetError, match="calibration"):
+        calibration_frames([Sample(tmp_path / "missing.png", "x")], 32, seed=0)
