@@ -178,7 +178,7 @@ class EdgeLoop:
         if inferred is None:
             return
         prepared, regions, stages = inferred
-        result = self.gate.check(regions[0], time.monotonic())
+        result = self.gate.check(_change_vector(regions), time.monotonic())
         if result.decision != "send":
             self.skipped[result.decision] += 1
             return
@@ -321,3 +321,13 @@ class EdgeLoop:
             "featurize_ms": self.timings.percentiles("featurize"),
             "frame_age_ms": self.timings.percentiles("frame_age"),
         }
+
+
+def _change_vector(regions: np.ndarray) -> np.ndarray:
+    """What the change gate compares: the one vector, or the normalized mean of all regions (a change anywhere in
+    the frame moves it; one window alone would miss a product moving in the opposite corner)."""
+    if len(regions) == 1:
+        return regions[0]
+    mean = regions.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else regions[0]
