@@ -16,7 +16,14 @@ import pytest
 from cloud_lambda.matches import MatchStoreUnavailable
 from model.contracts.errors import Rejected
 from model.contracts.limits import MAX_PAYLOAD_BYTES, MAX_STATUS_BYTES
-from simulator.stack.bridge import DEAD_LETTER, ReplaySchedule, RuleBridge, check_leftover_spools, rule_event
+from simulator.stack.bridge import (
+    DEAD_LETTER,
+    ReplaySchedule,
+    RuleBridge,
+    check_leftover_spools,
+    rule_event,
+    write_dead_letter,
+)
 from simulator.stack.spool import Spool, SpoolError
 from tests.wait import wait_for
 
@@ -167,7 +174,7 @@ def test_a_retained_message_is_acked_and_skipped(tmp_path: Path) -> None:
     store = Store()
     bridge = bridge_with(store, tmp_path)
     bridge._on_message(None, None, Message())  # type: ignore[arg-type]
-    assert bridge.acked == [5] and bridge.pending() == 0 and bridge.counts["skipped:retained"] == 1
+    assert bridge.acks == [(5, 1)] and bridge.pending() == 0 and bridge.counts["skipped:retained"] == 1
     Message.retain = False
     bridge._on_message(None, None, Message())  # type: ignore[arg-type]
     assert bridge.pending() == 1 and bridge.counts["received"] == 2
@@ -342,3 +349,88 @@ def test_the_rule_refusal_says_which_message_and_why() -> None:
         with pytest.raises(Rejected) as refused:
             rule_event(topic, payload)
         assert words in str(refused.value), (words, str(refused.value))
+
+
+def test_the_failure_lines_carry_the_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A kept message's line quotes the store's error (cut to 300 characters); a dead-lettered one's the whole
+    error and its traceback, since it is a bug to fix."""
+    import logging
+
+    class Refusing:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+            raise self.exc
+
+    caplog.set_level(logging.INFO, logger="simulator.stack.bridge")
+    long_error = "redis write failed: " + "x" * 400
+    drive(bridge_with(Refusing(MatchStoreUnavailable(long_error)), tmp_path / "a", retry_delays_s=()), [(FEATURES, 1)])
+    drive(bridge_with(Refusing(KeyError("k" * 400)), tmp_path / "b", retry_delays_s=()), [(FEATURES, 2)])
+    fields = {r.getMessage(): (vars(r).get("fields", {}), r) for r in caplog.records}
+    kept, _ = fields["store_unavailable_kept"]
+    assert kept["error"] == long_error[:300] and kept["topic"] == FEATURES
+    dead, record = fields["message_dead_lettered"]
+    assert dead["error"] == str(KeyError("k" * 400)) and record.exc_info and record.exc_info[0] is KeyError
+
+
+def test_a_replay_stops_at_the_first_refusal_and_says_whether_it_drained(tmp_path: Path) -> None:
+    store = Store(default="down")
+    bridge = bridge_with(store, tmp_path)
+    spool = bridge._spools[0]
+    spool.append(FEATURES, b'{"seq": 1}')
+    spool.append(FEATURES, b'{"seq": 2}')
+    assert bridge._replay(spool) is False and len(spool) == 2 and store.calls == 1  # one try, no retries
+    store.default = "ok"
+    assert bridge._replay(spool) is True and len(spool) == 0 and store.stored == [1, 2]
+    assert bridge.counts["replayed"] == 2
+
+
+def test_a_dead_letter_file_is_made_with_its_folders(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "spool"
+    write_dead_letter(folder, FEATURES, b"\xff raw", KeyError("k"))
+    (entry,) = [json.loads(line) for line in (folder / DEAD_LETTER).read_text().splitlines()]
+    assert base64.b64decode(entry["payload_b64"]) == b"\xff raw" and entry["topic"] == FEATURES
+
+
+def test_the_refusal_lines_carry_the_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="simulator.stack.bridge")
+    long_topic = "visualsearch/" + "x" * 300 + "/features"
+    drive(bridge_with(Store(["down"]), tmp_path, retry_delays_s=(0.0,)), [(long_topic, 1), (FEATURES, 2)])
+    fields = {r.getMessage(): vars(r).get("fields", {}) for r in caplog.records}
+    assert fields["rule_rejected"]["topic"] == long_topic[:200]
+    assert fields["rule_rejected"]["error"].startswith("topic 'visualsearch/xxx")
+    assert fields["handler_retrying"]["error"] == "redis write failed: OOM command not allowed"
+
+
+def test_a_refusal_to_start_names_every_stranded_spool_and_the_fix(tmp_path: Path) -> None:
+    for name in ("worker-3", "worker-2"):
+        Spool(tmp_path / name).append(FEATURES, b"{}")
+    with pytest.raises(SpoolError) as refused:
+        check_leftover_spools(tmp_path, 2)
+    assert str(refused.value) == (
+        f"spool folder {tmp_path} holds unreplayed messages of worker-2, worker-3 from a run with more"
+        " workers: start with as many --workers so they are replayed"
+    )
+
+
+def test_an_idle_worker_waits_on_its_queue_instead_of_spinning(tmp_path: Path) -> None:
+    import queue
+
+    class Counted(queue.Queue):  # type: ignore[type-arg]
+        gets = 0
+
+        def get(self, block: bool = True, timeout: float | None = None) -> Any:
+            Counted.gets += 1
+            return super().get(block, timeout)
+
+    bridge = bridge_with(Store(), tmp_path)
+    bridge._queues[0] = Counted()
+    worker = threading.Thread(target=bridge._work, args=(0,), daemon=True)
+    worker.start()
+    time.sleep(0.2)  # nothing arrives: with an empty spool the worker blocks until a message does
+    bridge._queues[0].put(None)
+    worker.join(10)
+    assert not worker.is_alive() and Counted.gets == 1

@@ -54,6 +54,12 @@ CODEC_NAMES = "codec names are looked up case-insensitively (codecs.lookup): 'UT
 
 REDIS_PY_BYTES = "redis-py decodes replies only when decode_responses is truthy; its default is False"
 REDIS_INF = "Redis parses score bounds with strtold: 'inf' in any case"
+WORKER_NAMES = "the bridge names its spool folders worker-<n> (open_spool): one dash, so each split gives the same n"
+ASCII_LINES = "json.dumps writes ASCII (ensure_ascii), so the file's encoding never matters"
+RULED_TOPIC = (
+    "only a message whose topic passed the rule gets here: at most 151 characters (a 128-character thing name)"
+)
+MQTT_TOPIC_TEXT = "paho hands topics as valid UTF-8 text (MQTT requires it): encoding one never needs an error handler"
 ONE_SEARCH = "scores and positions are the two rows of one search result: always the same length"
 SAME_LENGTH = "the four sequences zipped are built from one list of ids: always the same length"
 
@@ -127,6 +133,43 @@ MODULES = {
                 "ǁRuleBridgeǁ_ack",
                 "ǁRuleBridgeǁspool_depth",
             )
+        ),
+        equivalent=(
+            *(
+                Equivalent(f"x__worker_index__mutmut_{n}", change, WORKER_NAMES)
+                for n, change in ((5, 'rsplit("-", )'), (6, 'split("-", 1)'), (8, 'rsplit("-", 2)'), (9, "[+1]"))
+            ),
+            Equivalent(
+                "x__worker_index__mutmut_15", "2 << 30", "any index of 2**30 or more is past every worker count"
+            ),
+            Equivalent(
+                "x__worker_index__mutmut_16", "1 << 31", "any index of 2**30 or more is past every worker count"
+            ),
+            *(
+                Equivalent(f"x_write_dead_letter__mutmut_{n}", change, ASCII_LINES)
+                for n, change in ((21, "encoding=None"), (24, '"a", )'), (29, 'encoding="UTF-8"'))
+            ),
+            Equivalent("xǁRuleBridgeǁ_failed__mutmut_16", "topic=topic[:201]", RULED_TOPIC),
+            Equivalent("xǁRuleBridgeǁ_failed__mutmut_39", "topic=topic[:201]", RULED_TOPIC),
+            Equivalent("xǁRuleBridgeǁ_work__mutmut_47", "topic=topic[:201]", RULED_TOPIC),
+            Equivalent("xǁRuleBridgeǁ_work__mutmut_62", "topic=topic[:201]", RULED_TOPIC),
+            Equivalent("xǁRuleBridgeǁ_failed__mutmut_19", "settled=None", "None is falsy like False"),
+            Equivalent("xǁRuleBridgeǁ_replay__mutmut_3", "retry=None", "None is falsy like False"),
+            *(
+                Equivalent(f"xǁRuleBridgeǁ_on_message__mutmut_{n}", change, MQTT_TOPIC_TEXT)
+                for n, change in (
+                    (19, 'encode("utf-8", )'),
+                    (21, '"UTF-8", "replace"'),
+                    (22, "XXreplaceXX"),
+                    (23, "REPLACE"),
+                )
+            ),
+            Equivalent(
+                "xǁRuleBridgeǁ_work__mutmut_4",
+                "if len(spool) or schedule.due",
+                "a spool is empty only once a replay drained it, and then the schedule is already reset: replaying "
+                "an empty spool does nothing",
+            ),
         ),
     ),
     "spool": Module("simulator/stack/spool.py", ("tests/simulator/test_spool.py",)),
