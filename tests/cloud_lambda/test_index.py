@@ -160,5 +160,7 @@ def test_auto_picks_by_catalog_size_and_never_projects_by_default():
     assert choose(EXACT_MAX_ROWS + 1, 1280)[0] == "hnsw-fp16"
     assert choose(FP16_MAX_ROWS, 1280)[0] == "hnsw-fp16"
     kind, params = choose(2_000_000, 1280)
-    assert kind == "hnsw-sq8" and "pca" not in params
+    assert (
+        kind == "hnsw-sq8" and "pca" not in params and params["ef_search"] > choose(FP16_MAX_ROWS, 1280)[1]["ef_search"]
+    )
     create_index(kind, 1280, **params)  # the parameters are ones the kind accepts
