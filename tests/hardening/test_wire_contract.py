@@ -283,3 +283,167 @@ def test_vector_refusals_say_why() -> None:
 
 def test_a_one_dimensional_message_is_valid() -> None:
     assert decode(encode(FeatureMessage("cam-01", 1, TS, "m-1", np.array([1.0], np.float32)))).dim == 1
+
+
+# --- version 2 (region vectors): each refusal with its reason and words, each boundary exact ------------------
+def _rows(count: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    rows = np.abs(np.random.default_rng(seed).standard_normal((count, dim))).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _v2(count: int = 3, dtype: Any = "int8", dim: int = 64) -> dict[str, Any]:
+    rows = _rows(count, dim)
+    body: dict[str, Any] = json.loads(
+        encode(FeatureMessage("cam-1", 1, 1_796_000_000.0, "m-1", rows[0], regions=rows, region_dtype=dtype))
+    )
+    return body
+
+
+def _refusal(body: dict[str, Any]) -> Rejected:
+    with pytest.raises(Rejected) as refused:
+        decode(json.dumps(body, separators=(",", ":")).encode())
+    return refused.value
+
+
+def _scaled(factors: list[float]) -> dict[str, Any]:
+    body = _v2(len(factors))
+    body["scales"] = [s * f for s, f in zip(body["scales"], factors, strict=True)]
+    return body
+
+
+def _float16_with_inf() -> dict[str, Any]:
+    body = _v2(2, "float16")
+    raw = bytearray(base64.b64decode(body["vectors"]))
+    raw[0:2] = np.array([np.inf], "<f2").tobytes()
+    return {**body, "vectors": base64.b64encode(bytes(raw)).decode()}
+
+
+V2_REFUSALS = [
+    (
+        lambda b: {**b, "dtype": "float32"},
+        "bad_dtype",
+        "'dtype' of a version-2 message must be one of ['int8', 'float16'], got 'float32'",
+    ),
+    (
+        lambda b: {**b, "vectors": b["vectors"][:8] + "!" + b["vectors"][8:]},
+        "bad_base64",
+        "'vectors' is not valid base64: ",
+    ),
+    (
+        lambda b: {**b, "vectors": b["vectors"][:-4]},
+        "wrong_dim",
+        "'vectors' holds 189 bytes, but 'regions' × 'dim' is 3 × 64 int8 values",
+    ),
+    (
+        lambda b: {**b, "scales": [*b["scales"][:2], 0]},
+        "bad_scales",
+        "'scales' must be a list of 3 positive finite numbers (one per region)",
+    ),
+    (lambda b: {**b, "regions": 0}, "bad_regions", "'regions' must be in 1..16, got 0"),
+    (lambda b: {**b, "regions": "3"}, "bad_type", "'regions' must be an integer, got str"),
+    (lambda b: {**b, "vectors": 5}, "bad_type", "'vectors' must be a base64 string, got int"),
+    (lambda b: {**b, "timing_ms": [1]}, "bad_timing", "'timing_ms' must be an object of at most 16 stage timings"),
+    (
+        lambda b: {**b, "timing_ms": {"k" * 40: 1}},
+        "bad_timing",
+        f"'timing_ms' entry {'k' * 32!r} must be a finite number",
+    ),
+    (
+        lambda b: {**b, "frame": {"w": 0, "h": 1}},
+        "bad_frame",
+        '\'frame\' must be {"w": int, "h": int} with positive sizes',
+    ),
+    (lambda b: _scaled([1.0, 0.5, 1.2]), "not_normalized", "region 1 must be L2-normalized, its norm is 0.5"),
+    (lambda b: _scaled([1.0, 1.3, 0.8]), "not_normalized", "region 1 must be L2-normalized, its norm is 1.3"),
+    (lambda b: {**_v2(2, "float16"), "scales": [1.0, 1.0]}, "bad_scales", "'scales' belongs to int8 vectors only"),
+    (lambda b: _float16_with_inf(), "not_finite", "'vectors' contains NaN or infinity"),
+]
+
+
+@pytest.mark.parametrize(("change", "reason", "words"), V2_REFUSALS)
+def test_a_version_2_refusal_names_its_reason_and_what_is_wrong(change: Any, reason: str, words: str) -> None:
+    refused = _refusal(change(_v2()))
+    assert (refused.reason, str(refused)[: len(words)]) == (reason, words)
+
+
+def test_version_2_boundaries_are_exact() -> None:
+    from model.contracts.wire import MAX_REGIONS, MAX_V2_BYTES
+
+    for count in (1, MAX_REGIONS):
+        out = decode(json.dumps(_v2(count)).encode())
+        assert out.regions is not None and out.regions.shape == (count, 64) and out.regions.dtype == np.float32
+    body = _v2(3)
+    body["pad"] = ""
+    size = len(json.dumps(body, separators=(",", ":")))
+    body["pad"] = "x" * (MAX_V2_BYTES - size)
+    assert decode(json.dumps(body, separators=(",", ":")).encode()).regions is not None  # exactly the budget
+    body["pad"] += "x"
+    refused = _refusal(body)
+    assert (refused.reason, str(refused)) == (
+        "oversize",
+        f"a version-2 message is {MAX_V2_BYTES + 1} bytes, over its {MAX_V2_BYTES}-byte budget",
+    )
+
+
+def test_encoders_default_to_the_wire_dtypes_and_name_a_wrong_one() -> None:
+    from model.contracts.wire import decode_regions, encode_regions
+
+    rows = _rows(2)
+    text, scales = encode_regions(rows)  # int8 by default: scales travel with it
+    assert scales is not None and decode_regions(text, "int8", 2, 64, scales).shape == (2, 64)
+    assert decode_vector(encode_vector(rows[0]), "float16", 64).shape == (64,)  # float16 by default
+    with pytest.raises(Rejected, match=r"^region dtype must be one of \['int8', 'float16'\], got 'float32'$") as bad:
+        encode_regions(rows, "float32")  # type: ignore[arg-type]
+    assert bad.value.reason == "bad_dtype"
+    with pytest.raises(Rejected, match=r"^dtype must be one of \['float16', 'float32'\], got 'int4'$"):
+        encode_vector(rows[0], "int4")  # type: ignore[arg-type]
+
+
+def test_the_encoder_refuses_what_it_cannot_send_and_writes_compact_rounded_json() -> None:
+    from model.contracts.wire import MAX_V2_BYTES
+
+    rows = _rows(2)
+
+    def sent(**kw: Any) -> FeatureMessage:
+        fields: dict[str, Any] = {
+            "device_id": "cam-1",
+            "seq": 1,
+            "ts": 1_796_000_000.0,
+            "model_id": "m-1",
+            "vector": rows[0],
+            "regions": rows,
+            "region_dtype": "int8",
+        }
+        return FeatureMessage(**{**fields, **kw})
+
+    for message, reason, words in [
+        (sent(regions=rows[0]), "bad_regions", "regions must be [1..16, dim], got shape [64]"),
+        (sent(regions=_rows(17)), "bad_regions", "regions must be [1..16, dim], got shape [17, 64]"),
+        (sent(regions=rows * np.nan), "not_finite", "region vectors contain NaN or infinity"),
+        (sent(regions=None, vector=rows[0] * np.nan), "not_finite", "vector contains NaN or infinity"),
+        (sent(regions=_rows(16, 1280), region_dtype="float16"), "oversize", "encoded message is "),
+        (sent(device_id="x" * 100 + "."), "bad_device_id", f"got {('x' * 100 + '.')[:80]!r}"),
+        (sent(model_id="bad id"), "bad_model_id", "got 'bad id'"),
+    ]:
+        with pytest.raises(Rejected) as refused:
+            encode(message)
+        assert refused.value.reason == reason and words in str(refused.value), (words, str(refused.value))
+    assert str(refused.value).startswith("'model_id' must match ")
+    with pytest.raises(Rejected, match=rf"over the {MAX_V2_BYTES}-byte limit$"):
+        encode(sent(regions=_rows(16, 1280), region_dtype="float16"))
+    payload = encode(sent(ts=1_796_000_000.1234567, timing_ms={"featurize": 1.23456}))
+    body = json.loads(payload)
+    assert b" " not in payload and body["ts"] == 1_796_000_000.123457 and body["timing_ms"] == {"featurize": 1.235}
+    with pytest.raises(ValueError):
+        encode(sent(timing_ms={"featurize": float("nan")}))  # never JSON that strict readers refuse
+    flat = json.loads(encode(sent(regions=None, vector=rows[:1])))  # a [1, D] vector is sent as [D]
+    assert flat["dim"] == 64 and flat["v"] == 1
+
+
+def test_a_decoded_message_says_which_dtypes_it_came_in() -> None:
+    rows = _rows(2)
+    v1 = decode(encode(FeatureMessage("cam-1", 1, 1_796_000_000.0, "m-1", rows[0], dtype="float32")))
+    assert (v1.dtype, v1.region_dtype, v1.regions) == ("float32", "int8", None)
+    for dtype in ("int8", "float16"):
+        v2 = decode(json.dumps(_v2(2, dtype)).encode())
+        assert (v2.dtype, v2.region_dtype) == ("float16", dtype)

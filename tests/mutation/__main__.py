@@ -54,6 +54,8 @@ CODEC_NAMES = "codec names are looked up case-insensitively (codecs.lookup): 'UT
 
 REDIS_PY_BYTES = "redis-py decodes replies only when decode_responses is truthy; its default is False"
 REDIS_INF = "Redis parses score bounds with strtold: 'inf' in any case"
+FLOAT64_DEFAULT = "astype(None) is float64, numpy's default float: the norm is computed in float64 either way"
+INT8_RANGE = "the scale is max|v| / 127, so |v / scale| <= 127 already: the clip never cuts"
 WORKER_NAMES = "the bridge names its spool folders worker-<n> (open_spool): one dash, so each split gives the same n"
 ASCII_LINES = "json.dumps writes ASCII (ensure_ascii), so the file's encoding never matters"
 RULED_TOPIC = (
@@ -68,7 +70,44 @@ MODULES = {
         "model/contracts/wire.py",
         # Not the fuzz tests (hypothesis, 150 examples each): they multiply the run time by ~10 and check that a
         # message is refused, not why, so they kill nothing the contract tests miss.
-        ("tests/hardening/test_wire_contract.py", "tests/model/contracts/test_wire.py"),
+        (
+            "tests/hardening/test_wire_contract.py",
+            "tests/model/contracts/test_wire.py",
+            "tests/model/contracts/test_wire_v2.py",  # version 2: region vectors
+        ),
+        equivalent=(
+            *(
+                Equivalent(name, change, CODEC_NAMES)
+                for name, change in (
+                    ("x_encode_vector__mutmut_18", '.decode("ASCII")'),
+                    ("x_decode_vector__mutmut_24", 'text.encode("ASCII")'),
+                    ("x_encode_regions__mutmut_15", '.decode("ASCII"), None'),
+                    ("x_encode_regions__mutmut_61", '.decode("ASCII"), [float'),
+                    ("x_decode_regions__mutmut_16", 'text.encode("ASCII")'),
+                    ("x__envelope__mutmut_14", 'payload.encode("UTF-8", errors="surrogatepass")'),
+                    ("x_encode__mutmut_58", '.encode("UTF-8")'),
+                )
+            ),
+            Equivalent(
+                "x__envelope__mutmut_11", 'payload.encode(errors="surrogatepass")', "str.encode's default is UTF-8"
+            ),
+            Equivalent("x_decode_vector__mutmut_63", "vector.astype(None)", FLOAT64_DEFAULT),
+            Equivalent("x_decode_regions__mutmut_117", "rows.astype(None), axis=1", FLOAT64_DEFAULT),
+            Equivalent("x_encode_regions__mutmut_50", "None, INT8_MAX)", INT8_RANGE),
+            Equivalent("x_encode_regions__mutmut_51", "-INT8_MAX, None)", INT8_RANGE),
+            *(
+                Equivalent(name, change, "encode_vector and encode_regions convert to their own dtype first")
+                for name, change in (
+                    ("x__vector_fields__mutmut_5", "np.asarray(message.vector, dtype=None)"),
+                    ("x__vector_fields__mutmut_7", "np.asarray(message.vector, ).reshape(-1)"),
+                    ("x__vector_fields__mutmut_36", "np.asarray(message.regions, dtype=None)"),
+                    ("x__vector_fields__mutmut_38", "np.asarray(message.regions, )"),
+                )
+            ),
+            Equivalent(
+                "x_encode__mutmut_50", "allow_nan=None", "json.dumps tests allow_nan for truth: None refuses NaN"
+            ),
+        ),
     ),
     "matches": Module(
         "cloud_lambda/matches.py",
