@@ -18,9 +18,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -184,11 +186,10 @@ def bench_stack_replay(root: Path, sample: np.ndarray, count: int, rate: float) 
     from simulator.stack.config import StackConfig
     from simulator.stack.manager import stack_down, stack_up
 
-    vectors = root.parent / f"{root.name}-replay.npy"
+    # Hidden names inside the temporary root: the search lists only model-id folders as indexes.
+    vectors = root / ".replay.npy"
     np.save(vectors, sample)
-    config = StackConfig(
-        state_dir=root.parent / f"{root.name}-stack", mqtt_port=0, redis_port=0, http_port=0, index_dir=root
-    )
+    config = StackConfig(state_dir=root / ".stack", mqtt_port=0, redis_port=0, http_port=0, index_dir=root)
     state, _ = stack_up(config)
     try:
         pids = {name: state.service(name).pid for name in ("bridge", "redis", "mosquitto")}  # type: ignore[union-attr]
@@ -272,6 +273,7 @@ def run(quick: bool) -> None:
     for n in sizes:
         candidate = auto_candidate(n)
         root, sample = catalog_root(n, candidate)
+        atexit.register(shutil.rmtree, root, True)  # the temporary root; the cached index it links to stays
         ef = candidate.params.get("ef_search")
         label = f"{n:,} items, {candidate.kind} ef_search={ef}"
         bench_handler(root, sample, label, count, rows, redis_rows, ef)
