@@ -54,6 +54,7 @@ CODEC_NAMES = "codec names are looked up case-insensitively (codecs.lookup): 'UT
 
 REDIS_PY_BYTES = "redis-py decodes replies only when decode_responses is truthy; its default is False"
 REDIS_INF = "Redis parses score bounds with strtold: 'inf' in any case"
+LOAD_SETS_END = "_load sets _end before anything reads it"
 FLOAT64_DEFAULT = "astype(None) is float64, numpy's default float: the norm is computed in float64 either way"
 INT8_RANGE = "the scale is max|v| / 127, so |v / scale| <= 127 already: the clip never cuts"
 WORKER_NAMES = "the bridge names its spool folders worker-<n> (open_spool): one dash, so each split gives the same n"
@@ -211,7 +212,29 @@ MODULES = {
             ),
         ),
     ),
-    "spool": Module("simulator/stack/spool.py", ("tests/simulator/test_spool.py",)),
+    "spool": Module(
+        "simulator/stack/spool.py",
+        ("tests/simulator/test_spool.py",),
+        equivalent=(
+            Equivalent("xǁSpoolǁ__init____mutmut_26", "self._end = None", LOAD_SETS_END),
+            Equivalent("xǁSpoolǁ__init____mutmut_27", "self._end = 1", LOAD_SETS_END),
+            Equivalent("xǁSpoolǁ_load__mutmut_10", "while offset <= size", "a read at the end is torn: the loop stops"),
+            Equivalent(
+                "xǁSpoolǁ_load__mutmut_17", "if offset <= size", "truncating to the size it has changes nothing"
+            ),
+            Equivalent("xǁSpoolǁ_read_at__mutmut_15", 'decode("UTF-8")', CODEC_NAMES),
+            Equivalent("xǁSpoolǁappend__mutmut_4", 'encode("UTF-8")', CODEC_NAMES),
+            Equivalent(
+                "xǁSpoolǁ_write_head__mutmut_4", '".TMP"', "the temporary file's name: it is renamed over the head"
+            ),
+            Equivalent("xǁSpoolǁ_read_head__mutmut_9", "raw[:9]", "the head file holds 8 bytes"),
+            Equivalent(
+                "xǁSpoolǁ_write_head__mutmut_16",
+                "to_bytes(9",
+                "a 9th little-endian byte is the zero high byte; the reader reads the first 8",
+            ),
+        ),
+    ),
     "service": Module(
         "cloud_lambda/search/service.py",
         (

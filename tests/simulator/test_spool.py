@@ -137,3 +137,13 @@ def test_a_record_whose_body_is_cut_short_is_not_replayed(tmp_path: Path) -> Non
     assert len(again) == 1 and again.peek() == ("t", b"whole")
     again.pop()
     assert again.peek() is None and (tmp_path / "s" / "spool.bin").stat().st_size == 0
+
+
+def test_an_unusable_folder_and_an_empty_pop_say_what_is_wrong(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SpoolError) as refused:
+        Spool(blocker / "spool")
+    assert str(refused.value).endswith("is not usable: Not a directory")  # the OS's words, not a repr
+    with pytest.raises(IndexError, match=r"^pop from an empty spool$"):
+        Spool(tmp_path / "empty").pop()
