@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -246,6 +247,7 @@ def fresh_copy(tmp_path_factory: pytest.TempPathFactory, exported_models: dict[s
         if source.is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)
+    _require_current_venv()
     (copy / ".venv").symlink_to(REPO_ROOT / ".venv")
     models = copy / ".cache" / "models"
     models.mkdir(parents=True)
@@ -253,6 +255,16 @@ def fresh_copy(tmp_path_factory: pytest.TempPathFactory, exported_models: dict[s
         shutil.copy2(exported_models["int8"].with_suffix(suffix), models)
     ensure_sample_data(copy / ".state" / "sample", size=SMALL)
     return copy
+
+
+def _require_current_venv() -> None:
+    """The copy shares this checkout's `.venv`: were its set-up stamp stale, `make demo` in the copy would
+    reinstall the project editable from the temporary copy and leave this checkout's venv pointing there."""
+    digest = hashlib.sha1(
+        (REPO_ROOT / "pyproject.toml").read_bytes() + (REPO_ROOT / "requirements" / "constraints.txt").read_bytes()
+    ).hexdigest()[:12]
+    if not (REPO_ROOT / ".venv" / f".setup-{digest}").exists():
+        pytest.fail(".venv is older than pyproject.toml or requirements/constraints.txt: run `make setup` first")
 
 
 def _isolation(copy: Path) -> list[str]:
