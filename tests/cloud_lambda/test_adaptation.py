@@ -17,9 +17,11 @@ from cloud_lambda.catalog.layout import CatalogError, apply_head, load_catalog, 
 from cloud_lambda.index import create_index
 from cloud_lambda.index.fold import search_items
 from cloud_lambda.metadata.base import ItemRecord
+from cloud_lambda.search.service import SearchService
+from cloud_lambda.settings import CloudSettings
 from model.adapt.head import HeadSettings, HeadState, train_head
 from model.retrieval.head import HEAD_FILE, ProjectionHead
-from tests.cloud_lambda.conftest import smooth_image
+from tests.cloud_lambda.conftest import TinyCatalog, feature_event, smooth_image
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -222,3 +224,35 @@ def test_catalog_adapt_on_an_index_root_adapts_that_models_folder(
     assert (root / ".work" / f"{model_id}.adapt").is_dir()
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [model_id]
     assert _cli("adapt", str(tmp_path / "no-such-root"), *argv) == 2
+
+
+def test_the_search_service_projects_device_messages_through_an_adapted_catalogs_head(
+    tmp_path: Path, tiny_catalog: TinyCatalog, cloud_settings: CloudSettings
+) -> None:
+    """A camera's message against an adapted catalog: the service projects it with the catalog's head, so a
+    frame equal to an item's catalog vector finds that item with score 1 (unprojected it could not be searched)."""
+    head = random_head(dim_in=tiny_catalog.vectors.shape[1], dim_out=8, seed=5)
+    catalog = load_catalog(tiny_catalog.folder)
+    write_catalog(
+        tmp_path / "adapted",
+        model_id=tiny_catalog.model_id,
+        dim=catalog.manifest.dim,
+        input_size=catalog.manifest.input_size,
+        ids=tiny_catalog.ids,
+        vectors=tiny_catalog.vectors,
+        records=[ItemRecord(id=i, model_id=tiny_catalog.model_id, title=i, image_url="") for i in tiny_catalog.ids],
+        index_kind="exact",
+        index_params={},
+        summary={},
+        report_lines=[],
+        head=head,
+        adaptation={"kind": "projection_head", "data_hash": "d" * 64},
+    )
+    service = SearchService(cloud_settings.model_copy(update={"index_dir": str(tmp_path / "adapted")}))
+    try:
+        result = service.handle_feature_event(feature_event(tiny_catalog.vectors[7], tiny_catalog.model_id, seq=3))
+        assert result["status"] == "accepted" and result["top"] == "item-007", result
+        best = service.matches.latest("cam-01", 1)[0]["matches"][0]
+        assert best["id"] == "item-007" and best["score"] == pytest.approx(1.0, abs=1e-4)
+    finally:
+        service.metadata.close()
