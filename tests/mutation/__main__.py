@@ -323,18 +323,28 @@ def run(name: str, module: Module, children: int = 1, survivors_only: bool = Fal
     if not survivors_only:
         root = prepare(name, module)
         mutmut_run(root, module.scope, children, "wb")
-        return tally(root, module)
+        return tally(root, module, kept(root, statuses(root, module)))
     # Only tests were added since the full run: a killed mutant stays killed, so only the survivors are retried.
-    # mutmut forgets every result when its configuration (the test list) changes: the earlier ones are kept here.
+    # mutmut forgets every result when its configuration (the test list) changes: the earlier ones are kept in
+    # KEPT beside the tree, so a second --survivors run still starts from the full run's results.
     root = WORK / name
-    before = statuses(root, module)
+    before = json.loads((root / KEPT).read_text()) if (root / KEPT).is_file() else statuses(root, module)
     refresh_tests(name, module)
     survivors = [n for n, state in before.items() if state == "survived"]
     if survivors:
         mutmut_run(root, tuple(survivors), children, "ab")
     now = statuses(root, module)
     merged = {n: now[n] if now.get(n, "not checked") != "not checked" else state for n, state in before.items()}
-    return tally(root, module, merged)
+    return tally(root, module, kept(root, merged))
+
+
+KEPT = "kept-results.json"
+
+
+def kept(root: Path, status: dict[str, str]) -> dict[str, str]:
+    """``status`` written to ``root/KEPT`` (the results the next --survivors run starts from), returned."""
+    (root / KEPT).write_text(json.dumps(status, indent=0, sort_keys=True))
+    return status
 
 
 def mutmut_run(root: Path, names: tuple[str, ...], children: int, mode: str) -> None:
