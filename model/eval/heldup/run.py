@@ -19,9 +19,10 @@ from typing import Literal
 
 import numpy as np
 
-from model.eval.heldup.evaluate import EvalModel, interleaved_frame_ms, score_queries
+from model.adapt.finetune import FinetuneSettings
+from model.eval.heldup.evaluate import EvalModel, interleaved_frame_ms, item_scores, score_queries
 from model.eval.heldup.sets import SET_NAMES, PartSets, build_part
-from model.eval.heldup.split import Part
+from model.eval.heldup.split import SEEDS, Part
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
 from model.retrieval.head import ProjectionHead
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
@@ -33,6 +34,8 @@ GRID_2 = RegionSet(whole=False, grids=(Grid(n=2, cell=0.71),))
 WHOLE_GRID_2 = RegionSet(grids=(Grid(n=2, cell=0.71),))
 LATE_ITEMS = 8
 """Items left out of the adaptation and indexed afterwards through its head: what happens to new items."""
+FINETUNE = FinetuneSettings()
+"""The fine-tune row's settings (the defaults of :mod:`model.adapt.finetune`; none was tuned on held-out data)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("head-regions", "(b-i) projection head on region vectors", REGIONS, adapt="head"),
     Option(
         "finetune",
-        "(b-ii) last 3 blocks fine-tuned, region vectors",
+        f"(b-ii) last {FINETUNE.blocks} blocks fine-tuned ({FINETUNE.views_per_item} views/item, "
+        f"{FINETUNE.epochs} epochs), region vectors",
         REGIONS,
         adapt="finetune",
         note="device model changes",
@@ -120,8 +124,11 @@ class Result:
     device_ms: float
     weak: list[str] = field(default_factory=list)
     adapt_s: float | None = None
+    """Wall time of the adaptation: the head's training, or the whole fine-tune (views, training, export)."""
     key: str = ""
     """The loaded model it ran on (rows on one model share its device time)."""
+    misses: list[str] = field(default_factory=list)
+    """The chosen default's camera-view misses: which photo, which view, what came first instead."""
 
 
 def ensure_model(models: Path, spec: ModelSpec, progress: bool = True) -> Path:
@@ -139,14 +146,15 @@ def ensure_model(models: Path, spec: ModelSpec, progress: bool = True) -> Path:
     return paths["int8"]
 
 
-def finetuned_model(models: Path, spec: ModelSpec, data: PartSets, progress: bool) -> Path:
-    """The backbone fine-tuned on this catalog (its images only), exported with int8 calibrated on its views."""
+def finetuned_model(models: Path, spec: ModelSpec, data: PartSets, progress: bool) -> tuple[Path, float]:
+    """The backbone fine-tuned on this catalog (its images only), exported with int8 calibrated on its views;
+    → (model path, wall seconds of the fine-tune, from its report when the export is already there)."""
     from model.adapt.finetune import finetune_catalog
 
     out = Path(models) / f"{spec.key}-finetuned"
-    done = out / f"{spec.backbone}-int8.onnx"
-    if done.exists():
-        return done
+    done, report_file = out / f"{spec.backbone}-int8.onnx", out / "finetune.json"
+    if done.exists() and report_file.exists():
+        return done, float(json.loads(report_file.read_text())["seconds"])
     path, report = finetune_catalog(
         data.catalog,
         out,
@@ -154,10 +162,11 @@ def finetuned_model(models: Path, spec: ModelSpec, data: PartSets, progress: boo
         pooling=spec.pooling,
         query_regions=spec.query_regions,
         regions=spec.regions,
+        settings=FINETUNE,
         progress=progress,
     )
-    (out / "finetune.json").write_text(json.dumps(report, indent=2))
-    return path
+    report_file.write_text(json.dumps(report, indent=2))
+    return path, float(report["seconds"])
 
 
 def train_head(
@@ -205,6 +214,34 @@ def weak_items(
     return weak
 
 
+def misses(
+    data: PartSets, model: EvalModel, views: CatalogViews, head: ProjectionHead | None, set_name: str = "camera"
+) -> list[str]:
+    """Every query of ``set_name`` whose first item is wrong: "photo (seed, view) → the item that came first"."""
+    query_set = data.sets[set_name]
+    catalog, owners = model.catalog(data.catalog, views)
+    q, c = model.queries(query_set.frames), catalog
+    if head is not None:
+        q = head.project(q.reshape(-1, q.shape[-1])).reshape(q.shape[0], q.shape[1], -1)
+        c = head.project(catalog)
+    first = item_scores(np.einsum("qrd,nd->qrn", q, c).max(axis=1), owners, len(data.names)).argmax(axis=1)
+    out = []
+    for position in np.flatnonzero(first != query_set.items):
+        item, seed, view = _query_origin(data, set_name, int(position))
+        out.append(f"{data.names[item]} (seed {seed}, view {view}) → {data.names[int(first[position])]}")
+    return out
+
+
+def _query_origin(data: PartSets, set_name: str, position: int) -> tuple[int, int, int]:
+    """(item, seed, view number of that item within its seed) of one query, from the set's recorded order."""
+    items = data.sets[set_name].items
+    seeds = SEEDS[data.part]
+    per_seed = len(items) // len(seeds)
+    seed_index, item = position // per_seed, int(items[position])
+    start = seed_index * per_seed
+    return item, seeds[seed_index], int((items[start:position] == item).sum())
+
+
 def late_items(data: PartSets) -> list[int]:
     """The items added "after" adaptation: the first of the part's photos by name hash (fixed, not chosen)."""
     scored = sorted(
@@ -231,23 +268,31 @@ def run_heldup(
     loaded: dict[str, EvalModel] = {}
     timing: dict[str, float] = {}
     heads: dict[str, tuple[ProjectionHead, float]] = {}
+    finetune_s: dict[str, float] = {}
     frames = data.sets["anywhere"].frames[:: max(1, len(data.sets["anywhere"].frames) // time_frames)][:time_frames]
     results = []
     for option in options:
         key = option.model.key + ("-finetuned" if option.adapt == "finetune" else "")
+        head, seconds = None, None
         if key not in loaded:
-            path = finetuned_model(models, option.model, data, progress) if option.adapt == "finetune" else None
-            path = path or ensure_model(models, option.model, progress)
+            if option.adapt == "finetune":
+                path, finetune_s[key] = finetuned_model(models, option.model, data, progress)
+            else:
+                path = ensure_model(models, option.model, progress)
             loaded[key] = EvalModel(path, cache / "vectors", backend, threads)
         model = loaded[key]
-        head, seconds = None, None
         if option.adapt == "head":
             if key not in heads:
                 heads[key] = train_head(model, data, cache, progress=progress)
             head, seconds = heads[key]
+        seconds = finetune_s.get(key, seconds)
         recall = score(data, model, option.views, head)
-        weak = weak_items(data, model, option.views, head) if option.model == CHOSEN else []
-        results.append(Result(option, model.name, model.regions.describe(), recall, float("nan"), weak, seconds, key))
+        chosen = option.model == CHOSEN
+        weak = weak_items(data, model, option.views, head) if chosen else []
+        missed = misses(data, model, option.views, head) if chosen else []
+        results.append(
+            Result(option, model.name, model.regions.describe(), recall, float("nan"), weak, seconds, key, missed)
+        )
         # Each row as soon as it is scored, so an interrupted run still leaves its finished rows.
         echo(table_row(results[-1], float("nan")))
     # Device time last, every model in turns on the same frames: the ratios hold on a shared machine.
@@ -297,13 +342,15 @@ def print_results(
     for r in results:
         if r.weak:
             echo(f"\nWeak items ({r.option.technique}, anywhere R@1 < 0.6): {', '.join(r.weak)}")
+        if r.misses:
+            echo(f"\nCamera-view misses ({r.option.technique}): {'; '.join(r.misses)}")
     if late is not None:
         print_late(late, echo)
 
 
 def table_row(r: Result, first_ms: float) -> str:
     cells = [r.option.technique, r.option.model.describe(), r.regions, r.option.views.describe()]
-    cells.append(f"head ({r.adapt_s:.0f} s)" if r.adapt_s is not None else "—")
+    cells.append(f"{r.option.adapt} ({r.adapt_s:.0f} s)" if r.adapt_s is not None else "—")
     cells += [f"{r.recall[name][k]:.3f}" for name in SET_NAMES for k in (1, 5)]
     cells += [f"{r.device_ms:.1f}", f"{r.device_ms / first_ms:.2f}"]
     return "| " + " | ".join(cells) + " |"

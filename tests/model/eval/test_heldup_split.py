@@ -72,3 +72,30 @@ def test_rows_are_chosen_by_name_in_table_order_and_an_unknown_name_is_refused()
     assert len(select(None)) == len(ROWS) == len(set(ROWS))
     with pytest.raises(ValueError, match="unknown nope"):
         select(["baseline", "nope"])
+
+
+class _TwoItemModel:
+    """Stands in for an exported model in the scoring arithmetic: fixed unit vectors, one region per query."""
+
+    def __init__(self, queries: np.ndarray) -> None:
+        self._queries = queries
+
+    def catalog(self, images: object, views: object) -> tuple[np.ndarray, np.ndarray]:
+        return np.eye(2, dtype=np.float32), np.array([0, 1])
+
+    def queries(self, frames: object) -> np.ndarray:
+        return self._queries
+
+
+def test_misses_name_the_photo_its_seed_and_view_and_what_came_first() -> None:
+    from model.eval.heldup.run import misses
+    from model.eval.heldup.sets import PartSets, QuerySet
+    from model.retrieval.catalog_views import SINGLE_VIEW
+
+    # heldout seeds in order, 2 views of item 0 then 1 of item 1 per seed; the second seed's view 1 of item 0
+    # points at item 1
+    items = np.array([0, 0, 1, 0, 0, 1])
+    vectors = np.eye(2, dtype=np.float32)[[0, 0, 1, 0, 1, 1]][:, None, :]
+    data = PartSets("heldout", ["a", "b"], [], {"camera": QuerySet([], items)})
+    got = misses(data, _TwoItemModel(vectors), SINGLE_VIEW, None)  # type: ignore[arg-type]
+    assert got == [f"a (seed {SEEDS['heldout'][1]}, view 1) → b"]
