@@ -44,6 +44,13 @@ class CloudSettings(BaseModel):
     )
     top_k: int = Field(default=5, ge=1, le=100, description="Matches kept per message.")
     min_score: float = Field(default=0.0, ge=-1.0, le=1.0, description="Cosine similarity a match must reach.")
+    min_score_adapted: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity a match must reach in an adapted index (`catalog adapt`: its projection head"
+        " changes the scale of the scores). Default: min_score.",
+    )
     match_list_cap: int = Field(default=100, ge=1, le=100_000, description="Records kept per device (LTRIM).")
     match_publish: str = Field(
         default="none", description="Where match records are published: iot-data | mqtt://host:port | none."
@@ -83,6 +90,13 @@ class CloudSettings(BaseModel):
         le=86_400,
         description="A message for a model id with no loaded index lists the index root again at most this often"
         " (picks up an index added for a new model; drops retired ones).",
+    )
+    index_reload_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=86_400,
+        description="A loaded index's manifest is checked this often (on the next message) and the index loaded"
+        " again when it changed (`catalog adapt` or a re-index in place); local index folders only.",
     )
     max_upload_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Photo search upload limit.")
     cors_origin: str = Field(default="*", description="Access-Control-Allow-Origin for the HTTP API.")

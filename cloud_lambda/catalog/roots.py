@@ -61,6 +61,11 @@ class IndexRoot(ABC):
     def retire(self, model_id: str) -> None:
         """Remove the index of ``model_id`` (manifest first, so readers stop listing it at once)."""
 
+    def version(self, model_id: str) -> str | None:
+        """A cheap token that changes whenever the index of ``model_id`` is rewritten; None: this root cannot tell
+        (a loaded index is then kept as it is, :mod:`cloud_lambda.search.catalogs`)."""
+        return None
+
     def describe(self) -> list[dict[str, Any]]:
         rows = []
         for model_id in self.model_ids():
@@ -106,6 +111,13 @@ class LocalRoot(IndexRoot):
 
     def local_folder(self, model_id: str) -> Path:
         return self._folder(model_id)
+
+    def version(self, model_id: str) -> str:
+        """The manifest's inode, mtime and size: every writer puts a new manifest file in place (a folder swap or
+        the manifest written last), so a rewrite changes it. Raises OSError while a swap has the folder away."""
+        folder = self.path if self.single else self.path / model_id
+        stat = (folder / MANIFEST).stat()
+        return f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
 
     def location(self, model_id: str) -> str:
         if self.single:

@@ -7,6 +7,14 @@ by containers that were already warm; an index retired since the last listing is
 that listing, or the container's end, a warm container keeps serving what it loaded: retiring is for
 indexes no camera uses any more, see ``catalog indexes retire``).
 
+Reload: a loaded index whose manifest changed on disk (``catalog adapt`` wrote a head, ``catalog index`` rebuilt
+it) is loaded again, checked at most every ``reload_s`` on the first message after that. The old index serves
+until the new one is completely loaded; a load that fails, or during which the manifest changed again (a
+writer swapped the folder under it, so its files may come from two versions), is dropped and the old index
+kept, to be tried again after ``reload_s``: a half-written index is never served. Writers swap a whole folder
+in (``layout.write_catalog`` / ``apply_head``), so a complete folder is what a reader normally finds.
+Roots that cannot tell a version cheaply (S3) keep a loaded index until the container ends.
+
 Memory: each loaded index is charged its index file plus its ids (≈ :data:`ID_BYTES` per item in Python);
 loading one that would pass the budget first unloads the least recently used others. One that is alone
 over budget is still loaded (and logged): refusing it would drop all of its traffic.
@@ -52,6 +60,9 @@ class LoadedCatalog:
     load_ms: float
     metadata_cache: dict[str, Any] = field(default_factory=dict)
     last_used: float = 0.0
+    version: str | None = None
+    """The root's version of the manifest this was loaded from (None: the root cannot tell; never reloaded)."""
+    checked_at: float = 0.0
 
 
 def charged_bytes(folder: Path, catalog: Catalog) -> int:
@@ -73,6 +84,7 @@ class CatalogSet:
         metadata_spec: str = "",
         budget_bytes: int | None = None,
         relist_s: float = 60.0,
+        reload_s: float = 10.0,
         log: logging.Logger,
         counters: Counters,
         preloaded: Catalog | None = None,
@@ -84,6 +96,7 @@ class CatalogSet:
         self.metadata_spec = metadata_spec
         self.budget_bytes = budget_bytes
         self.relist_s = relist_s
+        self.reload_s = reload_s
         self.log = log
         self.counters = counters
         self._clock = clock
@@ -139,34 +152,73 @@ class CatalogSet:
             entry = self._loaded.get(model_id)
             if entry is not None:
                 entry.last_used = self._clock()
-                return entry
             listed = model_id in self._listed
+        if entry is not None:
+            return self._fresh(model_id, entry)
         if not listed:
             self._relist()
             with self._lock:
                 if model_id not in self._listed:
                     raise NoIndexForModel(model_id, list(self._listed))
-        with self._lock:
-            gate = self._loading.setdefault(model_id, threading.Lock())
-        with gate:  # one load per model id; other model ids keep being served meanwhile
+        with self._gate(model_id):  # one load per model id; other model ids keep being served meanwhile
             with self._lock:
                 entry = self._loaded.get(model_id)
             return entry if entry is not None else self._load(model_id)
 
-    def _load(self, model_id: str) -> LoadedCatalog:
-        started = time.perf_counter()
+    def _gate(self, model_id: str) -> threading.Lock:
+        with self._lock:
+            return self._loading.setdefault(model_id, threading.Lock())
+
+    def _fresh(self, model_id: str, entry: LoadedCatalog) -> LoadedCatalog:
+        """``entry``, or the index loaded again when its manifest changed (checked at most every ``reload_s``).
+
+        Never waits: while another thread checks or reloads, this one is served the index it has."""
+        if entry.version is None or self._clock() - entry.checked_at < self.reload_s:
+            return entry
+        gate = self._gate(model_id)
+        if not gate.acquire(blocking=False):
+            return entry
+        try:
+            entry.checked_at = self._clock()
+            try:
+                if self.root.version(model_id) == entry.version:
+                    return entry
+                return self._load(model_id, reloading=True)
+            except (VisualSearchError, OSError, ValueError) as exc:
+                # Mid-swap, half-copied or broken: keep serving the complete index we have; try again later.
+                self.counters.inc("index_reload_failed")
+                log_event(self.log, "index_reload_failed", logging.WARNING, model_id=model_id, error=str(exc)[:500])
+                return entry
+        finally:
+            gate.release()
+
+    def _read_consistent(self, model_id: str) -> tuple[Path, Catalog, str | None]:
+        """(folder, catalog, version) of one version of the index: the manifest's version is read before and after
+        the files, and a load that straddles a change is refused (its files may come from two versions)."""
+        version = self.root.version(model_id)
         folder = self.root.local_folder(model_id)
         catalog = load_catalog(folder, ef_search=self.ef_search)
         if catalog.model_id != model_id:
             raise CatalogError(f"{folder}: its manifest says model {catalog.model_id!r}, the folder {model_id!r}")
+        if self.root.version(model_id) != version:
+            raise CatalogError(f"{folder} changed while it was being loaded")
+        return folder, catalog, version
+
+    def _load(self, model_id: str, reloading: bool = False) -> LoadedCatalog:
+        started = time.perf_counter()
+        folder, catalog, version = self._read_consistent(model_id)
+        now = self._clock()
         entry = LoadedCatalog(
             catalog,
             self._metadata_for(folder),
             charged_bytes(folder, catalog),
             round((time.perf_counter() - started) * 1000, 1),
-            last_used=self._clock(),
+            last_used=now,
+            version=version,
+            checked_at=now,
         )
         with self._lock:
+            self._loaded.pop(model_id, None)  # a reload replaces it: its bytes are not charged twice
             evicted = self._make_room(entry.bytes)
             self._loaded[model_id] = entry
             total = sum(e.bytes for e in self._loaded.values())
@@ -181,11 +233,12 @@ class CatalogSet:
             # One query per event: OpenMP's fork/join costs more than a second thread gains, and a Lambda
             # container handles one event at a time (scale-out is more containers, not more threads).
             faiss.omp_set_num_threads(1)
-        self.counters.inc("index_loaded")
+        self.counters.inc("index_reloaded" if reloading else "index_loaded")
         log_event(
             self.log,
-            "index_loaded",
+            "index_reloaded" if reloading else "index_loaded",
             model_id=model_id,
+            head=catalog.head.sha256[:12] if catalog.head is not None else None,
             items=len(catalog.ids),
             rows=catalog.index.count,
             index=catalog.manifest.index.kind,

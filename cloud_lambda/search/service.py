@@ -81,6 +81,7 @@ class SearchService:
             metadata_spec=settings.metadata,
             budget_bytes=settings.index_budget_bytes(),
             relist_s=settings.index_relist_s,
+            reload_s=settings.index_reload_s,
             log=self.log,
             counters=self.counters,
             preloaded=catalog,
@@ -159,10 +160,11 @@ class SearchService:
             catalog.index, catalog.owners, catalog.views.count, vectors, k, catalog.head
         )
         scores, items = item_scores[None], positions[None]
+        threshold = self.min_score_for(catalog)
         hits = [
             (catalog.ids[int(p)], float(s))
             for s, p in zip(scores[0], items[0], strict=True)
-            if p >= 0 and s >= self.settings.min_score
+            if p >= 0 and s >= threshold
         ]
         records = self._metadata_for([item_id for item_id, _ in hits], entry)
         matches = []
@@ -178,6 +180,12 @@ class SearchService:
                 match.update(title="", image_url="")
             matches.append(match)
         return matches
+
+    def min_score_for(self, catalog: Catalog) -> float:
+        """The threshold for ``catalog``'s scores: a projection head changes their scale (``min_score_adapted``)."""
+        if catalog.head is not None and self.settings.min_score_adapted is not None:
+            return self.settings.min_score_adapted
+        return self.settings.min_score
 
     def _match_fields(self, record: Any) -> dict[str, Any] | None:
         """The record's fields for a match, or None when it cannot be joined (a model with no index here, or
@@ -264,6 +272,8 @@ class SearchService:
             "model_id": message.model_id,
             "matches": matches,
         }
+        if entry.catalog.head is not None:
+            record["head"] = entry.catalog.head.sha256[:12]  # which adapted index scored it (threshold, reloads)
         timing = dict(message.timing_ms)
         timing["search"] = round((time.perf_counter() - started) * 1000, 3)
         record["timing_ms"] = timing
