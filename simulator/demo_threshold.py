@@ -15,10 +15,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from simulator.demo import MODEL_DIR, REPO_ROOT, ensure_adapted, ensure_index
+from simulator.demo import MODEL_DIR, REPO_ROOT, ensure_index
+from simulator.demo_adapt import DemoAdaptation, ensure_adapted
 from simulator.sample_data import ensure_sample_data
 
-THRESHOLDS = (0.4, 0.45, 0.5, 0.52, 0.55, 0.6, 0.65, 0.7)
+THRESHOLDS = (0.4, 0.45, 0.5, 0.52, 0.55, 0.6, 0.65, 0.7, 0.75)
 
 
 def top1_scores(model: Path, index_dir: Path, video: Path, use_head: bool = True) -> list[tuple[float, str | None]]:
@@ -58,7 +59,8 @@ def report(scores: list[tuple[float, str | None]], truth: list[dict[str, Any]]) 
     shown_scores = np.array([s for s, _ in shown])
     lines = [
         f"catalog-object frames {len(shown)}: top-1 correct {np.mean([c for _, c in shown]):.3f};"
-        f" score p5 {np.percentile(shown_scores, 5):.3f} p50 {np.percentile(shown_scores, 50):.3f}",
+        f" score min {shown_scores.min():.3f} p5 {np.percentile(shown_scores, 5):.3f}"
+        f" p50 {np.percentile(shown_scores, 50):.3f}",
         f"other frames {len(other)}: score p50 {np.percentile(other, 50):.3f} p90 {np.percentile(other, 90):.3f}"
         f" max {max(other):.3f}",
         "| threshold | catalog frames kept with the correct top match | other frames matched |",
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = ensure_sample_data(args.state / "sample")
     index_dir = ensure_index(sample, model, args.state / "demo-index")
     if not args.no_adapt:
-        ensure_adapted(sample, model, index_dir)
+        ensure_adapted(DemoAdaptation(index_dir, sample.images_dir, sample.items_file, model))
     print(report(top1_scores(model, index_dir, sample.video, not args.no_adapt), sample.truth()["frames"]))
     return 0
 

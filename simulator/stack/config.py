@@ -44,6 +44,18 @@ class StackConfig(BaseModel):
     min_score: float | None = Field(
         default=None, ge=-1.0, le=1.0, description="Cosine score below which a hit is not a match (VS_MIN_SCORE)."
     )
+    min_score_adapted: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="The same for an adapted index, whose head changes the scale of the scores (VS_MIN_SCORE_ADAPTED).",
+    )
+    index_reload_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="How often the search checks the index for a newer version, e.g. after `catalog adapt`"
+        " (VS_INDEX_RELOAD_S).",
+    )
     match_list_cap: int = Field(default=100, ge=1, description="Match records kept per device (VS_MATCH_LIST_CAP).")
     ready_timeout_s: float = Field(default=30.0, gt=0, description="How long each service may take to become ready.")
 
@@ -113,6 +125,10 @@ class StackConfig(BaseModel):
             env["VS_METADATA"] = self.metadata
         if self.min_score is not None:
             env["VS_MIN_SCORE"] = str(self.min_score)
+        if self.min_score_adapted is not None:
+            env["VS_MIN_SCORE_ADAPTED"] = str(self.min_score_adapted)
+        if self.index_reload_s is not None:
+            env["VS_INDEX_RELOAD_S"] = str(self.index_reload_s)
         if self.photo_model is not None:
             env["VS_PHOTO_MODEL"] = str(self.photo_model)
         return env
