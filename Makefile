@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # `make help` lists every target that has a "## what it does" comment (a test checks that all of them do).
 help: ## this list
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: make demo ONCE=1 | WEBCAM=0 · make pytest PYTEST_ARGS='-k stack' · make bench BENCH_ARGS=..."
+	@echo "  variables: make demo ONCE=1 | WEBCAM=0 | ADAPT=first|no · make pytest PYTEST_ARGS='-k stack' · make bench BENCH_ARGS=..."
 	@echo "The visual-search command (README's hand commands) is in $(VENV)/bin: run 'source $(VENV)/bin/activate' once per shell, or call $(VENV)/bin/visual-search"
 
 setup: system-packages venv ## apt packages + the .venv with pinned versions (idempotent)
@@ -47,8 +47,8 @@ pytest: setup ## the test suite only (PYTEST_ARGS=...)
 
 test: lint typecheck pytest ## lint, typecheck and the test suite (what CI runs)
 
-demo: setup ## the whole system on sample data until Ctrl-C (ONCE=1: play once, summary; WEBCAM=0: a camera)
-	$(PY) -m simulator.demo $(if $(ONCE),--once) $(if $(WEBCAM),--webcam $(WEBCAM))
+demo: setup ## the whole system on sample data until Ctrl-C (ONCE=1: play once, summary; WEBCAM=0: a camera; ADAPT=first|no)
+	$(PY) -m simulator.demo $(if $(ONCE),--once) $(if $(WEBCAM),--webcam $(WEBCAM)) $(if $(ADAPT),--adapt $(ADAPT))
 
 bench: setup ## benchmarks, printed as tables of ratios (BENCH_ARGS=...)
 	$(PY) -m bench $(BENCH_ARGS)

@@ -141,13 +141,13 @@ def parse_progress(text: str) -> tuple[str, int, int, str] | None:
 
 def done_line(section: dict[str, Any]) -> str:
     """The line printed when the adapted index is written: its size, time and before/after figures."""
-    figures = "; ".join(
-        f"{row['views']} R@1 {row['before']['recall@1']:.2f} → {row['after']['recall@1']:.2f}"
+    figures = ", ".join(
+        f"{row['views']} {row['before']['recall@1']:.2f} → {row['after']['recall@1']:.2f}"
         for row in section.get("before_after", [])
     )
     return (
         f"   adapted index written: {section.get('items')} items, head {section.get('in_dim')}→{section.get('out_dim')},"
-        f" {section.get('seconds', 0):.0f} s{f'; held-out {figures}' if figures else ''}."
+        f" {section.get('seconds', 0):.0f} s{f'; R@1 {figures}' if figures else ''}."
         " The running search picks it up by itself; matches marked 'adapted' come from it"
     )
 

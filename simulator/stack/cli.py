@@ -34,6 +34,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--photo-model", type=Path, help="ONNX model for 'search by photo'; must be the one the index was built with"
     )
     up.add_argument("--min-score", type=float, help="cosine score below which a hit is not a match")
+    up.add_argument(
+        "--min-score-adapted",
+        type=float,
+        help="the same for an adapted index (`catalog adapt`: its head changes the scale of the scores)",
+    )
     up.add_argument("--top-k", type=int, default=5, help="matches kept per frame (default %(default)s)")
     up.add_argument(
         "--restart", action="store_true", help="stop a running stack first, so new settings apply (default: keep it)"
@@ -77,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> StackConfig:
         metadata=args.metadata,
         photo_model=args.photo_model,
         min_score=args.min_score,
+        min_score_adapted=args.min_score_adapted,
         top_k=args.top_k,
     )
 
