@@ -25,6 +25,7 @@ from typing import Any
 
 from cloud_lambda.catalog.layout import IDS, MANIFEST, METADATA, OWNERS, CatalogError, Manifest, read_manifest
 from model.contracts.wire import MODEL_ID_RE
+from model.retrieval.head import HEAD_FILE
 
 SEARCH_FILES = (MANIFEST, IDS, OWNERS, METADATA)
 """Files a search container needs besides the index file (not vectors.npy, summary or report)."""
@@ -226,7 +227,8 @@ def download_index(client: Any, bucket: str, prefix: str, local: Path, manifest:
     tmp = local.with_name(f"{local.name}.partial-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        for name in (*SEARCH_FILES, manifest.index.file):
+        # An adapted catalog's queries go through its head: without head.npz the index cannot be searched.
+        for name in (*SEARCH_FILES, manifest.index.file, *((HEAD_FILE,) if manifest.adaptation else ())):
             try:
                 client.download_file(bucket, prefix + name, str(tmp / name))
             except ClientError as exc:

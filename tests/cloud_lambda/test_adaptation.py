@@ -78,6 +78,35 @@ def test_a_tampered_or_unannounced_head_is_refused_at_load(tmp_path: Path) -> No
         load_catalog(plain)
 
 
+def test_an_adapted_catalog_loads_from_s3_with_its_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search container downloads only what a search needs — for an adapted catalog that includes head.npz
+    (without it the index, in the head's space, cannot be searched)."""
+    import boto3
+    from moto import mock_aws
+
+    from cloud_lambda.catalog.roots import S3Root
+    from cloud_lambda.catalog.sources import upload_folder
+
+    vectors = unit(np.random.default_rng(3).standard_normal((12, 16)))
+    head = random_head()
+    folder = write_small(tmp_path / "m-fp32-00000000", vectors, head)
+    for key, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="cat")
+        upload_folder(folder, "s3://cat/index/m-fp32-00000000", client)
+        root = S3Root("s3://cat/index", client)
+        catalog = load_catalog(root.local_folder("m-fp32-00000000"))
+    assert catalog.head is not None and catalog.head.sha256 == head.sha256
+    assert catalog.index.dim == head.out_dim and catalog.index.count == len(vectors)
+
+
 def test_apply_head_rewrites_the_index_atomically_and_can_remove_it(tmp_path: Path) -> None:
     vectors = unit(np.random.default_rng(3).standard_normal((8, 16)))
     folder = write_small(tmp_path / "idx", vectors)
