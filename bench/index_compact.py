@@ -16,7 +16,12 @@ measured:
 ``BENCH_INDEX_1M=1`` adds 1M (an hour or more on 2 shared cores: run it with ``nice``), ``BENCH_INDEX_SIZES=N,N``
 sets the spectral sizes, ``BENCH_INDEX_SKIP_REAL=1`` skips the real set, ``BENCH_INDEX_REAL=N`` sets its size,
 ``BENCH_INDEX_ONLY=name,name`` measures only those candidates, ``BENCH_INDEX_THREADS=N`` builds on N threads.
-Each row is printed as soon as it is measured and appended to ``.cache/bench/index_compact.jsonl``.
+``BENCH_INDEX_HEAD=1`` measures in an adapted catalog's index space instead: every set projected through a
+trained projection head (``bench.vectors.bench_head``: ``BENCH_HEAD=path/head.npz``), the catalog folders
+written as ``catalog adapt`` leaves them (head.npz + the manifest's adaptation section), ground truth exact in
+the head's space — what the adapted search computes exactly.
+Each row is printed as soon as it is measured and appended to ``.cache/bench/index_compact.jsonl`` with the
+load average at the time (and the head's sha256).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import numpy as np
 
 from bench.search import search_latencies
 from bench.table import print_table
-from bench.vectors import CACHE, Spectrum, VectorSet, real_set, real_view_pairs, spectral_set
+from bench.vectors import CACHE, Spectrum, VectorSet, bench_head, head_set, real_set, real_view_pairs, spectral_set
+from model.retrieval.head import ProjectionHead
 
 K = 5
 QUERIES = 1000
@@ -49,7 +55,7 @@ BUILD_THREADS = int(os.environ.get("BENCH_INDEX_THREADS", "1"))
 """faiss threads while building (search is measured on one); 2 halves a 1M build on an idle 2-core machine."""
 HEADERS = [
     *("vectors", "index", "search", "recall@5 vs exact", "p50 ms", "p99 ms", "file B/item", "RSS B/item"),
-    *("build s", "load s (file)", "load s (S3 moto)"),
+    *("build s", "load s (file)", "load s (S3 moto)", "process RSS MB"),
 ]
 
 
@@ -71,10 +77,14 @@ class Candidate:
 
 SEARCH_ONLY = ("ef_search", "nprobe")
 HNSW = {"M": 32, "ef_construction": 80}
+HNSW16 = {"M": 16, "ef_construction": 80}
+EF: tuple[dict[str, int], ...] = ({}, {"ef_search": 128}, {"ef_search": 256}, {"ef_search": 512})
 CANDIDATES = [
     Candidate("hnsw (float32, today)", "hnsw", {**HNSW, "ef_search": 64}, ({}, {"ef_search": 128})),
-    Candidate("hnsw-fp16", "hnsw-fp16", {**HNSW, "ef_search": 64}, ({}, {"ef_search": 128}, {"ef_search": 256})),
-    Candidate("hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64}, ({}, {"ef_search": 128}, {"ef_search": 256})),
+    Candidate("hnsw-fp16", "hnsw-fp16", {**HNSW, "ef_search": 64}, EF),
+    Candidate("hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64}, EF),
+    Candidate("hnsw-fp16 M=16", "hnsw-fp16", {**HNSW16, "ef_search": 64}, EF),
+    Candidate("hnsw-sq8 M=16", "hnsw-sq8", {**HNSW16, "ef_search": 64}, EF),
     Candidate("pca768 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 768}, ({}, {"ef_search": 128})),
     Candidate("pca384 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 384}, ({}, {"ef_search": 128})),
     Candidate("pca256 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 256}),
@@ -135,23 +145,30 @@ def built(data: VectorSet, tag: str, candidate: Candidate) -> Built:
         build_s = time.perf_counter() - started
         faiss.omp_set_num_threads(1)
         index.save(folder)
-        _write_catalog_files(folder, index, data.base.shape)
+        _write_catalog_files(folder, index, data.base.shape, data.head)
         record.write_text(json.dumps({"build_s": build_s, "threads": BUILD_THREADS}))
         del index
     file_bytes = sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("index."))
     return Built(folder, json.loads(record.read_text())["build_s"], file_bytes)
 
 
-def _write_catalog_files(folder: Path, index: Any, shape: tuple[int, ...]) -> None:
+def _write_catalog_files(folder: Path, index: Any, shape: tuple[int, ...], head: ProjectionHead | None) -> None:
+    """ids.json and the manifest as ``catalog index`` writes them; with ``head``, as ``catalog adapt`` leaves an
+    adapted catalog (head.npz beside the index, the manifest's adaptation section): what the search loads."""
     from cloud_lambda.catalog.layout import IDS, MANIFEST, IndexSpec, Manifest
 
     (folder / IDS).write_text(json.dumps([f"sku-{i:0{ID_WIDTH - 4}d}" for i in range(shape[0])]))
+    adaptation = None
+    if head is not None:
+        head.save(folder)
+        adaptation = {"kind": "head", "head_sha256": head.sha256, "in_dim": head.in_dim, "out_dim": head.out_dim}
     manifest = Manifest(
         model_id="bench-spectral",
-        dim=shape[1],
+        dim=shape[1] if head is None else head.in_dim,
         count=shape[0],
         index=IndexSpec(**index.describe()),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        adaptation=adaptation,
     )
     (folder / MANIFEST).write_text(manifest.model_dump_json(indent=2))
 
@@ -251,6 +268,8 @@ def bench_set(data: VectorSet, tag: str, rows: list[list[Any]]) -> None:
     for candidate in CANDIDATES:
         if candidate.max_rows is not None and n > candidate.max_rows:
             continue
+        if candidate.params.get("pca", 0) >= data.base.shape[1]:
+            continue  # no projection to as many dimensions as the vectors have
         if only and candidate.name not in only and candidate.key() not in only:
             continue
         made = built(data, tag, candidate)
@@ -262,17 +281,32 @@ def bench_set(data: VectorSet, tag: str, rows: list[list[Any]]) -> None:
             recall, p50, p99 = search_rows(index, data, truth, settings)
             label = ", ".join(f"{k}={v}" for k, v in {**_search_defaults(candidate), **settings}.items())
             s3 = "-" if s3_s is None else round(s3_s, 2)
-            measured = [recall, p50, p99, made.file_bytes / n, rss_per_item, made.build_s, load["load_s"], s3]
+            process_mb = load["rss_after_kb"] / 1024
+            measured = [
+                recall,
+                p50,
+                p99,
+                made.file_bytes / n,
+                rss_per_item,
+                made.build_s,
+                load["load_s"],
+                s3,
+                process_mb,
+            ]
             rows.append([data.name, candidate.name, label, *measured])
-            _record(rows[-1])
+            _record(rows[-1], data)
         del index
 
 
-def _record(row: list[Any]) -> None:
-    """Each row as soon as it is measured: on stdout (a 1M run takes an hour) and in ``RESULTS`` (JSON lines)."""
+def _record(row: list[Any], data: VectorSet) -> None:
+    """Each row as soon as it is measured: on stdout (a 1M run takes an hour) and in ``RESULTS`` (JSON lines,
+    with the load average and, for head-space sets, the head's sha256)."""
     print("  " + " | ".join(str(round(c, 4) if isinstance(c, float) else c) for c in row), flush=True)
+    context = {"when": time.strftime("%Y-%m-%d %H:%M"), "loadavg": os.getloadavg()}
+    if data.head is not None:
+        context["head_sha256"] = data.head.sha256
     with RESULTS.open("a") as out:
-        out.write(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), **dict(zip(HEADERS, row, strict=True))}) + "\n")
+        out.write(json.dumps({**context, **dict(zip(HEADERS, row, strict=True))}) + "\n")
 
 
 def _search_defaults(candidate: Candidate) -> dict[str, int]:
@@ -287,16 +321,35 @@ def vector_sets(quick: bool) -> list[tuple[VectorSet, str]]:
     if os.environ.get("BENCH_INDEX_1M") == "1":
         sizes.append(1_000_000)
     with_real = not quick and os.environ.get("BENCH_INDEX_SKIP_REAL") != "1"
+    if os.environ.get("BENCH_INDEX_HEAD") == "1":
+        return _head_sets(real_items, spectrum, sizes, with_real)
     sets = [(real_set(real_items, QUERIES), f"real-{real_items}")] if with_real else []
     return sets + [(spectral_set(n, spectrum, QUERIES), f"spectral-{n}") for n in sizes]
 
 
+def _head_sets(real_items: int, spectrum: Spectrum, sizes: list[int], with_real: bool) -> list[tuple[VectorSet, str]]:
+    """The sets in an adapted catalog's index space: projected through the head ``bench_head`` finds."""
+    head, source = bench_head()
+    print(f"head: {head.in_dim}->{head.out_dim}, sha256 {head.sha256}, from {source}", flush=True)
+    tag = f"head{head.sha256[:10]}"
+    sets = []
+    if with_real:
+        real = real_set(real_items, QUERIES)
+        projected = VectorSet(
+            f"real {real_items:,} → head {head.out_dim}", head.project(real.base), head.project(real.queries), head
+        )
+        sets.append((projected, f"real-{real_items}-{tag}"))
+    return sets + [(head_set(n, spectrum, head, QUERIES), f"spectral-{n}-{tag}") for n in sizes]
+
+
 def run(quick: bool) -> None:
     rows: list[list[Any]] = []
-    for data, tag in vector_sets(quick):
+    sets = vector_sets(quick)
+    for data, tag in sets:
         bench_set(data, tag, rows)
+    dims = "/".join(sorted({f"{data.base.shape[1]}-d" for data, _ in sets}))
     print_table(
-        f"Compact indexes: top-{K}, 1280-d, single query on 1 thread (the search function's setting)",
+        f"Compact indexes: top-{K}, {dims}, single query on 1 thread (the search function's setting)",
         HEADERS,
         rows,
         "Targets for the large-catalog default: recall@5 >= 0.98 at 1M, p50 <= 2 ms, 2M items in a 2 GB function."

@@ -15,10 +15,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from model.retrieval.head import ProjectionHead
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "bench"
@@ -27,6 +32,8 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 CHUNK = 1000
 FAMILY_SIZE = 50
 NEAR_DUPLICATES = 0.10
+BLOCK = 50_000
+"""Rows generated (and projected) at a time: 50k × 1280 float32 is 256 MB."""
 
 
 @dataclass
@@ -36,6 +43,8 @@ class VectorSet:
     """``[N, D]`` float32 unit vectors (a memory map for the large synthetic sets)."""
     queries: np.ndarray
     """``[Q, D]`` float32 unit vectors."""
+    head: ProjectionHead | None = None
+    """The projection head ``base`` and ``queries`` went through (:func:`head_set`); None: the model's space."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -62,7 +71,6 @@ def _bgr96(gray: np.ndarray) -> np.ndarray:
 
 def _featurize_cached(name: str, images: list[np.ndarray], featurizer, progress: bool = True) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Vectors of ``images`` in chunks of :data:`CHUNK`, each chunk cached on its own (resumable)."""
-    from tqdm import tqdm
 
     from model.prepare import prepare_frame
 
@@ -128,22 +136,40 @@ def _root(cov: np.ndarray) -> np.ndarray:
 
 def spectral_set(n: int, spectrum: Spectrum, queries: int = 1000, seed: int = 0) -> VectorSet:
     """``n`` items (memory-mapped from the cache when large) and ``queries`` views / new family members."""
-    dim = spectrum.mean.shape[0]
-    key = hashlib.sha1(spectrum.mean.tobytes() + spectrum.between.tobytes()).hexdigest()[:10]
-    path = CACHE / "spectral" / f"items-{n}-{dim}-{key}-{seed}.npy"
+    path = _spectral_path(n, spectrum, seed)
     families = _families(spectrum, max(1, n // FAMILY_SIZE), seed)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-        rng = np.random.default_rng([seed, 1])
-        for start in range(0, n, 50_000):
-            out[start : start + 50_000] = _items(spectrum, families, min(50_000, n - start), rng)
-        out.flush()
-        del out
-        tmp.replace(path)
+        dim = spectrum.mean.shape[0]
+        _write_blocks(path, (n, dim), (block for _, block in _spectral_blocks(spectrum, families, n, seed)))
     base = np.load(path, mmap_mode="r")
-    return VectorSet(f"spectral {n:,}", base, _queries(base, spectrum, families, queries, seed))
+    rng, picks = _query_picks(n, queries, seed)
+    return VectorSet(f"spectral {n:,}", base, _queries(np.asarray(base[picks]), spectrum, families, rng))
+
+
+def _spectral_path(n: int, spectrum: Spectrum, seed: int) -> Path:
+    key = hashlib.sha1(spectrum.mean.tobytes() + spectrum.between.tobytes()).hexdigest()[:10]
+    return CACHE / "spectral" / f"items-{n}-{spectrum.mean.shape[0]}-{key}-{seed}.npy"
+
+
+def _spectral_blocks(spectrum: Spectrum, families: np.ndarray, n: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start row, items) in blocks of :data:`BLOCK`: the same items whether written whole or projected."""
+    rng = np.random.default_rng([seed, 1])
+    for start in range(0, n, BLOCK):
+        yield start, _items(spectrum, families, min(BLOCK, n - start), rng)
+
+
+def _write_blocks(path: Path, shape: tuple[int, int], blocks: Iterable[np.ndarray]) -> None:
+    """A ``.npy`` memory map filled block by block, renamed into place when complete (a stopped run leaves none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    start = 0
+    for block in blocks:
+        out[start : start + len(block)] = block
+        start += len(block)
+    out.flush()
+    del out
+    tmp.replace(path)
 
 
 def _families(spectrum: Spectrum, count: int, seed: int) -> np.ndarray:
@@ -166,13 +192,18 @@ def _items(spectrum: Spectrum, families: np.ndarray, count: int, rng: np.random.
     return _unit(items)
 
 
-def _queries(base: np.ndarray, spectrum: Spectrum, families: np.ndarray, count: int, seed: int) -> np.ndarray:
+def _query_picks(n: int, count: int, seed: int) -> tuple[np.random.Generator, np.ndarray]:
+    """The query generator and the (sorted) items the queries are made from."""
     rng = np.random.default_rng([seed, 2])
-    dim = spectrum.mean.shape[0]
-    picks = np.sort(rng.choice(base.shape[0], count, replace=False))
-    items = np.asarray(base[picks], dtype=np.float32)
+    return rng, np.sort(rng.choice(n, count, replace=False))
+
+
+def _queries(items: np.ndarray, spectrum: Spectrum, families: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A camera view (the item plus view noise) or a new member of the item's family, for each of ``items``."""
+    count, dim = items.shape
+    items = items.astype(np.float32)
     noise = rng.standard_normal((count, dim), dtype=np.float32) @ spectrum.view
-    new_member = rng.uniform(size=count) < 0.5
+    new_member = np.asarray(rng.uniform(size=count) < 0.5)
     # A new member of the item's family: its nearest family centre plus fresh within-family spread.
     centre = families[np.argmax(items @ _unit(families).T, axis=1)]
     fresh = centre + np.sqrt(0.5, dtype=np.float32) * (
@@ -180,3 +211,64 @@ def _queries(base: np.ndarray, spectrum: Spectrum, families: np.ndarray, count: 
     )
     # Fitted on unit vectors, the spectrum gives unnormalized draws of about unit norm: noise keeps its real size.
     return _unit(np.where(new_member[:, None], fresh, items) + noise)
+
+
+# --- spectral, projected through an adapted catalog's head ------------------------------------------------
+def head_set(n: int, spectrum: Spectrum, head: ProjectionHead, queries: int = 1000, seed: int = 0) -> VectorSet:
+    """The spectral set of ``n`` items and its queries, projected through ``head`` (``catalog adapt``'s index
+    space: an adapted catalog's index holds ``head.project(item)`` and the search projects each query alike).
+
+    Projected block by block as the items are generated (or read from the cached full-dimension file), so a
+    2M-item set never needs its 10 GB of full vectors on disk; identical to projecting ``spectral_set``.
+    """
+    dim = spectrum.mean.shape[0]
+    path = CACHE / "head" / f"{_spectral_path(n, spectrum, seed).stem}-head{head.sha256[:10]}.npy"
+    picked_path = path.with_name(f"{path.stem}-picked-{queries}.npy")
+    families = _families(spectrum, max(1, n // FAMILY_SIZE), seed)
+    rng, picks = _query_picks(n, queries, seed)
+    if not (path.exists() and picked_path.exists()):
+        full = _spectral_path(n, spectrum, seed)
+        blocks: Iterator[tuple[int, np.ndarray]]
+        if full.exists():
+            source = np.load(full, mmap_mode="r")
+            blocks = ((s, np.asarray(source[s : s + BLOCK])) for s in range(0, n, BLOCK))
+        else:
+            blocks = _spectral_blocks(spectrum, families, n, seed)
+        picked = np.empty((len(picks), dim), np.float32)
+
+        def projected() -> Iterator[np.ndarray]:
+            for start, block in tqdm(blocks, total=-(-n // BLOCK), desc=f"head-{n}", unit="block"):
+                inside = (picks >= start) & (picks < start + len(block))
+                picked[inside] = block[picks[inside] - start]
+                yield head.project(block)
+
+        _write_blocks(path, (n, head.out_dim), projected())
+        np.save(picked_path, picked)
+    base = np.load(path, mmap_mode="r")
+    query_vectors = head.project(_queries(np.load(picked_path), spectrum, families, rng))
+    return VectorSet(f"spectral {n:,} → head {head.out_dim}", base, query_vectors, head)
+
+
+HEAD_COPY = CACHE / "head" / "head.npz"
+HEAD_SEARCH = ".cache/heldup-eval/adapt/efficientnet-lite0-avg-*/head-checkpoint.npz"
+"""Where ``visual-search model eval --heldup`` leaves the chosen default's catalog head (43 items, 256-d)."""
+
+
+def bench_head() -> tuple[ProjectionHead, str]:
+    """(head, where it came from): ``$BENCH_HEAD`` (a ``head.npz`` of an adapted index folder, or a
+    ``head-checkpoint.npz``), else the copy cached in :data:`HEAD_COPY`, else :data:`HEAD_SEARCH` in this
+    checkout. The first one found is copied into :data:`HEAD_COPY`, so later runs use the same weights."""
+    given = os.environ.get("BENCH_HEAD")
+    found = sorted(REPO.glob(HEAD_SEARCH))
+    source = Path(given) if given else HEAD_COPY if HEAD_COPY.exists() else found[0] if found else None
+    if source is None:
+        raise FileNotFoundError(
+            f"no projection head: set BENCH_HEAD to an adapted index's head.npz ('visual-search catalog adapt'),"
+            f" or run 'visual-search model eval --heldup' (writes {HEAD_SEARCH})"
+        )
+    with np.load(source, allow_pickle=False) as data:
+        head = ProjectionHead(data["weight"], data["mean"])
+    if source != HEAD_COPY:
+        HEAD_COPY.parent.mkdir(parents=True, exist_ok=True)
+        HEAD_COPY.write_bytes(head.to_bytes())
+    return head, str(source)
