@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         run = run_live(edge, stop, show_stats=False)
         if args.once:
             text = json.dumps(once_summary(run, watcher, sample), indent=2)
-            print("summary:\n" + text)
+            console.line("summary:\n" + text)  # below the status line, if one is shown
             if args.summary_json:
                 args.summary_json.write_text(text)
     except KeyboardInterrupt:

@@ -5,7 +5,9 @@ demo finds the head current and starts adapted; ``--once`` without a head plays 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from tqdm import tqdm
 
 from cloud_lambda.catalog.indexer import IndexOptions, run_index
-from cloud_lambda.catalog.layout import read_manifest
+from cloud_lambda.catalog.layout import apply_head, read_manifest
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from simulator.console import CLEAR, Console
@@ -167,3 +169,23 @@ def test_off_a_terminal_the_status_is_a_line_per_milestone() -> None:
         "views 10/10",
         "match",
     ]
+
+
+def test_adapt_first_then_no_adapt_on_a_copy_of_the_index(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--adapt first`` adapts before anything plays; ``--no-adapt`` takes the head out again (the next demo
+    would adapt in the background again)."""
+    index = Path(shutil.copytree(setup.plan.index_dir, tmp_path / "demo-index"))
+    if read_manifest(index).adaptation:
+        apply_head(index, None, None)
+    plan = dataclasses.replace(setup.plan, index_dir=index)
+
+    assert prepare_adaptation(modes(once=True, adapt="first"), plan) is False
+    assert plan.state() == "current"
+    assert "adapted index written:" in capsys.readouterr().out
+
+    assert prepare_adaptation(modes(once=False, adapt="no"), plan) is False
+    assert read_manifest(index).adaptation is None and plan.state() == "missing"
+    assert "--no-adapt: the index's head is removed" in capsys.readouterr().out
+    assert prepare_adaptation(modes(once=False), plan) is True
