@@ -115,9 +115,8 @@ def test_background_adaptation_switches_the_running_search_to_the_adapted_index(
 
 
 def test_a_stopped_adaptation_says_so_and_leaves_the_index_as_it_was(setup: Setup, tmp_path: Path) -> None:
-    plan = DemoAdaptation(
-        setup.plan.index_dir, setup.plan.images_dir, None, setup.plan.model, views_per_item=3, epochs=1, dim=4
-    )
+    index = Path(shutil.copytree(setup.plan.index_dir, tmp_path / "demo-index"))  # the others' index stays as is
+    plan = dataclasses.replace(setup.plan, index_dir=index, views_per_item=3)
     before = read_manifest(plan.index_dir).adaptation
     shown = io.StringIO()
     adaptation = BackgroundAdaptation(plan, Console(shown, tty=False), tmp_path / "adapt.log").start()
