@@ -59,6 +59,12 @@ class VectorIndex(ABC):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``[Q, dim]`` → (scores ``[Q, k]`` descending, positions ``[Q, k]``; -1 where fewer than k items)."""
 
+    def search_regions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``[R, dim]`` region vectors of one message, as :meth:`search`. A kind may spend less effort per
+        region than on a lone query: the fold keeps each item's best region, so what one region's search
+        misses another usually finds (an HNSW index's ``ef_regions``, :mod:`cloud_lambda.index.hnsw`)."""
+        return self.search(queries, k)
+
     @abstractmethod
     def save(self, folder: Path) -> str:
         """Write the index file into ``folder``; return its file name."""

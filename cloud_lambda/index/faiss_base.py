@@ -93,6 +93,26 @@ class FaissIndex(VectorIndex):
             self._index.k_factor = float(max(1, int(self.params.get("rerank", 1))))
         self._tune(self._inner())
 
+    def _wrap_params(self, inner_params: Any) -> list[Any]:
+        """``inner_params`` wrapped for the stages in front of the inner index, innermost first. Every level is
+        returned: faiss's parameter objects hold plain pointers to the level below, so the caller keeps them all
+        alive until the search returns."""
+        import faiss
+
+        chain = [inner_params]
+        index = self._index
+        base = faiss.downcast_index(index.base_index) if isinstance(index, faiss.IndexRefine) else index
+        if isinstance(base, faiss.IndexPreTransform):
+            pre = faiss.SearchParametersPreTransform()
+            pre.index_params = chain[-1]
+            chain.append(pre)
+        if isinstance(index, faiss.IndexRefine):
+            refine = faiss.IndexRefineSearchParameters()
+            refine.k_factor = float(index.k_factor)
+            refine.base_index_params = chain[-1]
+            chain.append(refine)
+        return chain
+
     def set_search_param(self, name: str, value: int) -> None:
         if name not in self.SEARCH_PARAMS:
             raise VectorIndexError(
@@ -144,13 +164,22 @@ class FaissIndex(VectorIndex):
         self._apply_search_params()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._search(queries, k, None)
+
+    def _search(self, queries: np.ndarray, k: int, inner_params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Search with the index's own settings, or with ``inner_params`` (faiss ``SearchParameters`` of the
+        inner index) for this call only: the loaded index is shared, so a per-call setting must not touch it."""
         q = self._check_vectors(queries, "queries")
         if self._count == 0 or k <= 0:
             return (
                 np.full((q.shape[0], max(k, 0)), -np.inf, dtype=np.float32),
                 np.full((q.shape[0], max(k, 0)), -1, dtype=np.int64),
             )
-        scores, positions = self._index.search(q, k)
+        if inner_params is None:
+            scores, positions = self._index.search(q, k)
+        else:
+            chain = self._wrap_params(inner_params)
+            scores, positions = self._index.search(q, k, params=chain[-1])
         scores = np.where(positions < 0, -np.inf, scores).astype(np.float32)
         return scores, positions.astype(np.int64)
 

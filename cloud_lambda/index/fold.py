@@ -4,8 +4,9 @@ A device message may carry several region vectors of one frame (wire version 2) 
 views per item; an item's score is its best (region, view) pair. With a projection head (an adapted catalog)
 every region vector is projected first, exactly as the catalog vectors were when the index was written.
 
-Cost: one batched index search of ``R`` queries for ``k × views`` rows each, then a fold over ``R × k × views``
-hits; an exact index reads the matrix once for the whole batch (one matrix product).
+Cost: one batched index search of ``R`` queries for ``k × views`` rows each (``search_regions``: an HNSW index
+may walk each region with a smaller ``ef_regions``), then a fold over ``R × k × views`` hits; an exact index
+reads the matrix once for the whole batch (one matrix product).
 """
 
 from __future__ import annotations
@@ -35,6 +36,6 @@ def search_items(
         scores, positions = index.search(queries, k)
         return scores[0], positions[0]
     fetch = min(index.count, k * views_per_item)
-    scores, positions = index.search(queries, fetch)
+    scores, positions = index.search_regions(queries, fetch) if len(queries) > 1 else index.search(queries, fetch)
     item_scores, items = aggregate_max(scores.reshape(1, -1), positions.reshape(1, -1), owners, k)
     return item_scores[0], items[0]

@@ -15,14 +15,14 @@ from typing import Any
 from cloud_lambda.index.base import register
 from cloud_lambda.index.hnsw import HnswIndex
 
-DEFAULTS = {"M": 32, "ef_construction": 80, "ef_search": 64, "pca": 0, "rerank": 0, "rerank_pq": 0}
+DEFAULTS = {"M": 32, "ef_construction": 80, "ef_search": 64, "ef_regions": 0, "pca": 0, "rerank": 0, "rerank_pq": 0}
 
 
 class _HnswSq(HnswIndex):
     """The HNSW index with quantized storage: only the faiss index it builds differs (efSearch tuned alike)."""
 
     DEFAULTS = DEFAULTS
-    SEARCH_PARAMS = ("ef_search", "rerank")
+    SEARCH_PARAMS = ("ef_search", "ef_regions", "rerank")
     qtype: str
 
     def _new(self, dim: int) -> Any:

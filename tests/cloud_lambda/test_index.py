@@ -164,3 +164,53 @@ def test_auto_picks_by_catalog_size_and_never_projects_by_default():
     kind, params = choose(2_000_000, 1280)
     assert kind == "hnsw-sq8" and "pca" not in params
     create_index(kind, 1280, **params)  # the parameters are ones the kind accepts
+
+
+def _distances(run) -> int:  # type: ignore[no-untyped-def]
+    """Distance computations of the HNSW walks inside ``run()`` (faiss's global counters)."""
+    import faiss
+
+    faiss.cvar.hnsw_stats.reset()
+    run()
+    return int(faiss.cvar.hnsw_stats.ndis)
+
+
+@pytest.mark.parametrize("stages", [{}, {"pca": 24, "rerank": 4}], ids=["plain", "pca+rerank"])
+def test_a_message_walks_each_region_with_ef_regions_for_that_call_only(stages: dict, tmp_path: Path):
+    """Several region vectors of one message are walked with ``ef_regions`` (saved with the index, settable at
+    load); a lone query, and the index's own setting afterwards, keep ``ef_search``."""
+    from cloud_lambda.index.fold import search_items
+
+    base = unit(3000, 48, 7)
+    regions = base[:4] + 0.05 * unit(4, 48, 8)
+    regions /= np.linalg.norm(regions, axis=1, keepdims=True)
+    index = create_index("hnsw-fp16", 48, M=16, ef_search=128, ef_regions=16, **stages)
+    index.build(base)
+    index.save(tmp_path)
+    loaded = load_index(tmp_path, "hnsw-fp16", 48, index.params)
+    assert loaded.params["ef_regions"] == 16
+
+    wide = _distances(lambda: loaded.search(regions, 5))
+    narrow = _distances(lambda: loaded.search_regions(regions, 5))
+    assert narrow < wide * 0.6
+    assert _distances(lambda: loaded.search(regions, 5)) == wide  # the shared index kept its efSearch
+    assert _distances(lambda: loaded.search_regions(regions[:1], 5)) == _distances(
+        lambda: loaded.search(regions[:1], 5)
+    )
+    assert _distances(lambda: search_items(loaded, np.arange(3000), 1, regions, 5)) == narrow  # the fold uses it
+    _, got = loaded.search_regions(regions, 1)
+    assert list(got[:, 0]) == [0, 1, 2, 3]
+
+    loaded.set_search_param("ef_regions", 0)  # 0: regions walk like a lone query
+    assert _distances(lambda: loaded.search_regions(regions, 5)) == wide
+    with pytest.raises(VectorIndexError, match=r"ef_regions must be an integer in 0\.\.4096"):
+        create_index("hnsw", 48, ef_regions=-1)
+
+
+def test_auto_walks_message_regions_narrower_only_where_measured():
+    from cloud_lambda.index.choice import LARGE_ROWS, REGION_EF, choose
+
+    _, params = choose(LARGE_ROWS, 256)
+    assert params["ef_regions"] == REGION_EF < params["ef_search"]
+    assert "ef_regions" not in choose(LARGE_ROWS + 1, 256)[1]  # above: as a lone query
+    create_index("hnsw-fp16", 256, **params)
