@@ -3,7 +3,8 @@
 For every option of the held-up table (docs/match-quality.md): the encoded feature message (the real codec,
 realistic ids and timings) and the search of one message through the real cloud code
 (:func:`cloud_lambda.index.fold.search_items`: projection head, one batched index search of all region
-vectors, per-item max fold) at 10k and 100k catalog items, exact (numpy) and HNSW. Catalog vectors are
+vectors, per-item max fold) at 10k and 100k catalog items, exact (numpy) and the index ``--index auto`` builds
+at that size (``cloud_lambda.index.choice``: region vectors walk with its ``ef_regions``). Catalog vectors are
 synthetic clustered unit vectors (bench.search); cost depends on shapes, not on content.
 """
 
@@ -83,7 +84,12 @@ def _index(shape: Shape, items: int, kind: str) -> tuple[object, np.ndarray]:
     if key not in _INDEXES:
         head = _head(shape.head_dim) if shape.head_dim else None
         vectors = head.project(base) if head is not None else base  # type: ignore[attr-defined]
-        params = {"M": 32, "ef_construction": 80, "ef_search": 64} if kind == "hnsw" else {}
+        if kind == "auto":  # what `catalog index --index auto` builds for this many rows of this dim
+            from cloud_lambda.index.choice import choose
+
+            kind, params = choose(vectors.shape[0], vectors.shape[1])
+        else:
+            params = {}
         index = create_index(kind, vectors.shape[1], **params)
         index.build(vectors)
         _INDEXES[key] = index
@@ -113,24 +119,30 @@ def search_p50(shape: Shape, items: int, kind: str, queries: int) -> float:
     return float(np.percentile(times, 50))
 
 
+def _auto_kinds(sizes: list[int]) -> str:
+    from cloud_lambda.index.choice import choose
+
+    return "; ".join(f"{n // 1000}k: {'/'.join(str(v) for v in choose(n, DIM))}" for n in sizes)
+
+
 def run(quick: bool) -> None:
     sizes = [10_000] if quick else [10_000, 100_000]
     rows = []
     for shape in SHAPES:
         row: list[object] = [shape.name, message_bytes(shape)]
         for items in sizes:
-            for kind in ("exact", "hnsw"):
+            for kind in ("exact", "auto"):
                 # Catalog views multiply the index rows (300k at 100k items): measured at 10k only, to fit the bench.
                 skip = shape.views > 1 and items > 10_000
                 row.append("—" if skip else search_p50(shape, items, kind, 50 if quick else 100))
         rows.append(row)
     headers = ["option", "bytes/message"]
-    headers += [f"{kind} p50 ms @{n // 1000}k" for n in sizes for kind in ("exact", "hnsw")]
+    headers += [f"{kind} p50 ms @{n // 1000}k" for n in sizes for kind in ("exact", "auto")]
     print_table(
         "Retrieval options: wire bytes and search time per message (cloud_lambda.index.fold.search_items)",
         headers,
         rows,
         "One message = one frame: all its region vectors searched in one batch, folded per item (max), one OpenMP"
-        " thread as in the search service; median of 100 messages (50 with --quick). HNSW M=32,"
-        f" efSearch=64. Load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine).",
+        " thread as in the search service; median of 100 messages (50 with --quick). auto: the index"
+        f" `--index auto` builds ({_auto_kinds(sizes)}). Load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine).",
     )
