@@ -9,7 +9,8 @@ real vectors and on synthetic vectors with their spectrum).
   by default: every PCA size measured cost recall (384 dims: 0.87 on real vectors; 768 dims: 0.94), so a
   projection is an explicit trade (``--index-param pca=384``: half the memory), not a default.
 
-A message's region vectors are walked with ``ef_regions`` (:data:`REGION_EF`), where measured. ``ef_search`` grows with the catalog, whose near-ties the graph misses more often as it grows: 128 up to
+A message's region vectors are walked with ``ef_regions`` (:data:`REGION_EF`), where measured.
+``ef_search`` grows with the catalog, whose near-ties the graph misses more often as it grows: 128 up to
 :data:`LARGE_ROWS` rows (64 left every HNSW kind at 0.97 on the real vectors), 256 above (at 300k and 128,
 ``hnsw-fp16`` kept 0.978 and ``hnsw-sq8`` 0.971; at 256, 0.989 and 0.982).
 """
