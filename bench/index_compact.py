@@ -54,7 +54,7 @@ RESULTS = CACHE / "index_compact.jsonl"
 BUILD_THREADS = int(os.environ.get("BENCH_INDEX_THREADS", "1"))
 """faiss threads while building (search is measured on one); 2 halves a 1M build on an idle 2-core machine."""
 HEADERS = [
-    *("vectors", "index", "search", "recall@5 vs exact", "p50 ms", "p99 ms", "file B/item", "RSS B/item"),
+    *("vectors", "index", "search", "recall@5 vs exact", "p50 ms", "p99 ms", "p50 CPU ms", "file B/item", "RSS B/item"),
     *("build s", "load s (file)", "load s (S3 moto)", "process RSS MB"),
 ]
 
@@ -78,7 +78,7 @@ class Candidate:
 SEARCH_ONLY = ("ef_search", "nprobe")
 HNSW = {"M": 32, "ef_construction": 80}
 HNSW16 = {"M": 16, "ef_construction": 80}
-EF: tuple[dict[str, int], ...] = ({}, {"ef_search": 128}, {"ef_search": 256}, {"ef_search": 512})
+EF: tuple[dict[str, int], ...] = tuple({"ef_search": ef} for ef in (64, 128, 256, 384, 512))
 CANDIDATES = [
     Candidate("hnsw (float32, today)", "hnsw", {**HNSW, "ef_search": 64}, ({}, {"ef_search": 128})),
     Candidate("hnsw-fp16", "hnsw-fp16", {**HNSW, "ef_search": 64}, EF),
@@ -244,15 +244,16 @@ def measure_s3_load(folder: Path) -> float | None:
 
 
 def search_rows(index: Any, data: VectorSet, truth: np.ndarray, settings: dict[str, int]) -> tuple[float, ...]:
-    """(recall@5, p50 ms, p99 ms) of ``index`` with the search-time ``settings`` applied."""
+    """(recall@5, p50 ms, p99 ms, p50 CPU ms) of ``index`` with the search-time ``settings`` applied."""
     for name, value in settings.items():
         index.set_search_param(name, value)
     queries = data.queries.astype(np.float32)
     for q in queries[:20]:
         index.search(q[None], K)
     times, found = search_latencies(index, queries)
+    cpu_times, _ = search_latencies(index, queries, time.thread_time)
     recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
-    return recall, float(np.percentile(times, 50)), float(np.percentile(times, 99))
+    return recall, *(float(np.percentile(times, q)) for q in (50, 99)), float(np.percentile(cpu_times, 50))
 
 
 # --- the table -------------------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def bench_set(data: VectorSet, tag: str, rows: list[list[Any]]) -> None:
         rss_per_item = (load["rss_after_kb"] - load["rss_before_kb"]) * 1024 / n
         index = load_index(made.folder, candidate.kind, data.base.shape[1], candidate.params)
         for settings in candidate.search:
-            recall, p50, p99 = search_rows(index, data, truth, settings)
+            recall, p50, p99, p50_cpu = search_rows(index, data, truth, settings)
             label = ", ".join(f"{k}={v}" for k, v in {**_search_defaults(candidate), **settings}.items())
             s3 = "-" if s3_s is None else round(s3_s, 2)
             process_mb = load["rss_after_kb"] / 1024
@@ -286,6 +287,7 @@ def bench_set(data: VectorSet, tag: str, rows: list[list[Any]]) -> None:
                 recall,
                 p50,
                 p99,
+                p50_cpu,
                 made.file_bytes / n,
                 rss_per_item,
                 made.build_s,
