@@ -342,7 +342,8 @@ def apply_head(folder: Path, head: ProjectionHead | None, adaptation: dict[str, 
     """Rewrite ``folder``'s index through ``head`` (None: back to the model's vectors), atomically.
 
     Everything but the index file, the head and the manifest is carried over unchanged (hard links where the
-    file system allows); the index is rebuilt from ``vectors.npy`` with the same kind and parameters.
+    file system allows); the index is rebuilt from ``vectors.npy`` with the same kind and parameters, or with
+    ``--index auto``'s choice for the new vectors' dimension when auto had chosen them.
     """
     if (head is None) != (adaptation is None):
         raise CatalogError("a projection head and its manifest section 'adaptation' go together")
@@ -363,9 +364,9 @@ def apply_head(folder: Path, head: ProjectionHead | None, adaptation: dict[str, 
         if head is not None and adaptation is not None:
             head.save(tmp)
             adaptation = {**adaptation, "head_sha256": head.sha256, "in_dim": head.in_dim, "out_dim": head.out_dim}
-        index = create_index(
-            manifest.index.kind, manifest.dim if head is None else head.out_dim, **manifest.index.params
-        )
+        index_dim = manifest.dim if head is None else head.out_dim
+        kind, params = _kind_for_space(folder, tmp, manifest, index_dim)
+        index = create_index(kind, index_dim, **params)
         index.build(vectors if head is None else head.project(vectors))
         index.save(tmp)
         updated = manifest.model_copy(update={"adaptation": adaptation, "index": IndexSpec(**index.describe())})
@@ -376,6 +377,25 @@ def apply_head(folder: Path, head: ProjectionHead | None, adaptation: dict[str, 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _kind_for_space(folder: Path, tmp: Path, manifest: Manifest, index_dim: int) -> tuple[str, dict[str, Any]]:
+    """The folder's index kind and parameters — or, when ``--index auto`` chose them (``summary.json`` says so),
+    auto's choice for the vectors the index now holds: an adapted catalog's head space has bands of its own
+    (cloud_lambda.index.choice), so the kind chosen for the model's 1280-d vectors is chosen again."""
+    try:
+        summary = json.loads((folder / SUMMARY).read_text())
+    except (OSError, ValueError):
+        summary = {}
+    chosen = summary.get("index") if isinstance(summary, dict) else None
+    if not (isinstance(chosen, dict) and chosen.get("chosen_by")):
+        return manifest.index.kind, dict(manifest.index.params)
+    rows = manifest.rows if manifest.rows is not None else manifest.count
+    kind, params = choose(rows, index_dim)
+    summary["index"] = {"kind": kind, "params": params, "chosen_by": describe_bands()}
+    (tmp / SUMMARY).unlink(missing_ok=True)  # a hard link to the live folder's file: never written through
+    (tmp / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return kind, params
 
 
 def carried_head(folder: Path, model_id: str) -> dict[str, Any]:

@@ -1,22 +1,42 @@
-"""``--index auto``: the index kind for a catalog of a given size, from the measured table in docs/scale.md
-(``python -m bench index_compact``: recall@5 against exact search, p50, bytes per item, on the shipped model's
-real vectors and on synthetic vectors with their spectrum).
+"""``--index auto``: the index kind for a catalog of a given size and dimension, from the measured tables in
+docs/scale.md (``python -m bench index_compact``: recall@5 against exact search, p50, bytes per item).
+
+Two sets of bands, by the dimension of the vectors the index holds:
+
+**The device model's vectors (1280-d, a catalog not adapted)** — real vectors and synthetic ones with their
+spectrum, 20k to 300k items:
 
 * up to :data:`EXACT_MAX_ROWS` rows: exact search (no graph to build; numpy's mat-vec is fast enough);
 * up to :data:`FP16_MAX_ROWS`: HNSW over float16 vectors — the recall of float32 HNSW (0.995 both, 100k
   synthetic; 0.991 both, 20k real) at half its memory and less search time (p50 1.16 vs 2.18 ms at 100k);
-* above: HNSW over 8-bit codes of the full vectors (``hnsw-sq8``), about 1.6 KB per 1280-d item. No projection
-  by default: every PCA size measured cost recall (384 dims: 0.87 on real vectors; 768 dims: 0.94), so a
-  projection is an explicit trade (``--index-param pca=384``: half the memory), not a default.
+* above: HNSW over 8-bit codes of the full vectors (``hnsw-sq8``), about 1.7 KB per 1280-d item: ≈ 1.2M items
+  in a 2 GB function. No projection by default: every PCA size measured cost recall (384 dims: 0.87 on real
+  vectors; 768 dims: 0.94), so a projection is an explicit trade (``--index-param pca=384``), not a default.
+* ``ef_search`` grows with the catalog, whose near-ties the graph misses more often as it grows: 128 up to
+  :data:`LARGE_ROWS` rows (64 left every HNSW kind at 0.97 on the real vectors), 256 above (at 300k and 128,
+  ``hnsw-fp16`` kept 0.978 and ``hnsw-sq8`` 0.971; at 256, 0.989 and 0.982).
 
-A message's region vectors are walked with ``ef_regions`` (:data:`REGION_EF`), where measured.
-``ef_search`` grows with the catalog, whose near-ties the graph misses more often as it grows: 128 up to
-:data:`LARGE_ROWS` rows (64 left every HNSW kind at 0.97 on the real vectors), 256 above (at 300k and 128,
-``hnsw-fp16`` kept 0.978 and ``hnsw-sq8`` 0.971; at 256, 0.989 and 0.982).
+A message's region vectors are walked with ``ef_regions`` (:data:`REGION_EF`) up to :data:`LARGE_ROWS` rows, in
+both sets of bands, where measured.
+
+**An adapted catalog's vectors (≤ :data:`HEAD_DIM_MAX`-d: ``catalog adapt``'s projection head, 256-d)** —
+the spectral set projected through a trained head, 100k and 1M items (:data:`HEAD_BANDS`), recall against exact
+search in the head's space (what the adapted search computes exactly):
+
+* up to :data:`EXACT_MAX_ROWS` rows: exact search, as above;
+* up to :data:`LARGE_ROWS`: ``hnsw-fp16`` (``M`` 32), ``ef_search`` 128 — 0.990 at 100k (8-bit codes: 0.981);
+* above: ``hnsw-fp16`` (``M`` 32), ``ef_search`` 384 — 0.984 at 1M (256: 0.973; 512: 0.990), ≈ 880 B per item
+  in memory at 1M (2M measured: docs/scale.md). ``M`` 16 saves 128 B per item but kept only 0.970 at 1M even at
+  ``ef_search`` 512; 8-bit codes stopped at 0.985 already at 100k (their quantization error, not the graph).
+  Recall falls with the catalog's size and rises with ``ef_search``, so 384 holds ≥ 0.984 from 100k to 1M.
+  p50 at 1M was 2.7 ms of CPU per query on the shared machine (target 2 ms: not met; ``ef_search`` 256 meets
+  it at recall 0.973).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 AUTO = "auto"
@@ -30,20 +50,51 @@ REGION_EF = 96
 0.989 at 128 on adapted 256-d vectors (a lone query at 128: 0.980), 0.995 vs 0.997 on 1280-d vectors, with
 20 % fewer distance computations. Above, not measured: the regions walk with ``ef_search``."""
 COMPACT_KIND = "hnsw-sq8"
+HEAD_DIM_MAX = 256
+"""Vectors of at most this many dimensions take :data:`HEAD_BANDS` (an adapted catalog's head space)."""
+
+
+@dataclass(frozen=True)
+class Band:
+    max_rows: int | None
+    """The band holds catalogs up to this many index rows; None: no upper bound."""
+    kind: str
+    params: Mapping[str, int]
+
+    def describe(self) -> str:
+        settings = ", ".join(f"{k} {v}" for k, v in self.params.items() if k != "ef_construction")
+        size = "above" if self.max_rows is None else f"up to {self.max_rows:,}"
+        return f"{self.kind}{f' ({settings})' if settings else ''} {size}"
+
+
+FULL_BANDS = (
+    Band(EXACT_MAX_ROWS, "exact", {}),
+    Band(LARGE_ROWS, "hnsw-fp16", {**HNSW_PARAMS, "ef_search": 128, "ef_regions": REGION_EF}),
+    Band(FP16_MAX_ROWS, "hnsw-fp16", {**HNSW_PARAMS, "ef_search": 256}),
+    Band(None, COMPACT_KIND, {**HNSW_PARAMS, "ef_search": 256}),
+)
+HEAD_BANDS = (
+    Band(EXACT_MAX_ROWS, "exact", {}),
+    Band(LARGE_ROWS, "hnsw-fp16", {**HNSW_PARAMS, "ef_search": 128, "ef_regions": REGION_EF}),
+    Band(None, "hnsw-fp16", {**HNSW_PARAMS, "ef_search": 384}),
+)
+
+
+def bands(dim: int) -> tuple[Band, ...]:
+    """The bands for ``dim``-d index vectors."""
+    return HEAD_BANDS if dim <= HEAD_DIM_MAX else FULL_BANDS
 
 
 def choose(rows: int, dim: int) -> tuple[str, dict[str, Any]]:
     """(kind, params) for ``rows`` index rows of ``dim``-d vectors."""
-    if rows <= EXACT_MAX_ROWS:
-        return "exact", {}
-    params = {**HNSW_PARAMS, "ef_search": 128 if rows <= LARGE_ROWS else 256}
-    if rows <= LARGE_ROWS:
-        params["ef_regions"] = REGION_EF
-    return ("hnsw-fp16" if rows <= FP16_MAX_ROWS else COMPACT_KIND), params
+    for band in bands(dim):
+        if band.max_rows is None or rows <= band.max_rows:
+            return band.kind, dict(band.params)
+    raise AssertionError("the last band has no upper bound")
 
 
 def describe_bands() -> str:
-    return (
-        f"auto: exact up to {EXACT_MAX_ROWS:,} rows, hnsw-fp16 up to {FP16_MAX_ROWS:,}, {COMPACT_KIND} above;"
-        f" ef_search 128 up to {LARGE_ROWS:,}, 256 above"
-    )
+    def one(table: tuple[Band, ...]) -> str:
+        return ", ".join(band.describe() for band in table)
+
+    return f"auto: above {HEAD_DIM_MAX}-d: {one(FULL_BANDS)}; up to {HEAD_DIM_MAX}-d (adapted): {one(HEAD_BANDS)}"
