@@ -96,27 +96,28 @@ def _index(shape: Shape, items: int, kind: str) -> tuple[object, np.ndarray]:
     return _INDEXES[key], base
 
 
-def search_p50(shape: Shape, items: int, kind: str, queries: int) -> float:
-    """Median ms of one message's search (all its regions, fold included) after 5 warm-up messages."""
-    import faiss
-
+def search_p50(shape: Shape, items: int, kind: str, queries: int) -> str:
+    """Median ms of one message's search (all its regions, fold included) after 5 warm-up messages: wall time
+    and, in brackets, the process's CPU time (what a loaded machine's preemption does not inflate)."""
     from cloud_lambda.index.fold import search_items
+    from cloud_lambda.search.threads import limit_compute_threads
 
     head = _head(shape.head_dim) if shape.head_dim else None
-    # One OpenMP thread, as the search service runs (cloud_lambda.search.catalogs), for the build too: threads
-    # left spinning by a 2-thread build steal the core from the searches timed right after it (a first run
-    # measured 20-25 ms per 4-region message that way, against ≈ 3 ms in a quiet process).
-    faiss.omp_set_num_threads(1)
+    # One compute thread (faiss's OpenMP and numpy's BLAS), as the search service runs, for the build too:
+    # threads left spinning by a 2-thread build stole the core from the searches timed right after it (a first
+    # run measured 20-25 ms per 4-region message that way, against ≈ 3 ms in a quiet process).
+    limit_compute_threads()
     index, base = _index(shape, items, kind)
     owners = np.repeat(np.arange(items), shape.views)
     probes = queries_near(base, (queries + 5) * shape.regions, seed=6).reshape(queries + 5, shape.regions, DIM)
-    times = []
+    times, cpu = [], []
     for i, probe in enumerate(probes):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         search_items(index, owners, shape.views, probe, K, head)  # type: ignore[arg-type]
         if i >= 5:
             times.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(times, 50))
+            cpu.append((time.process_time() - started_cpu) * 1000)
+    return f"{np.percentile(times, 50):.3g} ({np.percentile(cpu, 50):.3g})"
 
 
 def _auto_kinds(sizes: list[int]) -> str:
@@ -143,6 +144,6 @@ def run(quick: bool) -> None:
         headers,
         rows,
         "One message = one frame: all its region vectors searched in one batch, folded per item (max), one OpenMP"
-        " thread as in the search service; median of 100 messages (50 with --quick). auto: the index"
+        " thread as in the search service; wall ms (process CPU ms); median of 100 messages (50 with --quick). auto: the index"
         f" `--index auto` builds ({_auto_kinds(sizes)}). Load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine).",
     )

@@ -34,6 +34,7 @@ from cloud_lambda.catalog.layout import OWNERS, Catalog, CatalogError, load_cata
 from cloud_lambda.catalog.roots import IndexRoot
 from cloud_lambda.logs import Counters
 from cloud_lambda.metadata import MetadataStore, open_metadata_store
+from cloud_lambda.search.threads import limit_compute_threads
 from model.contracts.errors import VisualSearchError
 from model.logs import log_event
 
@@ -227,12 +228,7 @@ class CatalogSet:
             log_event(self.log, "index_evicted", logging.WARNING, model_id=gone, for_model=model_id)
         if self.budget_bytes is not None and total > self.budget_bytes:
             log_event(self.log, "index_over_budget", logging.WARNING, model_id=model_id, mb=round(total / 2**20))
-        if catalog.manifest.index.kind != "exact":
-            import faiss
-
-            # One query per event: OpenMP's fork/join costs more than a second thread gains, and a Lambda
-            # container handles one event at a time (scale-out is more containers, not more threads).
-            faiss.omp_set_num_threads(1)
+        limit_compute_threads()
         self.counters.inc("index_reloaded" if reloading else "index_loaded")
         log_event(
             self.log,
