@@ -29,8 +29,8 @@ search in the head's space (what the adapted search computes exactly):
   in memory at 1M (2M measured: docs/scale.md). ``M`` 16 saves 128 B per item but kept only 0.970 at 1M even at
   ``ef_search`` 512; 8-bit codes stopped at 0.985 already at 100k (their quantization error, not the graph).
   Recall falls with the catalog's size and rises with ``ef_search``, so 384 holds ≥ 0.984 from 100k to 1M.
-  p50 at 1M was 2.7 ms of CPU per query on the shared machine (target 2 ms: not met; ``ef_search`` 256 meets
-  it at recall 0.973).
+  p50 at 1M was 2.7 ms of CPU per query on the shared machine (target 2 ms: not met; ``ef_search`` 256 took
+  2.2 ms at recall 0.973).
 """
 
 from __future__ import annotations
