@@ -78,7 +78,10 @@ class Candidate:
 SEARCH_ONLY = ("ef_search", "nprobe")
 HNSW = {"M": 32, "ef_construction": 80}
 HNSW16 = {"M": 16, "ef_construction": 80}
-EF: tuple[dict[str, int], ...] = tuple({"ef_search": ef} for ef in (64, 128, 256, 384, 512))
+EF: tuple[dict[str, int], ...] = tuple(
+    {"ef_search": int(ef)} for ef in os.environ.get("BENCH_INDEX_EF", "64,128,256,384,512").split(",")
+)
+"""The HNSW kinds' ``ef_search`` rows (``BENCH_INDEX_EF=256,512``: only those)."""
 CANDIDATES = [
     Candidate("hnsw (float32, today)", "hnsw", {**HNSW, "ef_search": 64}, ({}, {"ef_search": 128})),
     Candidate("hnsw-fp16", "hnsw-fp16", {**HNSW, "ef_search": 64}, EF),
