@@ -88,6 +88,7 @@ CANDIDATES = [
     Candidate("hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64}, EF),
     Candidate("hnsw-fp16 M=16", "hnsw-fp16", {**HNSW16, "ef_search": 64}, EF),
     Candidate("hnsw-sq8 M=16", "hnsw-sq8", {**HNSW16, "ef_search": 64}, EF),
+    Candidate("hnsw-fp16 efC=160", "hnsw-fp16", {**HNSW, "ef_construction": 160, "ef_search": 64}, EF),
     Candidate("pca768 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 768}, ({}, {"ef_search": 128})),
     Candidate("pca384 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 384}, ({}, {"ef_search": 128})),
     Candidate("pca256 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 256}),
