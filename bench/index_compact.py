@@ -78,6 +78,7 @@ class Candidate:
 SEARCH_ONLY = ("ef_search", "nprobe")
 HNSW = {"M": 32, "ef_construction": 80}
 HNSW16 = {"M": 16, "ef_construction": 80}
+HNSW48 = {"M": 48, "ef_construction": 80}
 EF: tuple[dict[str, int], ...] = tuple(
     {"ef_search": int(ef)} for ef in os.environ.get("BENCH_INDEX_EF", "64,128,256,384,512").split(",")
 )
@@ -88,6 +89,7 @@ CANDIDATES = [
     Candidate("hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64}, EF),
     Candidate("hnsw-fp16 M=16", "hnsw-fp16", {**HNSW16, "ef_search": 64}, EF),
     Candidate("hnsw-sq8 M=16", "hnsw-sq8", {**HNSW16, "ef_search": 64}, EF),
+    Candidate("hnsw-fp16 M=48", "hnsw-fp16", {**HNSW48, "ef_search": 64}, EF, max_rows=1_000_000),
     Candidate("hnsw-fp16 efC=160", "hnsw-fp16", {**HNSW, "ef_construction": 160, "ef_search": 64}, EF),
     Candidate("pca768 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 768}, ({}, {"ef_search": 128})),
     Candidate("pca384 + hnsw-sq8", "hnsw-sq8", {**HNSW, "ef_search": 64, "pca": 384}, ({}, {"ef_search": 128})),
