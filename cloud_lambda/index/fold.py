@@ -11,10 +11,11 @@ reads the matrix once for the whole batch (one matrix product).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cloud_lambda.index.base import VectorIndex
-from model.retrieval.catalog_views import aggregate_max
 from model.retrieval.head import ProjectionHead
 
 
@@ -37,5 +38,27 @@ def search_items(
         return scores[0], positions[0]
     fetch = min(index.count, k * views_per_item)
     scores, positions = index.search_regions(queries, fetch) if len(queries) > 1 else index.search(queries, fetch)
-    item_scores, items = aggregate_max(scores.reshape(1, -1), positions.reshape(1, -1), owners, k)
-    return item_scores[0], items[0]
+    return fold_max(scores, positions, owners, k)
+
+
+def fold_max(scores: np.ndarray, positions: np.ndarray, owners: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """All hits of one message (any shape; position -1 = missing) → its top ``k`` items, each with its best hit's
+    score: ordered by score, ties by lower item position; padded with -inf / -1.
+
+    :func:`model.retrieval.catalog_views.aggregate_max` for one query row (the same result, tested so), on
+    Python lists: a message has tens of hits, and numpy's per-element scalars made the fold 0.15 ms of a
+    4-region message's 2 ms (``python -m bench region_search``).
+    """
+    found = positions.ravel() >= 0
+    items = np.asarray(owners)[positions.ravel()[found]].tolist()
+    best: dict[int, float] = {}
+    for score, item in zip(scores.ravel()[found].tolist(), items, strict=True):
+        if math.isfinite(score) and score > best.get(item, -math.inf):
+            best[item] = score
+    ranked = sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
+    out_scores = np.full(k, -np.inf, dtype=np.float32)
+    out_items = np.full(k, -1, dtype=np.int64)
+    if ranked:
+        out_items[: len(ranked)] = [item for item, _ in ranked]
+        out_scores[: len(ranked)] = [score for _, score in ranked]
+    return out_scores, out_items

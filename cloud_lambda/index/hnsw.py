@@ -48,7 +48,8 @@ class HnswIndex(FaissIndex):
             return self.search(queries, k)
         import faiss
 
-        return self._search(queries, k, faiss.SearchParametersHNSW(efSearch=ef))  # type: ignore[attr-defined]
+        chain = self._params_chain(("ef_regions", ef), lambda: faiss.SearchParametersHNSW(efSearch=ef))  # type: ignore[attr-defined]
+        return self._search(queries, k, chain)
 
     def set_ef_search(self, ef: int) -> None:
         self.set_search_param("ef_search", ef)
