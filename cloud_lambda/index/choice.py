@@ -16,22 +16,24 @@ spectrum, 20k to 300k items:
   :data:`LARGE_ROWS` rows (64 left every HNSW kind at 0.97 on the real vectors), 256 above (at 300k and 128,
   ``hnsw-fp16`` kept 0.978 and ``hnsw-sq8`` 0.971; at 256, 0.989 and 0.982).
 
-A message's region vectors are walked with ``ef_regions`` (:data:`REGION_EF`) up to :data:`LARGE_ROWS` rows, in
-both sets of bands, where measured.
+A message's region vectors are walked with ``ef_regions`` up to :data:`LARGE_ROWS` rows, in both sets of bands,
+where measured (:data:`REGION_EF`, :data:`HEAD_REGION_EF`).
 
 **An adapted catalog's vectors (≤ :data:`HEAD_DIM_MAX`-d: ``catalog adapt``'s projection head, 256-d)** —
 the spectral set projected through a trained head, 100k, 1M and 2M items (:data:`HEAD_BANDS`), recall against
 exact search in the head's space (what the adapted search computes exactly):
 
-* up to :data:`EXACT_MAX_ROWS` rows: exact search, as above;
-* ``hnsw-fp16`` (``M`` 32) above: ≈ 880 B per item in a loaded function (a fresh process holding 2M items:
+* up to :data:`HEAD_EXACT_MAX_ROWS` rows: exact search. Its cost is reading the whole matrix: a 4-region message
+  took 2.4 ms exact at 10k against 1.1 ms through ``M`` 48 below at recall@5 0.999 (and 1.0 ms vs 0.6 ms at
+  2k, 0.64 vs 0.46 at 1k), so the graph starts at 1k rows here, not at the model space's 20k;
+* ``hnsw-fp16`` above: ≈ 880 B per item (``M`` 32) in a loaded function (a fresh process holding 2M items:
   1,736 MiB, so 2M fit a 2 GB function). 8-bit codes stopped at 0.985 already at 100k (their quantization
   error, not the graph); ``M`` 16 saves 128 B per item but kept only 0.970 at 1M even at ``ef_search`` 512.
-* ``ef_search`` 128 up to :data:`LARGE_ROWS` (0.990 at 100k); up to :data:`HEAD_LARGE_ROWS` a denser graph,
-  ``M`` 48 (:data:`HNSW48_PARAMS`) with ``ef_search`` 144 (0.981 at 1M in 1.7-1.9 ms p50; ``M`` 32 needed 384
-  for 0.984 in 2.3 ms); above, ``M`` 32 with 768 (0.986 at 2M; 512: 0.976), the kind whose 2M index fits 2 GB.
-  Recall falls with the catalog's size and rises with ``ef_search``, so each band's measured recall is at its
-  upper end.
+* up to :data:`HEAD_LARGE_ROWS` a denser graph, ``M`` 48 (:data:`HNSW48_PARAMS`): ``ef_search`` 96 and
+  ``ef_regions`` :data:`HEAD_REGION_EF` up to :data:`LARGE_ROWS` (lone queries 0.987 at 100k where ``M`` 32 at
+  128 kept 0.980), ``ef_search`` 144 above (0.981 at 1M in 1.7-1.9 ms p50; ``M`` 32 needed 384 for 0.984 in
+  2.3 ms); above 1M, ``M`` 32 with 768 (0.986 at 2M; 512: 0.976), the kind whose 2M index fits 2 GB. Recall
+  falls with the catalog's size and rises with ``ef_search``, so each band's measured recall is at its upper end.
 * p50 on one thread of the 2-core machine, nearly idle: 1.7-1.9 ms at 1M and 6.0 ms at 2M (768).
 """
 
@@ -47,14 +49,36 @@ FP16_MAX_ROWS = 300_000
 LARGE_ROWS = 100_000
 HNSW_PARAMS = {"M": 32, "ef_construction": 80}
 HNSW48_PARAMS = {"M": 48, "ef_construction": 80}
-"""A denser graph for adapted catalogs of 100k-1M rows: at 1M, ``M`` 48 kept recall@5 0.981 at ``ef_search`` 144
-in 1.7-1.9 ms p50 (two runs on a nearly idle machine), where ``M`` 32 needed 384 and 2.3 ms for 0.984; it costs
-≈ 128 B more per item (1,008 B per item loaded at 1M), so 2M items would not fit 2 GB: above 1M, ``M`` 32."""
+"""A denser graph for adapted catalogs of 1k-1M rows: at 1M, ``M`` 48 kept recall@5 0.981 at ``ef_search`` 144
+in 1.7-1.9 ms p50 (two runs on a nearly idle machine), where ``M`` 32 needed 384 and 2.3 ms for 0.984; at 100k it
+keeps a 4-region message's recall with half the per-region walk (:data:`HEAD_REGION_EF`). It costs ≈ 128 B more
+per item (1,008 B per item loaded at 1M), so 2M items would not fit 2 GB: above 1M, ``M`` 32."""
 REGION_EF = 96
-"""efSearch of each region's walk for a multi-region message, up to :data:`LARGE_ROWS` rows. At 100k items
-(``python -m bench region_search``) 4-region messages kept recall@5 against the exact fold of 0.982 at 96 vs
-0.989 at 128 on adapted 256-d vectors (a lone query at 128: 0.980), 0.995 vs 0.997 on 1280-d vectors, with
-20 % fewer distance computations. Above, not measured: the regions walk with ``ef_search``."""
+"""efSearch of each region's walk for a multi-region message in the model's 1280-d space, up to :data:`LARGE_ROWS`
+rows. At 100k items (``python -m bench region_search``) 4-region messages kept recall@5 against the exact fold of
+0.995 at 96 vs 0.997 at 128, with 20 % fewer distance computations (on an ``M`` 32 graph of adapted 256-d vectors:
+0.982 vs 0.989; those now take :data:`HEAD_REGION_EF`). Above, not measured: the regions walk with ``ef_search``."""
+HEAD_REGION_EF = 48
+"""``ef_regions`` of an adapted catalog's ``M`` 48 graph up to :data:`LARGE_ROWS` rows. 4-region messages at 100k:
+recall@5 against the exact fold, distance computations per message and faiss p50 ms (variants interleaved
+message by message, one thread, load 3.1-3.9), 400 messages of spectral vectors through the trained head /
+isotropic ones through a random orthonormal map:
+
+======================  ======================  ======================
+graph, ``ef_regions``   spectral                isotropic
+======================  ======================  ======================
+``M`` 32, 96 (before)   0.982, 9,269, 1.56      1.000, 11,949, 2.14
+``M`` 48, 40            0.978, 8,118, 1.15      0.998, 6,068, 0.92
+**``M`` 48, 48**        **0.988, 9,316, 1.33**  **0.998, 6,820, 1.00**
+``M`` 48, 64            0.991, 11,573, 1.70     1.000, 9,350, 1.39
+``M`` 64, 40            0.983, 9,993, 1.36      0.998, 6,996, 1.00
+======================  ======================  ======================
+
+The ``M`` 32 row is from an earlier run (load 1.6 / 2.7) that had ``M`` 48 at 48 in 1.20 / 1.35 ms. Float32
+graphs (``hnsw``) did the same distances slower; ``M`` 64 was no cheaper at equal recall. At 10k and 20k ``M`` 48
+at 48 kept 0.999-1.000 and 0.996-1.000 (``python -m bench region_search``, docs/match-quality.md)."""
+HEAD_EXACT_MAX_ROWS = 1_000
+"""Adapted catalogs up to this many rows are searched exactly (module docstring: the graph is faster above)."""
 COMPACT_KIND = "hnsw-sq8"
 HEAD_DIM_MAX = 256
 """Vectors of at most this many dimensions take :data:`HEAD_BANDS` (an adapted catalog's head space)."""
@@ -82,8 +106,8 @@ FULL_BANDS = (
     Band(None, COMPACT_KIND, {**HNSW_PARAMS, "ef_search": 256}),
 )
 HEAD_BANDS = (
-    Band(EXACT_MAX_ROWS, "exact", {}),
-    Band(LARGE_ROWS, "hnsw-fp16", {**HNSW_PARAMS, "ef_search": 128, "ef_regions": REGION_EF}),
+    Band(HEAD_EXACT_MAX_ROWS, "exact", {}),
+    Band(LARGE_ROWS, "hnsw-fp16", {**HNSW48_PARAMS, "ef_search": 96, "ef_regions": HEAD_REGION_EF}),
     Band(HEAD_LARGE_ROWS, "hnsw-fp16", {**HNSW48_PARAMS, "ef_search": 144}),
     Band(None, "hnsw-fp16", {**HNSW_PARAMS, "ef_search": 768}),
 )

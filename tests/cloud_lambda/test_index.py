@@ -208,9 +208,10 @@ def test_a_message_walks_each_region_with_ef_regions_for_that_call_only(stages: 
 
 
 def test_auto_walks_message_regions_narrower_only_where_measured():
-    from cloud_lambda.index.choice import LARGE_ROWS, REGION_EF, choose
+    from cloud_lambda.index.choice import HEAD_REGION_EF, LARGE_ROWS, REGION_EF, choose
 
-    _, params = choose(LARGE_ROWS, 256)
-    assert params["ef_regions"] == REGION_EF < params["ef_search"]
-    assert "ef_regions" not in choose(LARGE_ROWS + 1, 256)[1]  # above: as a lone query
-    create_index("hnsw-fp16", 256, **params)
+    for dim, ef in ((1280, REGION_EF), (256, HEAD_REGION_EF)):
+        _, params = choose(LARGE_ROWS, dim)
+        assert params["ef_regions"] == ef < params["ef_search"]
+        assert "ef_regions" not in choose(LARGE_ROWS + 1, dim)[1]  # above: as a lone query
+        create_index("hnsw-fp16", dim, **params)
