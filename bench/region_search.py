@@ -8,7 +8,9 @@ for the index ``--index auto`` picks at the size (``cloud_lambda.index.choice``)
 * message recall@5 and top-1 agreement against the exact fold (every region scored against every item);
 * distance computations per message (faiss's counters: a cost figure the shared machine's load cannot move);
 * search p50 / p99 per message, one OpenMP thread as the search service runs (these the load does move), and
-  the p50 of the process's CPU time per message (preemption on a loaded machine does not count there).
+  the p50 of the process's CPU time per message (preemption on a loaded machine does not count there); in the
+  adapted space the projection of the message's regions through the head is part of the time, as in the
+  service (before 2026-11-30 16:00 it was not: the messages were projected ahead).
 
 Messages: spectral queries (``bench.vectors``: camera views and new family members of catalog items), each
 made into 4 regions by adding the real camera views' residual spectrum again per region (a window sees another
@@ -16,8 +18,10 @@ part of the object and of the room). Two spaces: the model's 1280-d vectors, and
 vectors through the head ``bench.vectors.bench_head`` finds).
 
 ``python -m bench region_search`` (100k items, 400 messages), ``BENCH_REGION_SIZES=N,N``,
-``BENCH_REGION_EFS=64,96,128``. Needs the real vectors of ``bench.vectors.real_view_pairs`` (cached after the
-first run) and, for the head space, a head (``BENCH_HEAD`` or a held-up evaluation's).
+``BENCH_REGION_EFS=40,48,64`` (default: the ``ef_regions`` auto chose, 5/6 and 4/3 of it),
+``BENCH_REGION_SPACES=adapted`` (or ``full``; default both). A size auto searches exactly gets one row. Needs the
+real vectors of ``bench.vectors.real_view_pairs`` (cached after the first run) and, for the head space, a head
+(``BENCH_HEAD`` or a held-up evaluation's).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from bench.table import print_table
 from bench.vectors import Spectrum, VectorSet, bench_head, head_set, real_view_pairs, spectral_set
+from model.retrieval.head import ProjectionHead
 
 K = 5
 REGIONS = 4
@@ -61,18 +66,23 @@ def exact_folds(base: np.ndarray, msgs: np.ndarray) -> list[list[int]]:
     return [list(np.argsort(-row, kind="stable")[:K]) for row in best]
 
 
-def measure(index: object, owners: np.ndarray, msgs: np.ndarray, truth: list[list[int]], ef: int) -> list[object]:
+def measure(
+    index: object, msgs: np.ndarray, truth: list[list[int]], ef: int, head: ProjectionHead | None
+) -> list[object]:
+    """One row: ``msgs`` searched as the service searches them (``head``: each region projected first, timed)."""
     import faiss
 
     from cloud_lambda.index.fold import search_items
 
-    index.set_search_param("ef_regions", ef)  # type: ignore[attr-defined]
+    if ef:
+        index.set_search_param("ef_regions", ef)  # type: ignore[attr-defined]
     stats = faiss.cvar.hnsw_stats  # type: ignore[attr-defined]
+    owners = np.arange(index.count)  # type: ignore[attr-defined]
     recall, top1, times, cpu, distances = [], [], [], [], []
     for regions, want in zip(msgs, truth, strict=True):
         stats.reset()
         started, started_cpu = time.perf_counter(), time.process_time()
-        _, got = search_items(index, owners, 1, regions, K)  # type: ignore[arg-type]
+        _, got = search_items(index, owners, 1, regions, K, head)  # type: ignore[arg-type]
         times.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
         distances.append(stats.ndis)
@@ -89,7 +99,15 @@ def measure(index: object, owners: np.ndarray, msgs: np.ndarray, truth: list[lis
     ]
 
 
-def run_space(name: str, base: np.ndarray, msgs: np.ndarray, efs: list[int]) -> list[list[object]]:
+def default_efs(chosen: int) -> list[int]:
+    """The ``ef_regions`` auto chose and a narrower and a wider walk around it."""
+    return sorted({chosen * 5 // 6, chosen, chosen * 4 // 3})
+
+
+def run_space(
+    name: str, base: np.ndarray, msgs: np.ndarray, efs: list[int] | None, head: ProjectionHead | None = None
+) -> list[list[object]]:
+    """Rows for one catalog: ``msgs`` in the model's space; ``head``: the catalog's (``base`` is projected)."""
     from cloud_lambda.index import create_index
     from cloud_lambda.index.choice import choose
     from cloud_lambda.search.threads import limit_compute_threads
@@ -97,14 +115,18 @@ def run_space(name: str, base: np.ndarray, msgs: np.ndarray, efs: list[int]) -> 
     limit_compute_threads()  # one faiss and BLAS thread, as the search service runs
     rows, dim = base.shape
     kind, params = choose(rows, dim)
-    truth = exact_folds(base, msgs)
+    projected = msgs if head is None else head.project(msgs.reshape(-1, msgs.shape[2])).reshape(*msgs.shape[:2], -1)
+    truth = exact_folds(base, projected)
     started = time.perf_counter()
     index = create_index(kind, dim, **params)
     index.build(base)
     print(f"{name}: {kind} {params} built in {time.perf_counter() - started:.0f} s", flush=True)
     out = []
-    for ef in efs:
-        row = [name, f"{kind} ef_search {params.get('ef_search')}", *measure(index, np.arange(rows), msgs, truth, ef)]
+    if kind == "exact":
+        efs = [0]  # no walk to widen
+    described = f"{kind} M {params['M']} ef_search {params['ef_search']}" if "M" in params else kind
+    for ef in efs or default_efs(int(params.get("ef_regions") or params["ef_search"])):
+        row = [name, described, *measure(index, msgs, truth, ef, head)]
         print("  " + " | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in row), flush=True)
         out.append(row)
     return out
@@ -112,7 +134,10 @@ def run_space(name: str, base: np.ndarray, msgs: np.ndarray, efs: list[int]) -> 
 
 def run(quick: bool) -> None:
     sizes = [int(n) for n in os.environ.get("BENCH_REGION_SIZES", "20000" if quick else "100000").split(",")]
-    efs = [int(e) for e in os.environ.get("BENCH_REGION_EFS", "64,96,128").split(",")]
+    given = os.environ.get("BENCH_REGION_EFS")
+    efs = [int(e) for e in given.split(",")] if given else None
+    spaces = os.environ.get("BENCH_REGION_SPACES", "full,adapted").split(",")
+    started_load = os.getloadavg()[0]
     items, residuals = real_view_pairs(20_000)
     spectrum = Spectrum.fit(items, residuals)
     head, source = bench_head()
@@ -122,13 +147,15 @@ def run(quick: bool) -> None:
         data = spectral_set(n, spectrum, MESSAGES)
         msgs = messages(data, spectrum)
         adapted = head_set(n, spectrum, head, MESSAGES).base
-        projected = head.project(msgs.reshape(-1, msgs.shape[2])).reshape(len(msgs), REGIONS, -1)
-        rows += run_space(f"{n:,} items, 1280-d", np.asarray(data.base), msgs, efs)
-        rows += run_space(f"{n:,} items, adapted {head.out_dim}-d", np.asarray(adapted), projected, efs)
+        if "full" in spaces:
+            rows += run_space(f"{n:,} items, 1280-d", np.asarray(data.base), msgs, efs)
+        if "adapted" in spaces:
+            rows += run_space(f"{n:,} items, adapted {head.out_dim}-d", np.asarray(adapted), msgs, efs, head)
     print_table(
         "Region messages: per-region efSearch (ef_regions) against the exact fold",
         HEADERS,
         rows,
         f"{MESSAGES} messages of {REGIONS} regions; one OpenMP thread; distances are faiss's counters (load-proof)."
-        f" Load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine).",
+        f" ef_regions 0: exact search. Load average {started_load:.1f} at the start, {os.getloadavg()[0]:.1f} now,"
+        f" on {os.cpu_count()} cores (shared machine).",
     )

@@ -96,9 +96,10 @@ def _index(shape: Shape, items: int, kind: str) -> tuple[object, np.ndarray]:
     return _INDEXES[key], base
 
 
-def search_p50(shape: Shape, items: int, kind: str, queries: int) -> str:
+def search_p50(shape: Shape, items: int, kind: str, queries: int) -> tuple[str, list[set[int]]]:
     """Median ms of one message's search (all its regions, fold included) after 5 warm-up messages: wall time
-    and, in brackets, the process's CPU time (what a loaded machine's preemption does not inflate)."""
+    and, in brackets, the process's CPU time (what a loaded machine's preemption does not inflate); and the items
+    each timed message found."""
     from cloud_lambda.index.fold import search_items
     from cloud_lambda.search.threads import limit_compute_threads
 
@@ -110,40 +111,60 @@ def search_p50(shape: Shape, items: int, kind: str, queries: int) -> str:
     index, base = _index(shape, items, kind)
     owners = np.repeat(np.arange(items), shape.views)
     probes = queries_near(base, (queries + 5) * shape.regions, seed=6).reshape(queries + 5, shape.regions, DIM)
-    times, cpu = [], []
+    times, cpu, found = [], [], []
     for i, probe in enumerate(probes):
         started, started_cpu = time.perf_counter(), time.process_time()
-        search_items(index, owners, shape.views, probe, K, head)  # type: ignore[arg-type]
+        _, got = search_items(index, owners, shape.views, probe, K, head)  # type: ignore[arg-type]
         if i >= 5:
             times.append((time.perf_counter() - started) * 1000)
             cpu.append((time.process_time() - started_cpu) * 1000)
-    return f"{np.percentile(times, 50):.3g} ({np.percentile(cpu, 50):.3g})"
+            found.append(set(got.tolist()))
+    return f"{np.percentile(times, 50):.3g} ({np.percentile(cpu, 50):.3g})", found
+
+
+def recall(found: list[set[int]], truth: list[set[int]]) -> str:
+    """Mean share of each message's exact top-``K`` items (exact fold) that ``found`` has."""
+    return f"{np.mean([len(f & t) / K for f, t in zip(found, truth, strict=True)]):.3f}"
 
 
 def _auto_kinds(sizes: list[int]) -> str:
     from cloud_lambda.index.choice import choose
 
-    return "; ".join(f"{n // 1000}k: {'/'.join(str(v) for v in choose(n, DIM))}" for n in sizes)
+    def one(n: int, dim: int) -> str:
+        kind, params = choose(n, dim)
+        return f"{kind} {params}" if params else kind
+
+    return "; ".join(f"{n // 1000}k: {one(n, DIM)}, adapted {one(n, 256)}" for n in sizes)
 
 
 def run(quick: bool) -> None:
-    sizes = [10_000] if quick else [10_000, 100_000]
+    """``BENCH_RETRIEVAL_SIZES=10000,100000`` (items), ``BENCH_RETRIEVAL_ONLY=head`` (options whose name holds
+    it)."""
+    default = "10000" if quick else "10000,100000"
+    sizes = [int(n) for n in os.environ.get("BENCH_RETRIEVAL_SIZES", default).split(",")]
+    only = os.environ.get("BENCH_RETRIEVAL_ONLY", "")
+    started_load = os.getloadavg()[0]
     rows = []
-    for shape in SHAPES:
+    for shape in (s for s in SHAPES if only in s.name):
         row: list[object] = [shape.name, message_bytes(shape)]
         for items in sizes:
-            for kind in ("exact", "auto"):
-                # Catalog views multiply the index rows (300k at 100k items): measured at 10k only, to fit the bench.
-                skip = shape.views > 1 and items > 10_000
-                row.append("—" if skip else search_p50(shape, items, kind, 50 if quick else 100))
+            # Catalog views multiply the index rows (300k at 100k items): measured at 10k only, to fit the bench.
+            if shape.views > 1 and items > 10_000:
+                row += ["—", "—", "—"]
+                continue
+            exact, truth = search_p50(shape, items, "exact", 50 if quick else 100)
+            auto, found = search_p50(shape, items, "auto", 50 if quick else 100)
+            row += [exact, auto, recall(found, truth)]
         rows.append(row)
     headers = ["option", "bytes/message"]
-    headers += [f"{kind} p50 ms @{n // 1000}k" for n in sizes for kind in ("exact", "auto")]
+    headers += [f"{col} @{n // 1000}k" for n in sizes for col in ("exact p50 ms", "auto p50 ms", "auto recall@5")]
     print_table(
         "Retrieval options: wire bytes and search time per message (cloud_lambda.index.fold.search_items)",
         headers,
         rows,
         "One message = one frame: all its region vectors searched in one batch, folded per item (max), one OpenMP"
-        " thread as in the search service; wall ms (process CPU ms); median of 100 messages (50 with --quick). auto: the index"
-        f" `--index auto` builds ({_auto_kinds(sizes)}). Load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine).",
+        " thread as in the search service; wall ms (process CPU ms); median of 100 messages (50 with --quick)."
+        " auto recall@5: the share of the exact fold's top 5 items that auto's search found. auto: the index"
+        f" `--index auto` builds ({_auto_kinds(sizes)}). Load average {started_load:.1f} at the start,"
+        f" {os.getloadavg()[0]:.1f} now, on {os.cpu_count()} cores (shared machine).",
     )
