@@ -17,6 +17,7 @@ head when there is one, else plays unadapted and says so (``--adapt first`` adap
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -121,20 +122,27 @@ def describe_record(record: dict[str, Any]) -> str:
 
 
 def ensure_index(sample: SampleData, model: Path, out: Path) -> Path:
-    """Index the sample catalog with ``model`` unless an index of the same model and size is there."""
+    """Index the sample catalog with ``model`` unless an index of the same model, size and catalog views is there."""
     from cloud_lambda.catalog.indexer import IndexOptions, run_index
+    from model.retrieval.settings import catalog_views_of, default_catalog_views
     from model.sidecar import read_sidecar
 
-    model_id = read_sidecar(model).model_id
+    sidecar = read_sidecar(model)
+    model_id, views = sidecar.model_id, default_catalog_views(sidecar)
     count = sum(1 for line in sample.items_file.read_text().splitlines() if line.strip())
     manifest = out / "manifest.json"
     if manifest.exists():
         current = json.loads(manifest.read_text())
-        if current.get("model_id") == model_id and current.get("count") == count:
+        if (
+            current.get("model_id") == model_id
+            and current.get("count") == count
+            and catalog_views_of(current.get("retrieval")) == views
+        ):
             return out
-    # One work dir per model: after the default model changes, the demo re-indexes instead of refusing the
-    # old journal, and an interrupted run of the same model still resumes. Other models' leftovers go.
-    work_dir = out.with_name(f"{out.name}.{model_id}.work")
+    # One work dir per model and catalog views: after the default changes, the demo re-indexes instead of
+    # refusing the old journal, and an interrupted run of the same one still resumes. Other leftovers go.
+    tag = hashlib.sha1(views.model_dump_json().encode()).hexdigest()[:8]
+    work_dir = out.with_name(f"{out.name}.{model_id}-{tag}.work")
     for stale in [out.with_name(out.name + ".work"), *out.parent.glob(f"{out.name}.*.work")]:
         if stale != work_dir and stale.is_dir():
             shutil.rmtree(stale)

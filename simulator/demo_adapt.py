@@ -74,8 +74,10 @@ class DemoAdaptation:
         from cloud_lambda.catalog.adapt import catalog_images
         from cloud_lambda.catalog.layout import read_manifest
         from model.adapt.pipeline import data_hash
+        from model.retrieval.settings import catalog_views_of
 
-        section = read_manifest(self.index_dir).adaptation
+        manifest = read_manifest(self.index_dir)
+        section = manifest.adaptation
         if not section:
             return "missing"
         found = catalog_images(self.index_dir, str(self.images_dir), self.items_file)
@@ -83,6 +85,8 @@ class DemoAdaptation:
             section.get("model_id") == self.model_id
             and section.get("data_hash") == data_hash(found.ids, found.images)
             and section.get("settings") == self.settings().as_dict()
+            # A head carried over a re-index with other catalog vectors learned those, not these.
+            and section.get("catalog_views") == catalog_views_of(manifest.retrieval).model_dump(mode="json")
         )
         return "current" if current else "stale"
 

@@ -55,11 +55,12 @@ def _add_index(idx: argparse.ArgumentParser) -> None:
     _index_kind_options(idx)
     idx.add_argument(
         "--catalog-views",
-        default="1",
-        help="views indexed per item: 1 (default), or a comma list of full, crop scales (0.7), grid=N, flip;"
-        " e.g. full,0.7,0.5 (docs/match-quality.md). Searches then fold the views back per item",
+        default="auto",
+        help="views of each image: auto (default: the whole image and the model's centre crop, averaged into one"
+        " row; one view for a model without a crop), 1, or a comma list of full, crop scales (0.7), grid=N, flip,"
+        " mean; e.g. full,0.7,0.5 (3 rows per item, folded back at search) or full,0.6,mean (docs/match-quality.md)",
     )
-    idx.add_argument("--batch-size", type=int, default=32, help="index rows (views) per featurizer call")
+    idx.add_argument("--batch-size", type=int, default=32, help="view images per featurizer call")
     idx.add_argument(
         "--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decode processes (0: in-process)"
     )
@@ -190,7 +191,7 @@ def _index(args: argparse.Namespace) -> int:
     from model.retrieval.catalog_views import parse_views
 
     try:
-        views = parse_views(args.catalog_views)
+        views = None if args.catalog_views.strip().lower() == "auto" else parse_views(args.catalog_views)
         shard = Shard.parse(args.shard) if args.shard else Shard.from_env(args.shard_count)
         params = _index_params(args)
         if args.root is not None and shard is not None:

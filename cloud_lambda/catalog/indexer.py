@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from model.contracts.errors import VisualSearchError
 from model.image_rules import ImageRejected
 from model.image_rules import decode as decode_image
 from model.logs import log_event
-from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
+from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews, combine_rows
 
 JOURNAL = "journal.jsonl"
 LOCK = "lock"
@@ -144,7 +144,13 @@ class IndexOptions:
     backend: str = "auto"
     threads: int | None = None
     progress: bool = True
-    views: CatalogViews = SINGLE_VIEW
+    views: CatalogViews | None = None
+    """None: the model's default (:func:`model.retrieval.settings.default_catalog_views`), resolved by run_index."""
+
+    @property
+    def resolved_views(self) -> CatalogViews:
+        """The views in force (run_index sets the model's default before anything reads this)."""
+        return SINGLE_VIEW if self.views is None else self.views
 
     def resolved_work_dir(self) -> Path:
         return self.work_dir or self.out.with_name(self.out.name + ".work")
@@ -184,7 +190,7 @@ def _worker_prepare(key: str) -> tuple[str, str, str, Any]:
         # A crop of fraction s of the short side must still hold `size` pixels after the DCT reduction.
         smallest = min((*views.scales, 1.0))
         image, _ = decode_image(data, min_side=int(np.ceil(size / smallest)))
-        if views.is_single:
+        if views.images == 1:
             return key, sha, "ok", prepare_frame(image, size)[None]
         return key, sha, "ok", np.stack([prepare_frame(view, size) for view in catalog_views(image, views)])
     except ImageRejected as exc:
@@ -312,16 +318,17 @@ def run_index(
     listed = source.list()
     keys = [item.key for item in listed if options.shard is None or options.shard.owns(item.key)]
     rows = items_mod.read_item_rows(options.metadata) if options.metadata else []
-    views = options.views
     sidecar = getattr(featurizer, "sidecar", None)
     if sidecar is None:
         from model.sidecar import read_sidecar
 
         sidecar = read_sidecar(options.model)
-    from model.retrieval.settings import manifest_section
+    from model.retrieval.settings import default_catalog_views, manifest_section
 
     # Raises for a sidecar whose retrieval settings do not parse: better now than after featurizing.
-    retrieval = manifest_section(sidecar, views)
+    if options.views is None:
+        options = replace(options, views=default_catalog_views(sidecar))
+    retrieval = manifest_section(sidecar, options.resolved_views)
     with WorkDirLock(options.resolved_work_dir()):
         return _index_locked(options, featurizer, source, keys, rows, retrieval, on_batch, started)
 
@@ -340,13 +347,13 @@ def _index_locked(
     shape. Featurize what the journal lacks (reader + mapper, resumable), assemble the catalog from the journal
     and the metadata rows, write it."""
     log = get_logger(__name__)
-    journal = Journal(options.resolved_work_dir(), featurizer.model_id, options.views)
+    journal = Journal(options.resolved_work_dir(), featurizer.model_id, options.resolved_views)
     reused = len(journal.done)
     log_event(log, "index_start", source=source.uri, items=len(keys), shard=str(options.shard), resumed=reused)
     run = _featurize(options, featurizer, source, keys, journal, on_batch)
     catalog = _assemble(options, featurizer, source, keys, rows, journal, run)
     summary = _summary(options, featurizer, source, keys, catalog, run, reused, time.perf_counter() - started)
-    views = options.views
+    views = options.resolved_views
     write_catalog(
         options.out,
         model_id=featurizer.model_id,
@@ -398,9 +405,10 @@ def _featurize(
         if not pending:
             return
         t0 = time.perf_counter()
-        vectors = featurizer.featurize(np.concatenate(pending))
+        vectors = combine_rows(featurizer.featurize(np.concatenate(pending)), options.resolved_views)
         run.featurize_s += time.perf_counter() - t0
-        journal.add_part([run.hashes[k] for k, rows in zip(pending_keys, pending, strict=True) for _ in rows], vectors)
+        rows_per_key = options.resolved_views.count
+        journal.add_part([run.hashes[k] for k in pending_keys for _ in range(rows_per_key)], vectors)
         run.featurized += len(pending)
         pending.clear()
         pending_keys.clear()
@@ -408,7 +416,9 @@ def _featurize(
             on_batch(run.featurized)
 
     skip = frozenset(journal.done) | frozenset(journal.rejects)
-    for key, sha, kind, payload in _prepared(options, source, featurizer.input_size, skip, keys, options.views):
+    for key, sha, kind, payload in _prepared(
+        options, source, featurizer.input_size, skip, keys, options.resolved_views
+    ):
         if kind == "read_error":
             run.read_errors.append({"key": key, "reason": "read_error", "message": payload[1]})
             continue
@@ -473,8 +483,10 @@ def _assemble(
             continue
         seen_ids[record.id] = key
         rows_of = vectors_by_sha[content]
-        if len(rows_of) != options.views.count:
-            raise IndexingError(f"{key}: journal holds {len(rows_of)} view rows, expected {options.views.count}")
+        if len(rows_of) != options.resolved_views.count:
+            raise IndexingError(
+                f"{key}: journal holds {len(rows_of)} view rows, expected {options.resolved_views.count}"
+            )
         found.append((record, rows_of))
     for entry in run.read_errors:
         reasons["read_error"] += 1
@@ -512,7 +524,7 @@ def _summary(
         "featurized_this_run": run.featurized,
         "reused_from_journal": reused,
         "index": {"kind": options.index_kind, "params": options.index_params},
-        "catalog_views": options.views.describe(),
+        "catalog_views": options.resolved_views.describe(),
         "index_rows": int(catalog.matrix.shape[0]),
         "index_mb": round(catalog.matrix.nbytes / 1e6, 3),
         "seconds": round(elapsed, 3),

@@ -25,6 +25,7 @@ from model.adapt.head import HeadSettings, HeadState, train_head
 from model.adapt.views import training_view
 from model.data.views import camera_view
 from model.prepare import Roi, prepare_frame
+from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews, catalog_views, combine_rows
 from model.retrieval.head import ProjectionHead
 
 HOLDOUT_SEED_OFFSET = 1_000_003
@@ -34,10 +35,12 @@ HOLDOUT_SEED_OFFSET = 1_000_003
 class Vectorizer:
     """What adaptation needs of a featurizer: frames → region vectors as the device sends them."""
 
-    def __init__(self, featurizer: Any, roi: Roi | None, batch: int = 32) -> None:
+    def __init__(self, featurizer: Any, roi: Roi | None, batch: int = 32, views: CatalogViews = SINGLE_VIEW) -> None:
         self.featurizer = featurizer
         self.roi = roi
         self.batch = batch
+        self.views = views
+        """The index's catalog views (its manifest): how :meth:`catalog` makes each item's vector."""
 
     @property
     def model_id(self) -> str:
@@ -53,14 +56,17 @@ class Vectorizer:
         return np.concatenate(parts)
 
     def catalog(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Catalog images → float32 ``[N, D]`` as ``catalog index`` stores them: the whole image (no crop), the
-        model's ``embedding`` (the whole map, whatever its regions)."""
+        """Catalog images → float32 ``[N, D]`` as ``catalog index`` stores them: the model's ``embedding`` (the
+        whole map, whatever its regions) of the whole image, or of every view averaged (``mean`` views). An
+        index with several rows per item is trained on its whole-image rows."""
+        views = self.views if self.views.combine == "mean" else SINGLE_VIEW
         size = self.featurizer.input_size
+        frames = list(images) if views.images == 1 else [v for image in images for v in catalog_views(image, views)]
         parts = []
-        for start in range(0, len(images), self.batch):
-            prepared = np.stack([prepare_frame(image, size) for image in images[start : start + self.batch]])
+        for start in range(0, len(frames), self.batch):
+            prepared = np.stack([prepare_frame(frame, size) for frame in frames[start : start + self.batch]])
             parts.append(self.featurizer.featurize(prepared))
-        return np.concatenate(parts)
+        return combine_rows(np.concatenate(parts), views)
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,8 @@ class Adapted:
     items: int
     seconds: float
     before_after: list[dict[str, Any]]
+    catalog_views: dict[str, Any] = field(default_factory=dict)
+    """How the catalog vectors it was trained on were made (the index's ``retrieval.catalog_views``)."""
 
     def manifest_section(self) -> dict[str, Any]:
         """What the index manifest records under ``adaptation`` (layout adds the head's hash and dimensions)."""
@@ -178,6 +186,7 @@ class Adapted:
             "data_hash": self.data_hash,
             "settings": self.settings.as_dict(),
             "items": self.items,
+            "catalog_views": self.catalog_views,
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(self.seconds, 1),
             "before_after": self.before_after,
@@ -209,7 +218,8 @@ def adapt(
         before, after = recall(queries, truth, catalog, None), recall(queries, truth, catalog, head)
         table.append({"views": name, "queries": len(frames), "before": before, "after": after})
     seconds = time.perf_counter() - started
-    return Adapted(head, settings, data_hash(ids, images), vectorize.model_id, len(images), seconds, table)
+    recipe = vectorize.views.model_dump(mode="json")
+    return Adapted(head, settings, data_hash(ids, images), vectorize.model_id, len(images), seconds, table, recipe)
 
 
 def _train(

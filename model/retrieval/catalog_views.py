@@ -1,17 +1,25 @@
 """Catalog side: several views per catalog item, and per-item aggregation (max score) at search time.
 
 A camera sees *parts* of a product (the hand and the frame cut the rest off), while a catalog photo shows all
-of it. Indexing crops at several scales (and flips) lets the catalog "see" those parts too; the index then
-holds ``views`` rows per item and a search must fold them back so every item appears once, with the score
-of its best view. Pure numpy/cv2: the cloud indexer and search import it without torch.
+of it. Indexing crops at several scales (and flips) lets the catalog "see" those parts too, in one of two ways:
+
+- ``rows``: every view is its own index row; the index holds ``count`` rows per item and a search folds them
+  back so every item appears once, with the score of its best view (search cost grows with the rows);
+- ``mean``: the views' vectors are averaged (then L2-normalized) into the item's one row. The search is
+  unchanged; indexing runs one inference per view. The default for a model that crops the frame's centre
+  (:func:`model.retrieval.settings.default_catalog_views`): the whole image and the device's own crop of it,
+  so the one row sits between what a camera framing the whole product and one framing its middle send.
+
+Pure numpy/cv2: the cloud indexer and search import it without torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.prepare import Roi
 
@@ -29,6 +37,10 @@ class CatalogViews(BaseModel):
         default=1, ge=1, le=4, description="Crops per scale per axis: 1 = centred only, 2 = 2×2 spread, 3 = 3×3."
     )
     flip: bool = Field(default=False, description="Also index the horizontal mirror of every view.")
+    combine: Literal["rows", "mean"] = Field(
+        default="rows",
+        description="rows: one index row per view (max over views at search); mean: the views' normalized mean, one row.",
+    )
 
     @field_validator("scales")
     @classmethod
@@ -38,23 +50,37 @@ class CatalogViews(BaseModel):
                 raise ValueError(f"each scale must be in [0.2, 1.0), got {scale}")
         return tuple(sorted(set(value), reverse=True))
 
+    @model_validator(mode="after")
+    def _mean_needs_views(self) -> CatalogViews:
+        if self.combine == "mean" and self.images < 2:
+            raise ValueError("mean combines several views: give at least two (e.g. full,0.6,mean)")
+        return self
+
     @property
-    def count(self) -> int:
-        """Index rows per catalog item."""
+    def images(self) -> int:
+        """View images featurized per catalog item."""
         return (int(self.full) + len(self.scales) * self.grid * self.grid) * (2 if self.flip else 1)
 
     @property
+    def count(self) -> int:
+        """Index rows per catalog item."""
+        return 1 if self.combine == "mean" else self.images
+
+    @property
     def is_single(self) -> bool:
+        """One index row per item (one view, or several averaged)."""
         return self.count == 1
 
     def describe(self) -> str:
-        if self.is_single:
+        if self.images == 1:
             return "1 view"
         parts = ["full"] if self.full else []
         if self.scales:
             parts.append(f"crops {'/'.join(f'{s:g}' for s in self.scales)} ×{self.grid * self.grid}")
         if self.flip:
             parts.append("+flip")
+        if self.combine == "mean":
+            return f"mean of {self.images} views ({', '.join(parts)}), 1 row"
         return f"{self.count} views ({', '.join(parts)})"
 
 
@@ -62,21 +88,25 @@ SINGLE_VIEW = CatalogViews()
 
 
 def parse_views(text: str) -> CatalogViews:
-    """``--catalog-views``: ``1`` (one view, the default) or a comma list of ``full``, crop scales (``0.7``),
-    ``grid=N`` and ``flip``; e.g. ``full,0.7,0.5`` (3 views) or ``full,0.7,grid=2,flip`` (10 views).
+    """``--catalog-views``: ``1`` (one view) or a comma list of ``full``, crop scales (``0.7``), ``grid=N``,
+    ``flip`` and ``mean``; e.g. ``full,0.7,0.5`` (3 rows per item), ``full,0.7,grid=2,flip`` (10 rows) or
+    ``full,0.6,mean`` (2 views averaged into 1 row). ``auto`` (the command's default) is resolved against the
+    model by :func:`model.retrieval.settings.default_catalog_views`, not here.
 
     Raises ValueError naming the bad token.
     """
     tokens = [t.strip().lower() for t in text.split(",") if t.strip()]
     if tokens in ([], ["1"], ["single"]):
         return SINGLE_VIEW
-    full, flip, grid = False, False, 1
+    full, flip, grid, mean = False, False, 1, False
     scales: list[float] = []
     for token in tokens:
         if token == "full":
             full = True
         elif token == "flip":
             flip = True
+        elif token == "mean":
+            mean = True
         elif token.startswith("grid="):
             try:
                 grid = int(token[len("grid=") :])
@@ -87,10 +117,11 @@ def parse_views(text: str) -> CatalogViews:
                 scales.append(float(token))
             except ValueError:
                 raise ValueError(
-                    f"--catalog-views: unknown token {token!r} (use 1, or full, crop scales like 0.7, grid=N, flip)"
+                    f"--catalog-views: unknown token {token!r} (use 1, or full, crop scales like 0.7, grid=N, flip, mean)"
                 ) from None
     try:
-        return CatalogViews(full=full, scales=tuple(scales), grid=grid, flip=flip)
+        combine: Literal["rows", "mean"] = "mean" if mean else "rows"
+        return CatalogViews(full=full, scales=tuple(scales), grid=grid, flip=flip, combine=combine)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ValueError(f"--catalog-views {text!r}: {exc}") from None
 
@@ -112,7 +143,7 @@ def view_rois(width: int, height: int, views: CatalogViews) -> list[Roi]:
 
 
 def catalog_views(image: np.ndarray, views: CatalogViews) -> list[np.ndarray]:
-    """The view images of one catalog image (BGR uint8), ``views.count`` of them, ready for ``prepare_frame``."""
+    """The view images of one catalog image (BGR uint8), ``views.images`` of them, ready for ``prepare_frame``."""
     from model.prepare import crop_square
 
     height, width = image.shape[:2]
@@ -120,6 +151,19 @@ def catalog_views(image: np.ndarray, views: CatalogViews) -> list[np.ndarray]:
     if views.flip:
         out += [np.ascontiguousarray(view[:, ::-1]) for view in out]
     return out
+
+
+def combine_rows(vectors: np.ndarray, views: CatalogViews) -> np.ndarray:
+    """Featurized views ``[items × views.images, D]`` (each item's views together, in :func:`catalog_views`'s
+    order) → the index rows ``[items × views.count, D]``: unchanged for ``rows``, the L2-normalized mean of each
+    item's views for ``mean``."""
+    if views.combine == "rows":
+        return vectors
+    per_item = np.asarray(vectors, dtype=np.float32).reshape(-1, views.images, vectors.shape[-1])
+    mean = per_item.mean(axis=1)
+    norms = np.linalg.norm(mean, axis=1, keepdims=True)
+    # Views of one image point the same way (cosine well above 0), so their mean is never near zero.
+    return (mean / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def aggregate_max(

@@ -6,8 +6,9 @@
   ``extra.retrieval.query_regions`` so every device running that model file applies the same ones.
 - regions: the region vectors the graph pools from one inference (:mod:`model.retrieval.regions`); part of
   the graph and recorded in the sidecar under ``extra.retrieval.regions``.
-- catalog views: how many views per item the index holds; recorded in the index manifest
-  (``retrieval.catalog_views``) so the search folds them back per item.
+- catalog views: which views of each catalog image the index holds and how (rows folded per item at search,
+  or averaged into one row); recorded in the index manifest (``retrieval.catalog_views``). The default
+  depends on the model (:func:`default_catalog_views`).
 
 The index manifest also records the model's pooling and query regions at indexing time; a device model or a
 photo-search model whose settings differ is refused naming the setting (:func:`check_compatible`).
@@ -33,8 +34,9 @@ DEFAULT_REGIONS = RegionSet(whole=False, grids=(Grid(n=2, cell=0.71),))
 """The export default chosen on the tuning part of the held-up evaluation (docs/match-quality.md): one inference
 on the centre 0.6 of the frame's centre square, its feature map average-pooled over 2×2 overlapping windows
 (0.71 of the map's side): four region vectors per frame in one wire-version-2 message, folded with max at search.
-The catalog is indexed with the whole image's whole-map vector. Catalog views stay an indexing option
-(default 1); catalog adaptation (``catalog adapt``, a projection head beside the index) is a per-catalog step."""
+The catalog is indexed with :func:`default_catalog_views`: one row per item, the mean of the whole image's vector
+and its centre crop's (what the device itself featurizes of a frame). Catalog adaptation (``catalog adapt``, a
+projection head beside the index) is a per-catalog step."""
 
 
 class SettingsMismatch(VisualSearchError, ValueError):
@@ -86,6 +88,21 @@ def settings_of(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> Retrieva
         catalog_views=views,
         regions=regions_of(sidecar),
     )
+
+
+def default_catalog_views(sidecar: Sidecar) -> CatalogViews:
+    """``catalog index``'s default views for this model: the whole image and the device's own crop of it,
+    averaged into one row (``full,<s>,mean``), when the model crops the frame's centre; one view otherwise.
+
+    Chosen on the tuning part of the held-up evaluation (docs/match-quality.md): a camera view of a catalog photo
+    seen through the device's centre crop shows the middle of the product, which the whole-image vector alone
+    describes least. The search is unchanged (one row per item); indexing runs two inferences per image.
+    """
+    regions = query_regions_of(sidecar)
+    roi = device_roi(regions)
+    if roi is None or roi.w >= 1.0:
+        return SINGLE_VIEW
+    return CatalogViews(full=True, scales=(regions.scales[0],), combine="mean")
 
 
 def manifest_section(sidecar: Sidecar, views: CatalogViews = SINGLE_VIEW) -> dict[str, Any]:

@@ -17,13 +17,13 @@ import pytest
 
 from cloud_lambda.catalog.adapt import adapt_index
 from cloud_lambda.catalog.indexer import IndexOptions, run_index
-from cloud_lambda.catalog.layout import load_catalog
+from cloud_lambda.catalog.layout import load_catalog, read_vectors
 from cloud_lambda.search.service import SearchService
 from cloud_lambda.settings import CloudSettings
 from edge_component.sources import FrameSource
 from edge_component.sources.memory import MemoryReader
 from model.adapt.head import HeadSettings
-from model.adapt.pipeline import AdaptSettings
+from model.adapt.pipeline import AdaptSettings, Vectorizer
 from model.contracts.wire import MAX_V2_BYTES, decode
 from model.data.photos import load_photos
 from model.eval.heldup.views import held_up_view, load_backgrounds, placement_params
@@ -35,6 +35,8 @@ from model.retrieval.settings import (
     DEFAULT_POOLING,
     DEFAULT_QUERY_REGIONS,
     DEFAULT_REGIONS,
+    default_catalog_views,
+    device_roi,
     manifest_section,
     query_regions_of,
     regions_of,
@@ -102,10 +104,27 @@ def test_default_settings_round_trip_through_index_adaptation_device_wire_and_se
     root, images = catalog_folder
     sidecar = read_sidecar(model)
 
-    # Index: the settings recorded in the manifest.
+    # Index: the settings recorded in the manifest; each item's one row is the normalized mean of the whole
+    # photo's vector and the device crop's (the default catalog views of a model with a centre crop).
     out = tmp_path / "index"
     run_index(IndexOptions(source=str(root), out=out, model=model, workers=0, progress=False))
-    assert load_catalog(out).manifest.retrieval == manifest_section(sidecar)
+    views = default_catalog_views(sidecar)
+    assert views.combine == "mean" and views.scales == DEFAULT_QUERY_REGIONS.scales
+    assert load_catalog(out).manifest.retrieval == manifest_section(sidecar, views)
+    featurizer = Featurizer(model, backend="onnxruntime", threads=1)
+    ids = json.loads((out / "ids.json").read_text())
+    stored = read_vectors(out)
+    assert stored.shape == (len(ids), sidecar.dim)
+    decoded = cv2.imread(str(root / f"{ids[2]}.jpg"))
+    whole = featurizer.featurize_frame(decoded)
+    pair = whole + featurizer.featurize_frame(decoded, device_roi(DEFAULT_QUERY_REGIONS))
+    pair /= np.linalg.norm(pair)
+    # (The indexer decodes JPEGs at reduced size, hence a cosine rather than equality.)
+    assert float(stored[2] @ pair) > 0.995 and float(stored[2] @ pair) > float(stored[2] @ whole) + 0.005
+    # Adaptation trains on these vectors (the crop cut as the indexer cuts it: a pixel of rounding apart).
+    vectorize = Vectorizer(featurizer, device_roi(DEFAULT_QUERY_REGIONS), views=views)
+    assert float(vectorize.catalog([decoded])[0] @ pair) > 0.995
+    assert float(vectorize.catalog([decoded])[0] @ stored[2]) > float(vectorize.catalog([decoded])[0] @ whole)
 
     # Adaptation: a head learned from the catalog's own images, recorded and checked at load.
     settings = AdaptSettings(views_per_item=12, holdout_views=2, head=HeadSettings(epochs=8))

@@ -17,13 +17,22 @@ from model.eval.heldup.evaluate import item_scores
 from model.eval.heldup.views import HeldUpParams, held_up_view, load_backgrounds
 from model.export.graph import FeaturizerGraph, export_onnx
 from model.prepare import prepare_frame
-from model.retrieval.catalog_views import CatalogViews, aggregate_max, catalog_views, oversample, view_rois
+from model.retrieval.catalog_views import (
+    CatalogViews,
+    aggregate_max,
+    catalog_views,
+    combine_rows,
+    oversample,
+    parse_views,
+    view_rois,
+)
 from model.retrieval.pooling import POOLINGS, pool_map, rmac_boxes, stamp_retrieval
 from model.retrieval.query_regions import QueryRegions, combine, prepare_regions, propose, saliency_roi
 from model.retrieval.regions import SINGLE_REGION
 from model.retrieval.settings import (
     SettingsMismatch,
     check_compatible,
+    default_catalog_views,
     device_roi,
     manifest_section,
     query_regions_of,
@@ -143,6 +152,31 @@ def test_catalog_views_count_and_rois_inside_the_image() -> None:
         assert roi.x + roi.w <= 1 + 1e-9 and roi.y + roi.h <= 1 + 1e-9
     with pytest.raises(ValueError, match="scale"):
         CatalogViews(scales=(1.5,))
+
+
+def test_mean_views_are_one_row_per_item_the_normalized_mean_of_its_views() -> None:
+    views = parse_views("full,0.6,mean")
+    assert (views.full, views.scales, views.combine) == (True, (0.6,), "mean")
+    assert (views.images, views.count, views.is_single) == (2, 1, True)
+    assert views.describe() == "mean of 2 views (full, crops 0.6 ×1), 1 row"
+    assert len(catalog_views(_photo(4), views)) == 2
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(6, 8)).astype(np.float32)  # 3 items × 2 views, each item's views together
+    rows = combine_rows(vectors, views)
+    expected = vectors.reshape(3, 2, 8).mean(axis=1)
+    assert rows.shape == (3, 8)
+    assert np.allclose(rows, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
+    assert combine_rows(vectors, parse_views("full,0.6")) is vectors  # rows: every view its own row
+    with pytest.raises(ValueError, match="at least two"):
+        parse_views("full,mean")
+
+
+def test_default_catalog_views_follow_the_model_crop(tmp_path: Path) -> None:
+    cropped = _with_regions(tmp_path, QueryRegions(kind="centre", scales=(0.6,), combine="first"), "crop")
+    assert default_catalog_views(read_sidecar(cropped)) == CatalogViews(full=True, scales=(0.6,), combine="mean")
+    whole = _with_regions(tmp_path, QueryRegions(), "whole")
+    assert default_catalog_views(read_sidecar(whole)).is_single
+    assert default_catalog_views(read_sidecar(whole)).images == 1
 
 
 def test_aggregate_max_returns_each_item_once_with_its_best_score() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.retrieval.catalog_views import CatalogViews, catalog_views
+from model.retrieval.catalog_views import CatalogViews, catalog_views, combine_rows
 from model.retrieval.head import ProjectionHead
 from model.retrieval.settings import effective_roi
 
@@ -84,14 +84,12 @@ class EvalModel:
 
     def catalog(self, images: Sequence[np.ndarray], views: CatalogViews) -> tuple[np.ndarray, np.ndarray]:
         """(``[rows, D]`` the indexer's vectors, owners ``[rows]``)."""
-        frames, owners = [], []
-        for item, image in enumerate(images):
-            for view in catalog_views(image, views):
-                frames.append(view)
-                owners.append(item)
-        # As ``catalog index`` does: the whole image, the model's ``embedding`` (the whole map), whatever its regions.
+        frames = [view for image in images for view in catalog_views(image, views)]
+        # As ``catalog index`` does: each view's ``embedding`` (the whole map, whatever its regions), then the
+        # views as rows or averaged into one (``mean``).
         vectors = self._cached("catalog-embedding", frames, lambda: self._embed(frames, None, regions=False)[:, 0, :])
-        return vectors, np.array(owners, dtype=np.int64)
+        owners = np.repeat(np.arange(len(images), dtype=np.int64), views.count)
+        return combine_rows(vectors, views), owners
 
 
 def item_scores(similarity: np.ndarray, owners: Sequence[int] | np.ndarray, items: int) -> np.ndarray:

@@ -72,6 +72,9 @@ BASELINE = ModelSpec()
 PREVIOUS = ModelSpec(pooling="rgem", query_regions=CENTRE_06)
 REGIONS = ModelSpec(query_regions=CENTRE_06, regions=GRID_2)
 CHOSEN = ModelSpec(pooling=DEFAULT_POOLING, query_regions=DEFAULT_QUERY_REGIONS, regions=DEFAULT_REGIONS)
+MEAN_VIEWS = CatalogViews(full=True, scales=(0.6,), combine="mean")
+"""``catalog index``'s default for a model with the centre 0.6 crop (settings.default_catalog_views)."""
+CHOSEN_VIEWS = MEAN_VIEWS
 LITE2 = "efficientnet-lite2"
 
 OPTIONS: tuple[Option, ...] = (
@@ -93,8 +96,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("lite2", "(c) EfficientNet-Lite2, average pooling, whole frame", ModelSpec(backbone=LITE2)),
     Option("lite2-regions", "(c) EfficientNet-Lite2 region vectors", ModelSpec(LITE2, "avg", CENTRE_06, GRID_2)),
-    Option("chosen", "chosen default (device model, no adaptation)", CHOSEN),
-    Option("chosen-head", "chosen default + catalog adaptation", CHOSEN, adapt="head"),
+    Option(
+        "regions-mean",
+        "(e) region vectors, catalog vector = mean of the whole image and the device's crop",
+        REGIONS,
+        views=MEAN_VIEWS,
+    ),
+    Option("head-regions-mean", "(e) + projection head", REGIONS, views=MEAN_VIEWS, adapt="head"),
+    Option("chosen", "chosen default (device model, no adaptation)", CHOSEN, views=CHOSEN_VIEWS),
+    Option("chosen-head", "chosen default + catalog adaptation", CHOSEN, views=CHOSEN_VIEWS, adapt="head"),
     Option(
         "lite2-head",
         "(c) EfficientNet-Lite2 region vectors + head",
@@ -170,9 +180,15 @@ def finetuned_model(models: Path, spec: ModelSpec, data: PartSets, progress: boo
 
 
 def train_head(
-    model: EvalModel, data: PartSets, cache: Path, items: Sequence[int] | None = None, progress: bool = True
+    model: EvalModel,
+    data: PartSets,
+    cache: Path,
+    items: Sequence[int] | None = None,
+    progress: bool = True,
+    views: CatalogViews = SINGLE_VIEW,
 ) -> tuple[ProjectionHead, float]:
-    """The catalog's head for this model (all items, or only ``items``), trained on the catalog images only."""
+    """The catalog's head for this model (all items, or only ``items``), trained on the catalog images only, with
+    the catalog vectors ``views`` makes (as ``catalog adapt`` trains on the index's own vectors)."""
     from model.adapt.pipeline import AdaptSettings, Vectorizer, adapt
 
     chosen = list(range(len(data.catalog))) if items is None else list(items)
@@ -180,13 +196,25 @@ def train_head(
     adapted = adapt(
         [data.names[i] for i in chosen],
         [data.catalog[i] for i in chosen],
-        Vectorizer(model.featurizer, model.roi),
+        Vectorizer(model.featurizer, model.roi, views=views),
         AdaptSettings(),
-        work_dir=cache / "adapt" / model.path.parent.name,
+        work_dir=_head_dir(cache / "adapt" / model.path.parent.name, views),
         progress=progress,
         before_after=False,
     )
     return adapted.head, time.perf_counter() - started
+
+
+def _head_dir(base: Path, views: CatalogViews) -> Path:
+    """One checkpoint per catalog-vector recipe, all sharing the model's featurized training views."""
+    if views.combine != "mean":
+        return base
+    folder = base / f"catalog-{hashlib.sha1(views.model_dump_json().encode()).hexdigest()[:8]}"
+    (base / "views").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "views").exists():
+        (folder / "views").symlink_to(Path("..") / "views")
+    return folder
 
 
 def score(
@@ -282,9 +310,10 @@ def run_heldup(
             loaded[key] = EvalModel(path, cache / "vectors", backend, threads)
         model = loaded[key]
         if option.adapt == "head":
-            if key not in heads:
-                heads[key] = train_head(model, data, cache, progress=progress)
-            head, seconds = heads[key]
+            head_key = f"{key}|{option.views.model_dump_json()}"
+            if head_key not in heads:
+                heads[head_key] = train_head(model, data, cache, progress=progress, views=option.views)
+            head, seconds = heads[head_key]
         seconds = finetune_s.get(key, seconds)
         recall = score(data, model, option.views, head)
         chosen = option.model == CHOSEN
@@ -315,14 +344,15 @@ def late_item_figures(
     model = loaded.get(CHOSEN.key) or EvalModel(ensure_model(models, CHOSEN, progress), cache / "vectors")
     late = late_items(data)
     early = [i for i in range(len(data.catalog)) if i not in late]
-    partial, seconds = train_head(model, data, cache / "without-late", early, progress)
-    full = heads.get(CHOSEN.key, (None, 0.0))[0]
+    partial, seconds = train_head(model, data, cache / "without-late", early, progress, CHOSEN_VIEWS)
+    full = heads.get(f"{CHOSEN.key}|{CHOSEN_VIEWS.model_dump_json()}", (None, 0.0))[0]
+    views = CHOSEN_VIEWS
     return {
         "late_items": [data.names[i] for i in late],
-        "no adaptation": score(data, model, SINGLE_VIEW, None, set(late)),
-        "head trained without them": score(data, model, SINGLE_VIEW, partial, set(late)),
-        "head trained with them": score(data, model, SINGLE_VIEW, full, set(late)) if full is not None else None,
-        "others, head trained without the late items": score(data, model, SINGLE_VIEW, partial, set(early)),
+        "no adaptation": score(data, model, views, None, set(late)),
+        "head trained without them": score(data, model, views, partial, set(late)),
+        "head trained with them": score(data, model, views, full, set(late)) if full is not None else None,
+        "others, head trained without the late items": score(data, model, views, partial, set(early)),
         "seconds": seconds,
     }
 
