@@ -188,3 +188,24 @@ def test_adapt_first_then_no_adapt_on_a_copy_of_the_index(
     assert read_manifest(index).adaptation is None and plan.state() == "missing"
     assert "--no-adapt: the index's head is removed" in capsys.readouterr().out
     assert prepare_adaptation(modes(once=False), plan) is True
+
+
+def test_a_head_learned_on_other_catalog_vectors_is_stale(setup: Setup, tmp_path: Path) -> None:
+    """A re-index that changed how catalog vectors are made carries the old head over; the demo then adapts again,
+    because the head learned the old vectors (``adaptation.catalog_views`` against ``retrieval.catalog_views``)."""
+    from cloud_lambda.catalog.layout import load_catalog
+    from model.retrieval.catalog_views import SINGLE_VIEW
+    from model.retrieval.settings import catalog_views_of
+
+    index = Path(shutil.copytree(setup.plan.index_dir, tmp_path / "demo-index"))
+    plan = dataclasses.replace(setup.plan, index_dir=index)
+    ensure_adapted(plan, progress=False)
+    manifest = read_manifest(index)
+    assert manifest.adaptation is not None and plan.state() == "current"
+    assert manifest.adaptation["catalog_views"] == catalog_views_of(manifest.retrieval).model_dump(mode="json")
+    assert catalog_views_of(manifest.retrieval).combine == "mean"  # the region model crops: the default averages
+
+    head = load_catalog(index).head
+    other = {**manifest.adaptation, "catalog_views": SINGLE_VIEW.model_dump(mode="json")}
+    apply_head(index, head, other)
+    assert plan.state() == "stale"
