@@ -142,6 +142,12 @@ def _add_eval(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument(
         "--no-late", action="store_true", help="--heldup: skip the items-added-after-adaptation table"
     )
+    evaluate.add_argument(
+        "--camera-seeds",
+        type=int,
+        default=None,
+        help="--heldup --part tuning: camera views of this many seeds (default: the part's 2) to tell settings apart",
+    )
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -235,11 +241,24 @@ def run_info(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     if args.heldup:
         from model.eval.heldup.run import print_results, run_heldup, select
+        from model.eval.heldup.sets import camera_seeds_of
 
-        options = select(args.rows.split(",") if args.rows else None)
+        try:  # refuse a bad --rows or --camera-seeds before any work, naming the option
+            options = select(args.rows.split(",") if args.rows else None)
+            camera_seeds_of(args.part, args.camera_seeds)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"# model eval --heldup --part {args.part} --rows {','.join(o.row for o in options)} — {args.models}")
         results, late = run_heldup(
-            args.models, args.part, args.backend, args.threads, args.cache, options=options, late=not args.no_late
+            args.models,
+            args.part,
+            args.backend,
+            args.threads,
+            args.cache,
+            options=options,
+            late=not args.no_late,
+            camera_seeds=args.camera_seeds,
         )
         print_results(results, late, f"held-up objects, {args.part} part")
         return 0

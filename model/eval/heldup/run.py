@@ -263,7 +263,7 @@ def misses(
 def _query_origin(data: PartSets, set_name: str, position: int) -> tuple[int, int, int]:
     """(item, seed, view number of that item within its seed) of one query, from the set's recorded order."""
     items = data.sets[set_name].items
-    seeds = SEEDS[data.part]
+    seeds = data.camera_seeds if set_name == "camera" and data.camera_seeds else SEEDS[data.part]
     per_seed = len(items) // len(seeds)
     seed_index, item = position // per_seed, int(items[position])
     start = seed_index * per_seed
@@ -289,9 +289,11 @@ def run_heldup(
     time_frames: int = 20,
     echo: Callable[[str], None] = print,
     late: bool = True,
+    camera_seeds: int | None = None,
 ) -> tuple[list[Result], dict[str, object] | None]:
-    """Score every option on ``part``; also what happens to items added after adaptation (the chosen default)."""
-    data = build_part(part)
+    """Score every option on ``part``; also what happens to items added after adaptation (the chosen default).
+    ``camera_seeds``: more camera views on the tuning part (:func:`~model.eval.heldup.sets.camera_seeds_of`)."""
+    data = build_part(part, camera_seeds=camera_seeds)
     echo(f"# {data.describe()}")
     loaded: dict[str, EvalModel] = {}
     timing: dict[str, float] = {}

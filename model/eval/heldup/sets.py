@@ -40,14 +40,34 @@ class PartSets:
     names: list[str]
     catalog: list[np.ndarray]
     sets: dict[str, QuerySet]
+    camera_seeds: tuple[int, ...] = ()
+    """Seeds of the camera set (the part's seeds, or more on the tuning part: :func:`camera_seeds_of`)."""
 
     def describe(self) -> str:
         photos = len(set(self.sets["anywhere"].items.tolist()))
         counts = ", ".join(f"{name} {len(s.frames)}" for name, s in self.sets.items())
-        return f"{self.part} part: queries of {photos} photos (seeds {list(SEEDS[self.part])}): {counts}; catalog {len(self.catalog)} items"
+        seeds = f"seeds {list(SEEDS[self.part])}"
+        if self.camera_seeds != SEEDS[self.part]:
+            seeds += f", camera seeds {self.camera_seeds[0]}-{self.camera_seeds[-1]}"
+        return f"{self.part} part: queries of {photos} photos ({seeds}): {counts}; catalog {len(self.catalog)} items"
 
 
-def build_part(part: Part, views_per_item: int = 5, limit: int | None = None) -> PartSets:
+def camera_seeds_of(part: Part, count: int | None) -> tuple[int, ...]:
+    """The camera set's seeds: the part's own (None), or ``count`` seeds from the part's first on the tuning part
+    only — a bigger camera set to choose with where 190 views cannot tell settings apart. The held-out part keeps
+    its recorded seeds: its figures are not enlarged after a choice."""
+    if count is None:
+        return SEEDS[part]
+    if part != "tuning":
+        raise ValueError("--camera-seeds adds camera views on the tuning part only (the held-out seeds are fixed)")
+    if count < len(SEEDS[part]):
+        raise ValueError(f"--camera-seeds must be at least {len(SEEDS[part])} (the part's own seeds)")
+    return tuple(range(SEEDS[part][0], SEEDS[part][0] + count))
+
+
+def build_part(
+    part: Part, views_per_item: int = 5, limit: int | None = None, camera_seeds: int | None = None
+) -> PartSets:
     photos = load_photos(limit)
     names = [name for name, _ in photos]
     wanted = set(names_in(names, part))
@@ -70,10 +90,11 @@ def build_part(part: Part, views_per_item: int = 5, limit: int | None = None) ->
         sets[placement] = QuerySet(frames, np.concatenate(items))
     camera: list[np.ndarray] = []
     camera_items: list[int] = []
-    for seed in SEEDS[part]:
+    seeds = camera_seeds_of(part, camera_seeds)
+    for seed in seeds:
         for position, (name, photo) in enumerate(photos):
             if name in wanted:
                 camera += camera_views(photo, CAMERA_VIEWS, seed=seed * 1000 + position)
                 camera_items += [position] * CAMERA_VIEWS
     sets["camera"] = QuerySet(camera, np.array(camera_items, dtype=np.int64))
-    return PartSets(part, names, [photo for _, photo in photos], {name: sets[name] for name in SET_NAMES})
+    return PartSets(part, names, [photo for _, photo in photos], {name: sets[name] for name in SET_NAMES}, seeds)

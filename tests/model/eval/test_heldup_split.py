@@ -99,3 +99,26 @@ def test_misses_name_the_photo_its_seed_and_view_and_what_came_first() -> None:
     data = PartSets("heldout", ["a", "b"], [], {"camera": QuerySet([], items)})
     got = misses(data, _TwoItemModel(vectors), SINGLE_VIEW, None)  # type: ignore[arg-type]
     assert got == [f"a (seed {SEEDS['heldout'][1]}, view 1) → b"]
+
+
+def test_more_camera_seeds_only_on_the_tuning_part_and_misses_name_them() -> None:
+    from model.eval.heldup.run import misses
+    from model.eval.heldup.sets import PartSets, QuerySet, camera_seeds_of
+    from model.retrieval.catalog_views import SINGLE_VIEW
+
+    assert camera_seeds_of("tuning", None) == SEEDS["tuning"]
+    assert camera_seeds_of("heldout", None) == SEEDS["heldout"]
+    more = camera_seeds_of("tuning", 4)
+    assert more[: len(SEEDS["tuning"])] == SEEDS["tuning"] and len(more) == 4
+    assert not set(more) & set(SEEDS["heldout"])
+    with pytest.raises(ValueError, match="tuning part only"):
+        camera_seeds_of("heldout", 4)
+    with pytest.raises(ValueError, match="at least"):
+        camera_seeds_of("tuning", 1)
+
+    # 4 tuning camera seeds, one view of each item per seed; the last seed's view of item 0 points at item 1
+    items = np.array([0, 1] * 4)
+    vectors = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1, 1, 1]][:, None, :]
+    data = PartSets("tuning", ["a", "b"], [], {"camera": QuerySet([], items)}, more)
+    got = misses(data, _TwoItemModel(vectors), SINGLE_VIEW, None)  # type: ignore[arg-type]
+    assert got == [f"a (seed {more[3]}, view 0) → b"]
