@@ -19,7 +19,7 @@ from simulator.demo import MODEL_DIR, REPO_ROOT, ensure_index
 from simulator.demo_adapt import DemoAdaptation, ensure_adapted
 from simulator.sample_data import ensure_sample_data
 
-THRESHOLDS = (0.4, 0.45, 0.5, 0.52, 0.55, 0.6, 0.65, 0.7, 0.75)
+THRESHOLDS = (0.4, 0.45, 0.5, 0.52, 0.55, 0.56, 0.58, 0.6, 0.65, 0.68, 0.7, 0.75)
 
 
 def top1_scores(model: Path, index_dir: Path, video: Path, use_head: bool = True) -> list[tuple[float, str | None]]:
