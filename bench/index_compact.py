@@ -324,7 +324,7 @@ def _search_defaults(candidate: Candidate) -> dict[str, int]:
 def vector_sets(quick: bool) -> list[tuple[VectorSet, str]]:
     real_items = int(os.environ.get("BENCH_INDEX_REAL", "20000"))
     items, residuals = real_view_pairs(real_items, QUERIES)
-    spectrum = Spectrum.fit(items, residuals)
+    spectrum = Spectrum.cached(items, residuals)
     sizes = [int(n) for n in os.environ.get("BENCH_INDEX_SIZES", "20000" if quick else "100000").split(",") if n]
     if os.environ.get("BENCH_INDEX_1M") == "1":
         sizes.append(1_000_000)

@@ -139,7 +139,7 @@ def run(quick: bool) -> None:
     spaces = os.environ.get("BENCH_REGION_SPACES", "full,adapted").split(",")
     started_load = os.getloadavg()[0]
     items, residuals = real_view_pairs(20_000)
-    spectrum = Spectrum.fit(items, residuals)
+    spectrum = Spectrum.cached(items, residuals)
     head, source = bench_head()
     print(f"head {head.in_dim}->{head.out_dim} sha256 {head.sha256[:12]} from {source}", flush=True)
     rows: list[list[object]] = []

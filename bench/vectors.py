@@ -128,6 +128,23 @@ class Spectrum:
     def fit(cls, items: np.ndarray, residuals: np.ndarray) -> Spectrum:
         return cls(items.mean(0), _root(np.cov(items, rowvar=False)), _root(np.cov(residuals, rowvar=False)))
 
+    @classmethod
+    def cached(cls, items: np.ndarray, residuals: np.ndarray) -> Spectrum:
+        """:meth:`fit` once per input, kept under the cache: the fit is not reproducible run to run (the same real
+        vectors gave four different results on 2026-11-30, by BLAS thread count and eigenvector signs), and every
+        synthetic set is keyed by the fitted spectrum, so each run generated (and stored, 0.6 GB at 100k) new sets."""
+        key = hashlib.sha1(np.ascontiguousarray(items).tobytes() + np.ascontiguousarray(residuals).tobytes())
+        path = CACHE / "spectrum" / f"fit-{key.hexdigest()[:10]}.npz"
+        if path.exists():
+            with np.load(path) as saved:
+                return cls(saved["mean"], saved["between"], saved["view"])
+        spectrum = cls.fit(items, residuals)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, mean=spectrum.mean, between=spectrum.between, view=spectrum.view)
+        tmp.replace(path)
+        return spectrum
+
 
 def _root(cov: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(cov)

@@ -65,3 +65,16 @@ def test_bench_head_copies_the_head_it_used_and_says_where_it_came_from(
     monkeypatch.delenv("BENCH_HEAD")
     reused, source = bench_head()
     assert source == str(vectors.HEAD_COPY) and reused.sha256 == head.sha256
+
+
+def test_the_fitted_spectrum_is_kept_so_later_runs_generate_the_same_sets(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(2)
+    items, residuals = rng.standard_normal((100, 16)).astype(np.float32), rng.standard_normal((100, 16))
+    first = Spectrum.cached(items, residuals.astype(np.float32))
+    monkeypatch.setattr(Spectrum, "fit", classmethod(lambda cls, *_: pytest.fail("fitted again")))
+    again = Spectrum.cached(items, residuals.astype(np.float32))
+    for name in ("mean", "between", "view"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    assert spectral_set(120, again, 10).base.tolist() == spectral_set(120, first, 10).base.tolist()
