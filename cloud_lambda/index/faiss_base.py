@@ -173,6 +173,7 @@ class FaissIndex(VectorIndex):
         """The wrapped parameter chain (:meth:`_wrap_params`) for per-call setting ``key``, made once per loaded
         index and reused: making and wrapping faiss's parameter objects cost about 0.05 ms a call, a few percent of
         a message's search. Read-only to faiss, so concurrent searches may share it."""
+        key = (key, tuple(sorted(self.params.items())))  # a changed setting (``rerank``: k_factor) makes new ones
         cached = self._chains.get(key)
         if cached is None or cached[0] is not self._index:
             cached = self._chains[key] = (self._index, self._wrap_params(make_inner()))

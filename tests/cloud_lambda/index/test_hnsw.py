@@ -4,9 +4,11 @@ add a stage in front of the graph, which the parameters must wrap)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from cloud_lambda.index import create_index
+from cloud_lambda.index import create_index, load_index
 
 
 def unit(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -36,3 +38,18 @@ def test_region_parameters_follow_the_setting_and_the_rebuilt_index() -> None:
     assert narrow < wider < distances(lambda: index.search(regions, 5))
     _, found = index.search_regions(base[:4], 1)
     assert found[:, 0].tolist() == [0, 1, 2, 3]
+
+
+def test_a_changed_rerank_applies_to_the_next_message(tmp_path: Path) -> None:
+    """The walk runs in 8 projected dimensions; ``rerank`` × k of its candidates are re-scored on the full
+    vectors' codes, so more candidates find better items — as an index loaded with the new setting does."""
+    base = unit(3000, 48, 2)
+    regions = base[:4] + 0.3 * unit(4, 48, 3)
+    index = create_index("hnsw-sq8", 48, M=16, ef_search=128, ef_regions=64, pca=8, rerank=1)
+    index.build(base)
+    index.save(tmp_path)
+    _, before = index.search_regions(regions, 5)
+    index.set_search_param("rerank", 32)
+    _, after = index.search_regions(regions, 5)
+    _, loaded = load_index(tmp_path, "hnsw-sq8", 48, {**index.params}).search_regions(regions, 5)
+    assert after.tolist() == loaded.tolist() != before.tolist()
