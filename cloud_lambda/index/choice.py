@@ -30,7 +30,7 @@ exact search in the head's space (what the adapted search computes exactly):
   1,736 MiB, so 2M fit a 2 GB function). 8-bit codes stopped at 0.985 already at 100k (their quantization
   error, not the graph); ``M`` 16 saves 128 B per item but kept only 0.970 at 1M even at ``ef_search`` 512.
 * up to :data:`HEAD_LARGE_ROWS` a denser graph, ``M`` 48 (:data:`HNSW48_PARAMS`): ``ef_search`` 96 and
-  ``ef_regions`` :data:`HEAD_REGION_EF` up to :data:`LARGE_ROWS` (lone queries 0.987 at 100k where ``M`` 32 at
+  ``ef_regions`` :data:`HEAD_REGION_EF` up to :data:`LARGE_ROWS` (lone queries 0.985-0.987 at 100k where ``M`` 32 at
   128 kept 0.980), ``ef_search`` 144 above (0.981 at 1M in 1.7-1.9 ms p50; ``M`` 32 needed 384 for 0.984 in
   2.3 ms); above 1M, ``M`` 32 with 768 (0.986 at 2M; 512: 0.976), the kind whose 2M index fits 2 GB. Recall
   falls with the catalog's size and rises with ``ef_search``, so each band's measured recall is at its upper end.
@@ -51,32 +51,34 @@ HNSW_PARAMS = {"M": 32, "ef_construction": 80}
 HNSW48_PARAMS = {"M": 48, "ef_construction": 80}
 """A denser graph for adapted catalogs of 1k-1M rows: at 1M, ``M`` 48 kept recall@5 0.981 at ``ef_search`` 144
 in 1.7-1.9 ms p50 (two runs on a nearly idle machine), where ``M`` 32 needed 384 and 2.3 ms for 0.984; at 100k it
-keeps a 4-region message's recall with half the per-region walk (:data:`HEAD_REGION_EF`). It costs ≈ 128 B more
+walks a 4-region message's regions with :data:`HEAD_REGION_EF`. It costs ≈ 128 B more
 per item (1,008 B per item loaded at 1M), so 2M items would not fit 2 GB: above 1M, ``M`` 32."""
 REGION_EF = 96
 """efSearch of each region's walk for a multi-region message in the model's 1280-d space, up to :data:`LARGE_ROWS`
 rows. At 100k items (``python -m bench region_search``) 4-region messages kept recall@5 against the exact fold of
 0.995 at 96 vs 0.997 at 128, with 20 % fewer distance computations (on an ``M`` 32 graph of adapted 256-d vectors:
 0.982 vs 0.989; those now take :data:`HEAD_REGION_EF`). Above, not measured: the regions walk with ``ef_search``."""
-HEAD_REGION_EF = 48
-"""``ef_regions`` of an adapted catalog's ``M`` 48 graph up to :data:`LARGE_ROWS` rows. 4-region messages at 100k:
-recall@5 against the exact fold, distance computations per message and faiss p50 ms (variants interleaved
-message by message, one thread, load 3.1-3.9), 400 messages of spectral vectors through the trained head /
-isotropic ones through a random orthonormal map:
+HEAD_REGION_EF = 56
+"""``ef_regions`` of an adapted catalog's ``M`` 48 graph up to :data:`LARGE_ROWS` rows. 4-region messages at 100k,
+400 messages each: recall@5 against the exact fold, distance computations per message, p50 ms of the whole
+search (head projection, walks, fold; variants interleaved message by message, one thread, load 2.3-2.4), on
+spectral vectors through the trained head and isotropic ones through a random orthonormal map; messages held
+out from the choice (the tuning messages gave 0.983 / 0.990 at 48 / 64 on the spectral set):
 
 ======================  ======================  ======================
 graph, ``ef_regions``   spectral                isotropic
 ======================  ======================  ======================
-``M`` 32, 96 (before)   0.982, 9,269, 1.56      1.000, 11,949, 2.14
-``M`` 48, 40            0.978, 8,118, 1.15      0.998, 6,068, 0.92
-**``M`` 48, 48**        **0.988, 9,316, 1.33**  **0.998, 6,820, 1.00**
-``M`` 48, 64            0.991, 11,573, 1.70     1.000, 9,350, 1.39
-``M`` 64, 40            0.983, 9,993, 1.36      0.998, 6,996, 1.00
+``M`` 32, 96 (before)   0.983, 9,423            1.000, 11,950
+``M`` 48, 48            0.977, 9,342, 1.89      1.000, 6,863, 1.22
+**``M`` 48, 56**        **0.983, 10,499, 2.07** **1.000, 7,978, 1.37**
+``M`` 48, 64            0.988, 11,611, 2.25     1.000, 9,392, 1.51
 ======================  ======================  ======================
 
-The ``M`` 32 row is from an earlier run (load 1.6 / 2.7) that had ``M`` 48 at 48 in 1.20 / 1.35 ms. Float32
-graphs (``hnsw``) did the same distances slower; ``M`` 64 was no cheaper at equal recall. At 10k and 20k ``M`` 48
-at 48 kept 0.999-1.000 and 0.996-1.000 (``python -m bench region_search``, docs/match-quality.md)."""
+On spectral vectors ``M`` 48 needs as many distances as ``M`` 32 for a recall (0.98 costs ≈ 10k a message), on
+isotropic ones about two thirds. 48 left the held-out messages under 0.98; 64 costs 0.2 ms more. Also measured
+and not taken: float32 graphs (the same distances, slower), ``M`` 64 (no cheaper at equal recall), 8-bit codes
+with float32 re-ranking (+0.003 recall, no faster). At 10k ``M`` 48 at 48-64 kept 0.997-1.000 (``python -m
+bench region_search``, docs/match-quality.md)."""
 HEAD_EXACT_MAX_ROWS = 1_000
 """Adapted catalogs up to this many rows are searched exactly (module docstring: the graph is faster above)."""
 COMPACT_KIND = "hnsw-sq8"
