@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.search import clustered_catalog, queries_near
 from bench.table import print_table
+from model.retrieval.head import ProjectionHead
 
 DIM = 1280
 K = 5
@@ -60,9 +61,7 @@ def message_bytes(shape: Shape) -> int:
     return len(encode(message))
 
 
-def _head(dim_out: int) -> object:
-    from model.retrieval.head import ProjectionHead
-
+def _head(dim_out: int) -> ProjectionHead:
     rng = np.random.default_rng(1)
     weight, _ = np.linalg.qr(rng.standard_normal((DIM, dim_out)))
     return ProjectionHead(weight.astype(np.float32), np.zeros(DIM, np.float32))  # a random orthonormal map
