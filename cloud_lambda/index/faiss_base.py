@@ -121,6 +121,7 @@ class FaissIndex(VectorIndex):
                 f"{self.kind}: {name} is not a search-time parameter ({', '.join(self.SEARCH_PARAMS)})"
             )
         self.params = self.check_params({**self.params, name: int(value)})
+        self._chains.clear()  # made for the old settings: drop them rather than keep one set per value ever used
         if self._index is not None:
             self._apply_search_params()
 
