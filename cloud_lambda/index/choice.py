@@ -4,9 +4,13 @@ docs/scale.md (``python -m bench index_compact``: recall@5 against exact search,
 Two sets of bands, by the dimension of the vectors the index holds:
 
 **The device model's vectors (1280-d, a catalog not adapted)** — real vectors and synthetic ones with their
-spectrum, 20k to 300k items:
+spectrum, 5k to 300k items:
 
-* up to :data:`EXACT_MAX_ROWS` rows: exact search (no graph to build; numpy's mat-vec is fast enough);
+* up to :data:`EXACT_MAX_ROWS` rows: exact search (no graph to build). Above, a graph: exact search reads every
+  row, 5 KB a 1280-d item per query on one thread — real vectors, one camera view at a time: 3.4 ms exact vs
+  0.41 ms at recall@5 0.990 through the band below at 10k, 6.5 vs 0.43 ms at 0.987 at 20k (0.998 at 5k); a
+  4-region spectral message 11.0 vs 2.0 ms at 10k (recall against the exact fold 1.000, ``ef_regions`` 96),
+  19.0 vs 2.9 ms at 20k (0.997). Until 2026-11-30 the band went to 20k on an older figure (0.17 ms at 10k);
 * up to :data:`FP16_MAX_ROWS`: HNSW over float16 vectors — the recall of float32 HNSW (0.995 both, 100k
   synthetic; 0.991 both, 20k real) at half its memory and less search time (p50 1.16 vs 2.18 ms at 100k);
 * above: HNSW over 8-bit codes of the full vectors (``hnsw-sq8``), about 1.7 KB per 1280-d item: ≈ 1.2M items
@@ -23,9 +27,9 @@ where measured (:data:`REGION_EF`, :data:`HEAD_REGION_EF`).
 the spectral set projected through a trained head, 100k, 1M and 2M items (:data:`HEAD_BANDS`), recall against
 exact search in the head's space (what the adapted search computes exactly):
 
-* up to :data:`HEAD_EXACT_MAX_ROWS` rows: exact search. Its cost is reading the whole matrix: a 4-region message
+* up to :data:`EXACT_MAX_ROWS` rows: exact search. Its cost is reading the whole matrix: a 4-region message
   took 2.4 ms exact at 10k against 1.1 ms through ``M`` 48 below at recall@5 0.999 (and 1.0 ms vs 0.6 ms at
-  2k, 0.64 vs 0.46 at 1k), so the graph starts at 1k rows here, not at the model space's 20k;
+  2k, 0.64 vs 0.46 at 1k);
 * ``hnsw-fp16`` above: ≈ 880 B per item (``M`` 32) in a loaded function (a fresh process holding 2M items:
   1,736 MiB, so 2M fit a 2 GB function). 8-bit codes stopped at 0.985 already at 100k (their quantization
   error, not the graph); ``M`` 16 saves 128 B per item but kept only 0.970 at 1M even at ``ef_search`` 512.
@@ -44,7 +48,8 @@ from dataclasses import dataclass
 from typing import Any
 
 AUTO = "auto"
-EXACT_MAX_ROWS = 20_000
+EXACT_MAX_ROWS = 1_000
+"""Catalogs up to this many rows are searched exactly, in either space (module docstring: a graph is faster above)."""
 FP16_MAX_ROWS = 300_000
 LARGE_ROWS = 100_000
 HNSW_PARAMS = {"M": 32, "ef_construction": 80}
@@ -79,8 +84,6 @@ isotropic ones about two thirds. 48 left the held-out messages under 0.98; 64 co
 and not taken: float32 graphs (the same distances, slower), ``M`` 64 (no cheaper at equal recall), 8-bit codes
 with float32 re-ranking (+0.003 recall, no faster). At 10k ``M`` 48 at 48-64 kept 0.997-1.000 (``python -m
 bench region_search``, docs/match-quality.md)."""
-HEAD_EXACT_MAX_ROWS = 1_000
-"""Adapted catalogs up to this many rows are searched exactly (module docstring: the graph is faster above)."""
 COMPACT_KIND = "hnsw-sq8"
 HEAD_DIM_MAX = 256
 """Vectors of at most this many dimensions take :data:`HEAD_BANDS` (an adapted catalog's head space)."""
@@ -108,7 +111,7 @@ FULL_BANDS = (
     Band(None, COMPACT_KIND, {**HNSW_PARAMS, "ef_search": 256}),
 )
 HEAD_BANDS = (
-    Band(HEAD_EXACT_MAX_ROWS, "exact", {}),
+    Band(EXACT_MAX_ROWS, "exact", {}),
     Band(LARGE_ROWS, "hnsw-fp16", {**HNSW48_PARAMS, "ef_search": 96, "ef_regions": HEAD_REGION_EF}),
     Band(HEAD_LARGE_ROWS, "hnsw-fp16", {**HNSW48_PARAMS, "ef_search": 144}),
     Band(None, "hnsw-fp16", {**HNSW_PARAMS, "ef_search": 768}),
