@@ -66,7 +66,7 @@ def catalog_root(n: int, candidate: Candidate) -> tuple[Path, np.ndarray]:
     from cloud_lambda.metadata.sqlite_store import SqliteStore
 
     items, residuals = real_view_pairs(int(os.environ.get("BENCH_INDEX_REAL", "20000")), QUERIES)
-    data = spectral_set(n, Spectrum.fit(items, residuals), QUERIES)
+    data = spectral_set(n, Spectrum.cached(items, residuals), QUERIES)
     folder = built(data, f"spectral-{n}", candidate).folder
     if not (folder / "metadata.sqlite").exists():
         ids = json.loads((folder / "ids.json").read_text())
