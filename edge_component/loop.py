@@ -32,7 +32,8 @@ from model.contracts.topics import features_topic, status_topic
 from model.contracts.wire import FeatureMessage, encode
 from model.featurizer import Featurizer
 from model.logs import log_event
-from model.prepare import Roi, prepare_frame
+from model.prepare import Roi
+from model.retrieval.frame_crop import FrameCrop
 
 AGE_HISTORY = 4096
 """Frame-age samples kept for the bench and tests (the status uses the rolling timings)."""
@@ -44,12 +45,13 @@ def _roi(cfg: RoiConfig | None) -> Roi | None:
     return None if cfg is None else Roi(cfg.x, cfg.y, cfg.w, cfg.h)
 
 
-def _frame_roi(featurizer: Featurizer, cfg: RoiConfig | None) -> Roi | None:
-    # The model's sidecar may ask for a centre crop (held-up objects, docs/match-quality.md); it applies
-    # inside the configured ROI so device and index use the settings the model was evaluated with.
-    from model.retrieval.settings import effective_roi
+def _frame_crop(featurizer: Featurizer, cfg: RoiConfig | None) -> FrameCrop:
+    # The model's sidecar may ask for a centre crop (held-up objects, docs/match-quality.md), and for the whole
+    # frame when that crop is blank; both apply inside the configured ROI so device and index use the settings
+    # the model was evaluated with.
+    from model.retrieval.settings import effective_crop
 
-    return effective_roi(getattr(featurizer, "sidecar", None), _roi(cfg))
+    return effective_crop(getattr(featurizer, "sidecar", None), _roi(cfg))
 
 
 class EdgeLoop:
@@ -68,7 +70,7 @@ class EdgeLoop:
         self.age_parts: deque[dict[str, float]] = deque(maxlen=AGE_HISTORY)
         """Per published frame, the parts its age is made of (ms): queued, prepare, featurize, encode, publish."""
         self._fps = RateMeter()
-        self._roi = _frame_roi(featurizer, config.live.roi)
+        self._crop = _frame_crop(featurizer, config.live.roi)
         self._choice = featurizer.backend_choice.as_dict()
         self._installed = installed_runtime()  # what the Greengrass Install step put in the venv
         self._lock = threading.Lock()
@@ -104,7 +106,7 @@ class EdgeLoop:
         new = LiveSettings.model_validate({**base.model_dump(), **changes}) if changes else base
         with self._lock:
             self.gate.update(new)
-            self._roi = _frame_roi(self.featurizer, new.roi)
+            self._crop = _frame_crop(self.featurizer, new.roi)
         log_event(log, "live_settings_updated", settings=new.model_dump())
         return new
 
@@ -154,8 +156,8 @@ class EdgeLoop:
         if self.source.live and now + self._grab_interval < self._busy_until:
             return None
         with self._lock:
-            roi = self._roi
-        return prepare_frame(image, self.featurizer.input_size, roi)
+            crop = self._crop
+        return crop.prepare(image, self.featurizer.input_size)
 
     def _featurize(self, prepared: np.ndarray) -> np.ndarray:
         """``[R, D]``: every region vector of a region model (wire version 2), else the one vector."""
@@ -204,8 +206,8 @@ class EdgeLoop:
             prepared = frame.prepared
             if prepared is None:
                 with self._lock:
-                    roi = self._roi
-                prepared = prepare_frame(frame.image, self.featurizer.input_size, roi)
+                    crop = self._crop
+                prepared = crop.prepare(frame.image, self.featurizer.input_size)
             t1 = time.perf_counter()
             regions = self._featurize(prepared)
             t2 = time.perf_counter()

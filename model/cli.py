@@ -122,7 +122,7 @@ def _add_eval(evaluate: argparse.ArgumentParser) -> None:
         "--heldup",
         action="store_true",
         help="the held-up-object eval instead: baseline vs region vectors / catalog adaptation / Lite2 / catalog"
-        " views on 'anywhere', 'centred' and camera views (exports the models it needs into --models)",
+        " views on 'anywhere', 'centred', 'aside' and camera views (exports the models it needs into --models)",
     )
     evaluate.add_argument(
         "--part",

@@ -27,11 +27,10 @@ def top1_scores(model: Path, index_dir: Path, video: Path, use_head: bool = True
     from cloud_lambda.catalog.layout import load_catalog
     from cloud_lambda.index.fold import search_items
     from model.featurizer import Featurizer
-    from model.prepare import prepare_frame
-    from model.retrieval.settings import effective_roi
+    from model.retrieval.settings import effective_crop
 
     featurizer = Featurizer(model)
-    roi = effective_roi(featurizer.sidecar, None)
+    crop = effective_crop(featurizer.sidecar, None)
     catalog = load_catalog(index_dir)
     capture = cv2.VideoCapture(str(video))
     out: list[tuple[float, str | None]] = []
@@ -39,7 +38,7 @@ def top1_scores(model: Path, index_dir: Path, video: Path, use_head: bool = True
         ok, frame = capture.read()
         if not ok:
             break
-        regions = featurizer.featurize_regions(prepare_frame(frame, featurizer.input_size, roi)[None])[0]
+        regions = featurizer.featurize_regions(crop.prepare(frame, featurizer.input_size)[None])[0]
         head = catalog.head if use_head else None
         if head is None and catalog.head is not None:  # the index holds projected vectors: compare raw ones
             raw = np.load(index_dir / "vectors.npy")

@@ -75,7 +75,7 @@ def adapt_index(
     """Train the head for ``index_dir``'s catalog and rewrite the index through it; → a summary (printed)."""
     from model.adapt.pipeline import AdaptSettings, Vectorizer, adapt
     from model.featurizer import Featurizer
-    from model.retrieval.settings import SettingsMismatch, catalog_views_of, check_compatible, effective_roi
+    from model.retrieval.settings import SettingsMismatch, catalog_views_of, check_compatible, effective_crop
 
     manifest = read_manifest(index_dir)
     featurizer = Featurizer(model, backend=backend, threads=threads)
@@ -87,7 +87,7 @@ def adapt_index(
     if len(found.ids) < 2:
         raise CatalogError(f"only {len(found.ids)} of the index's items have an image in {source}: nothing to learn")
     vectorize = Vectorizer(
-        featurizer, effective_roi(featurizer.sidecar, None), views=catalog_views_of(manifest.retrieval)
+        featurizer, effective_crop(featurizer.sidecar, None), views=catalog_views_of(manifest.retrieval)
     )
     work = Path(work_dir) if work_dir else Path(str(index_dir).rstrip("/") + ".adapt-work")
     adapted = adapt(found.ids, found.images, vectorize, settings or AdaptSettings(), work, progress)

@@ -99,7 +99,7 @@ class SearchService:
         self.notes = DeviceNotes(self.matches.client)
         self.publisher = publisher if publisher is not None else _match_publisher(settings)
         self._featurizer: Any = None
-        self._photo_roi: Any = None
+        self._photo_crop: Any = None
         self._events = 0
         self.clock = time.time
         """The cloud's clock for capture-time checks and "last seen" (tests set a fixed one)."""
@@ -436,7 +436,7 @@ class SearchService:
                     raise PhotoModelUnavailable("photo search needs VS_PHOTO_MODEL (the catalog's ONNX model)")
                 from cloud_lambda.catalog.sources import local_model
                 from model.featurizer import Featurizer
-                from model.retrieval.settings import SettingsMismatch, check_compatible, effective_roi
+                from model.retrieval.settings import SettingsMismatch, check_compatible, effective_crop
 
                 featurizer = Featurizer(local_model(self.settings.photo_model))
                 try:
@@ -448,22 +448,21 @@ class SearchService:
                     check_compatible(featurizer.sidecar, entry.catalog.model_id, entry.catalog.manifest.retrieval)
                 except SettingsMismatch as exc:
                     raise PhotoModelUnavailable(f"VS_PHOTO_MODEL {self.settings.photo_model}: {exc}") from exc
-                # The same crop a device running this model applies to its frames.
-                self._photo_roi = effective_roi(featurizer.sidecar, None)
+                # The same crop a device running this model applies to its frames (whole photo where it is blank).
+                self._photo_crop = effective_crop(featurizer.sidecar, None)
                 self._featurizer = featurizer
             return self._featurizer
 
     def search_photo(self, data: bytes, k: int | None = None) -> dict[str, Any]:
         """Validate (catalog rules) → decode → prepare → featurize → k-NN. Raises ImageRejected."""
         from model.image_rules import decode as decode_image
-        from model.prepare import prepare_frame
 
         started = time.perf_counter()
         image, _ = decode_image(data)
         decoded = time.perf_counter()
         featurizer = self.featurizer()
         # Every region vector of the frame, as a device running this model would send them.
-        vector = featurizer.featurize_regions(prepare_frame(image, featurizer.input_size, self._photo_roi)[None])[0]
+        vector = featurizer.featurize_regions(self._photo_crop.prepare(image, featurizer.input_size)[None])[0]
         featurized = time.perf_counter()
         try:
             entry = self.catalogs.get(featurizer.model_id)

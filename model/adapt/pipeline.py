@@ -26,6 +26,7 @@ from model.adapt.views import training_view
 from model.data.views import camera_view
 from model.prepare import Roi, prepare_frame
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews, catalog_views, combine_rows
+from model.retrieval.frame_crop import FrameCrop, as_crop
 from model.retrieval.head import ProjectionHead
 
 HOLDOUT_SEED_OFFSET = 1_000_003
@@ -35,9 +36,12 @@ HOLDOUT_SEED_OFFSET = 1_000_003
 class Vectorizer:
     """What adaptation needs of a featurizer: frames → region vectors as the device sends them."""
 
-    def __init__(self, featurizer: Any, roi: Roi | None, batch: int = 32, views: CatalogViews = SINGLE_VIEW) -> None:
+    def __init__(
+        self, featurizer: Any, crop: FrameCrop | Roi | None, batch: int = 32, views: CatalogViews = SINGLE_VIEW
+    ) -> None:
         self.featurizer = featurizer
-        self.roi = roi
+        self.crop = as_crop(crop)
+        """What the device featurizes of a frame (the model's crop, the whole frame where it is blank)."""
         self.batch = batch
         self.views = views
         """The index's catalog views (its manifest): how :meth:`catalog` makes each item's vector."""
@@ -51,7 +55,7 @@ class Vectorizer:
         size = self.featurizer.input_size
         parts = []
         for start in range(0, len(frames), self.batch):
-            prepared = np.stack([prepare_frame(f, size, self.roi) for f in frames[start : start + self.batch]])
+            prepared = np.stack([self.crop.prepare(f, size) for f in frames[start : start + self.batch]])
             parts.append(self.featurizer.featurize_regions(prepared))
         return np.concatenate(parts)
 

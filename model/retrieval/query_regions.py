@@ -39,6 +39,15 @@ class QueryRegions(BaseModel):
     combine: Literal["mean", "first"] = Field(
         default="mean", description="mean of the region vectors (renormalized), or the first region only."
     )
+    blank_below: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "centre, one crop: featurize the whole frame instead when under this fraction of the crop's pixels lie"
+            " on an edge (the object is beside the middle: model.retrieval.frame_crop); None: always the crop."
+        ),
+    )
 
     @field_validator("scales")
     @classmethod
@@ -63,6 +72,8 @@ class QueryRegions(BaseModel):
             return "whole frame"
         if self.kind == "centre":
             regions = f"centre {'/'.join(f'{s:g}' for s in self.scales)}"
+            if self.blank_below is not None:
+                regions += f" (whole frame when under {self.blank_below:g} edges)"
         else:
             regions = "saliency box" + (" + full" if self.include_full else "")
         return f"{regions}, {self.combine} (batch {self.batch})"

@@ -2,8 +2,9 @@
 
 - pooling: part of the graph, so a different pooling is a different file hash and thus a different model id
   (``Sidecar.pooling`` records it by name as well).
-- query regions: what the device featurizes of each frame; recorded in the sidecar under
-  ``extra.retrieval.query_regions`` so every device running that model file applies the same ones.
+- query regions: what the device featurizes of each frame (and whether it takes the whole frame when the crop is
+  blank: :mod:`model.retrieval.frame_crop`); recorded in the sidecar under ``extra.retrieval.query_regions`` so
+  every device running that model file applies the same ones.
 - regions: the region vectors the graph pools from one inference (:mod:`model.retrieval.regions`); part of
   the graph and recorded in the sidecar under ``extra.retrieval.regions``.
 - catalog views: which views of each catalog image the index holds and how (rows folded per item at search,
@@ -24,15 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model.contracts.errors import VisualSearchError
 from model.prepare import Roi
 from model.retrieval.catalog_views import SINGLE_VIEW, CatalogViews
+from model.retrieval.frame_crop import FrameCrop
 from model.retrieval.query_regions import NO_REGIONS, QueryRegions
 from model.retrieval.regions import SINGLE_REGION, Grid, RegionSet
 from model.sidecar import Sidecar
 
 DEFAULT_POOLING = "avg"
-DEFAULT_QUERY_REGIONS = QueryRegions(kind="centre", scales=(0.6,), combine="first")
+DEFAULT_QUERY_REGIONS = QueryRegions(kind="centre", scales=(0.6,), combine="first", blank_below=0.15)
 DEFAULT_REGIONS = RegionSet(whole=False, grids=(Grid(n=2, cell=0.71),))
 """The export default chosen on the tuning part of the held-up evaluation (docs/match-quality.md): one inference
-on the centre 0.6 of the frame's centre square, its feature map average-pooled over 2×2 overlapping windows
+on the centre 0.6 of the frame's centre square (on the whole centre square when under 15 % of that crop's pixels
+lie on an edge: :mod:`model.retrieval.frame_crop`), its feature map average-pooled over 2×2 overlapping windows
 (0.71 of the map's side): four region vectors per frame in one wire-version-2 message, folded with max at search.
 The catalog is indexed with :func:`default_catalog_views`: one row per item, the mean of the whole image's vector
 and its centre crop's (what the device itself featurizes of a frame). Catalog adaptation (``catalog adapt``, a
@@ -147,6 +150,15 @@ def device_roi(regions: QueryRegions) -> Roi | None:
     scale = regions.scales[0]
     margin = (1.0 - scale) / 2.0
     return Roi(x=margin, y=margin, w=scale, h=scale)
+
+
+def effective_crop(sidecar: Sidecar | None, user_roi: Roi | None) -> FrameCrop:
+    """What the device featurizes of each frame: :func:`effective_roi`, or the user's ROI (the whole frame) when
+    the model's crop of a frame is blank and the model asks for that (``query_regions.blank_below``)."""
+    regions = query_regions_of(sidecar) if sidecar is not None else NO_REGIONS
+    roi = effective_roi(sidecar, user_roi)
+    below = regions.blank_below if device_roi(regions) is not None else None
+    return FrameCrop(roi=roi, whole=user_roi, blank_below=below)
 
 
 def effective_roi(sidecar: Sidecar | None, user_roi: Roi | None) -> Roi | None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from model.retrieval.catalog_views import CatalogViews, catalog_views, combine_rows
 from model.retrieval.head import ProjectionHead
-from model.retrieval.settings import effective_roi
+from model.retrieval.settings import effective_crop
 
 DEVICE_FRAME = (1280, 720)
 """Device time is measured on frames of a camera's size, so the resize cost is the real one."""
@@ -45,7 +45,7 @@ class EvalModel:
         self.path = Path(path)
         self.featurizer = Featurizer(self.path, backend=backend, threads=threads, choice_cache=False)
         sidecar = self.featurizer.sidecar
-        self.roi = effective_roi(sidecar, None)
+        self.crop = effective_crop(sidecar, None)
         self.regions = self.featurizer.regions
         self.name = f"{sidecar.backbone} {sidecar.pooling} {sidecar.variant}"
         self._cache = None if cache_dir is None else Path(cache_dir) / file_sha256(self.path)[:16]
@@ -79,8 +79,17 @@ class EvalModel:
         return np.concatenate(out)
 
     def queries(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """``[Q, R, D]``: what the device sends for each frame."""
-        return self._cached("queries", frames, lambda: self._embed(frames, self.roi))
+        """``[Q, R, D]``: what the device sends for each frame (the whole frame's where the model's crop is blank)."""
+        vectors = self._cached("queries", frames, lambda: self._embed(frames, self.crop.roi))
+        blank = [position for position, frame in enumerate(frames) if self.crop.is_blank(frame)]
+        if blank:
+            whole = [frames[position] for position in blank]
+            vectors[blank] = self._cached("queries-whole", whole, lambda: self._embed(whole, self.crop.whole))
+        return vectors
+
+    def blank_share(self, frames: Sequence[np.ndarray]) -> float:
+        """Fraction of ``frames`` whose crop is blank (the device featurizes the whole frame instead)."""
+        return sum(self.crop.is_blank(frame) for frame in frames) / max(len(frames), 1)
 
     def catalog(self, images: Sequence[np.ndarray], views: CatalogViews) -> tuple[np.ndarray, np.ndarray]:
         """(``[rows, D]`` the indexer's vectors, owners ``[rows]``)."""
@@ -132,17 +141,16 @@ def per_item_recall(scores_rank1: np.ndarray, truth: np.ndarray) -> dict[int, fl
 
 
 def device_frame_ms(model: EvalModel, frames: Sequence[np.ndarray], repeats: int = 3) -> float:
-    """Median per-frame ms of the device's work on a 1280×720 frame: prepare (the model's crop) + one inference
+    """Median per-frame ms of the device's work on a 1280×720 frame: prepare (the model's crop, after the look at
+    whether it is blank) + one inference
     (every region vector). Encoding the message is left out (tens of µs; ``make bench`` measures the loop)."""
-    from model.prepare import prepare_frame
-
     featurizer = model.featurizer
     big = resize_to_device(frames)
     times = []
     for _ in range(repeats):
         for frame in big:
             started = time.perf_counter()
-            featurizer.featurize_regions(prepare_frame(frame, featurizer.input_size, model.roi)[None])
+            featurizer.featurize_regions(model.crop.prepare(frame, featurizer.input_size)[None])
             times.append((time.perf_counter() - started) * 1000)
     return median(times)
 

@@ -196,7 +196,7 @@ def train_head(
     adapted = adapt(
         [data.names[i] for i in chosen],
         [data.catalog[i] for i in chosen],
-        Vectorizer(model.featurizer, model.roi, views=views),
+        Vectorizer(model.featurizer, model.crop, views=views),
         AdaptSettings(),
         work_dir=_head_dir(cache / "adapt" / model.path.parent.name, views),
         progress=progress,

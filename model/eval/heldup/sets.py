@@ -1,4 +1,4 @@
-"""The query sets of one part of the split: held-up views (centred, anywhere) and plain camera views.
+"""The query sets of one part of the split: held-up views (centred, anywhere, aside) and plain camera views.
 
 The catalog is every photo (43 here); the queries are made only from the part's photos, with the part's
 seeds and backgrounds (:mod:`model.eval.heldup.split`). Placements draw from separate seed streams, so the
@@ -22,7 +22,7 @@ from model.eval.heldup.views import (
     placement_params,
 )
 
-SET_NAMES = ("anywhere", "centred", "camera")
+SET_NAMES = ("anywhere", "centred", "camera", "aside")
 CAMERA_VIEWS = 5
 """Plain camera views per photo per seed (crop, tilt, flip, blur, exposure, JPEG: model.data.views)."""
 

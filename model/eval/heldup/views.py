@@ -5,10 +5,13 @@ is tilted towards the camera), pasted over a background photo (the room), a skin
 occluder over one edge, then blur, lighting / white balance and JPEG. Every random number comes from the
 caller's ``rng``, so one seed always gives the same set. Pure numpy/cv2.
 
-Two placements, so no choice can be tuned to one assumption about where people hold things:
+Three placements, so no choice can be tuned to one assumption about where people hold things:
 
 - ``centred``: the object's centre within about ±20 % of the frame centre, 55–85 % of the frame height.
 - ``anywhere``: the object anywhere inside the 640×480 frame, 45–80 % of its height.
+- ``aside``: the object held beside the middle of the frame (at most a third of its width inside the device's
+  centre 0.6 crop), 35–55 % of the frame height, in front of a plain wall instead of a room photo: a frame whose
+  middle shows nothing at all, which the other two placements never make.
 
 Backgrounds are real photos that are *not* catalog items (opencv-doc's calibration shots: rooms with a
 person holding a board; frames of opencv-doc's street video; scikit-image's garage stereo pair), so a query
@@ -31,8 +34,12 @@ BACKGROUND_FILES = tuple(f"{side}{i:02d}.jpg" for side in ("left", "right") for 
 BACKGROUND_VIDEO = "vtest.avi"
 """opencv-doc's street video (people walking past shops): real scenes, none of them a catalog item."""
 VIDEO_FRAMES = tuple(range(0, 795, 60))
-Placement = Literal["centred", "anywhere"]
-PLACEMENTS: tuple[Placement, ...] = ("centred", "anywhere")
+Placement = Literal["centred", "anywhere", "aside"]
+PLACEMENTS: tuple[Placement, ...] = ("centred", "anywhere", "aside")
+ASIDE_INSIDE = 1.0 / 3.0
+"""``aside``: the largest fraction of the object's width inside the middle 0.6 of the frame's centre square."""
+WALL_BGR = ((225, 230, 235), (190, 205, 215), (170, 175, 180), (200, 215, 225), (150, 160, 170), (215, 225, 210))
+"""Plain wall paints (BGR) for the ``aside`` background: white, beige, grey, cream, dark grey, pale green."""
 
 SKIN_BGR = ((96, 133, 194), (70, 105, 170), (140, 175, 225), (45, 70, 120), (110, 150, 205))
 """Skin tones (BGR) for the hand occluder, light to dark."""
@@ -57,7 +64,8 @@ class HeldUpParams:
     jpeg_quality: tuple[int, int] = (40, 90)
     placement: Placement = "centred"
     """centred: the object's centre within ±20 % (x) / ±15 % (y) of the frame height around the centre;
-    anywhere: any position that keeps the object's box inside the frame."""
+    anywhere: any position that keeps the object's box inside the frame; aside: left or right of the middle,
+    see :data:`ASIDE_INSIDE`, on a plain wall."""
 
 
 def placement_params(placement: Placement) -> HeldUpParams:
@@ -66,6 +74,8 @@ def placement_params(placement: Placement) -> HeldUpParams:
         return HeldUpParams()
     if placement == "anywhere":
         return replace(HeldUpParams(), object_frac=(0.45, 0.80), placement="anywhere")
+    if placement == "aside":
+        return replace(HeldUpParams(), object_frac=(0.35, 0.55), placement="aside")
     raise ValueError(f"unknown placement {placement!r} (known: {', '.join(PLACEMENTS)})")
 
 
@@ -131,6 +141,17 @@ def _background(backgrounds: list[np.ndarray], rng: np.random.Generator, w: int,
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _wall(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A plain painted wall: one paint, a soft light falloff across it, sensor noise."""
+    paint = np.array(WALL_BGR[int(rng.integers(len(WALL_BGR)))], dtype=np.float32) * rng.uniform(0.75, 1.05)
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = (np.cos(angle) * (xs - w / 2) + np.sin(angle) * (ys - h / 2)) / max(w, h)
+    light = 1.0 + rng.uniform(0.05, 0.25) * ramp
+    out = paint[None, None, :] * light[:, :, None] + rng.normal(0.0, 2.5, (h, w, 3))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def _hand_mask(h: int, w: int, box: tuple[int, int, int, int], rng: np.random.Generator, frac: float) -> np.ndarray:
     """A palm ellipse plus finger strips over one edge of ``box`` (x0, y0, x1, y1), about ``frac`` of its area."""
     x0, y0, x1, y1 = box
@@ -176,9 +197,25 @@ def _object_centre(corners: np.ndarray, p: HeldUpParams, rng: np.random.Generato
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     x_range = (-lo[0], p.frame_w - hi[0])
     y_range = (-lo[1], p.frame_h - hi[1])
+    if p.placement == "aside":
+        x_range = _aside_range(x_range, lo[0], hi[0], p, left=near_x < 0)
+        cy = y_range[0] + any_y * (y_range[1] - y_range[0]) if y_range[1] > y_range[0] else p.frame_h / 2
+        return float(x_range[0] + any_x * (x_range[1] - x_range[0])), float(cy)
     cx = x_range[0] + any_x * (x_range[1] - x_range[0]) if x_range[1] > x_range[0] else p.frame_w / 2
     cy = y_range[0] + any_y * (y_range[1] - y_range[0]) if y_range[1] > y_range[0] else p.frame_h / 2
     return float(cx), float(cy)
+
+
+def _aside_range(
+    x_range: tuple[float, float], lo: float, hi: float, p: HeldUpParams, *, left: bool
+) -> tuple[float, float]:
+    """Object centres (x) on one side that keep at most :data:`ASIDE_INSIDE` of its width inside the middle 0.6 of
+    the frame's centre square (and its box inside the frame, where both fit)."""
+    width = hi - lo
+    crop_left, crop_right = p.frame_w / 2 - 0.3 * p.frame_h, p.frame_w / 2 + 0.3 * p.frame_h
+    if left:  # right edge (centre + hi) at most crop_left + inside × width; at the frame's edge when both can't hold
+        return x_range[0], max(x_range[0], min(x_range[1], crop_left + ASIDE_INSIDE * width - hi))
+    return min(x_range[1], max(x_range[0], crop_right - ASIDE_INSIDE * width - lo)), x_range[1]
 
 
 def held_up_view(
@@ -189,7 +226,7 @@ def held_up_view(
         raise ValueError(f"held_up_view needs a BGR uint8 HxWx3 image, got {item.dtype} {item.shape}")
     p = params or HeldUpParams()
     w, h = p.frame_w, p.frame_h
-    frame = _background(backgrounds, rng, w, h)
+    frame = _wall(rng, w, h) if p.placement == "aside" else _background(backgrounds, rng, w, h)
 
     # A random part of the object.
     ih, iw = item.shape[:2]

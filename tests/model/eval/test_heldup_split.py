@@ -122,3 +122,30 @@ def test_more_camera_seeds_only_on_the_tuning_part_and_misses_name_them() -> Non
     data = PartSets("tuning", ["a", "b"], [], {"camera": QuerySet([], items)}, more)
     got = misses(data, _TwoItemModel(vectors), SINGLE_VIEW, None)  # type: ignore[arg-type]
     assert got == [f"a (seed {more[3]}, view 0) → b"]
+
+
+def test_aside_holds_the_object_beside_the_device_crop_in_front_of_a_plain_wall() -> None:
+    from model.eval.heldup.views import ASIDE_INSIDE
+    from model.retrieval.frame_crop import edge_fraction
+
+    item = _photo(1, 300, 400)
+    params = placement_params("aside")
+    params = HeldUpParams(**{**params.__dict__, "blur_sigma": 0.0, "occluder_frac": (0.001, 0.001)})
+    rng = np.random.default_rng(11)
+    crop_left, crop_right = 320 - 0.3 * 480, 320 + 0.3 * 480
+    sides = set()
+    for _ in range(20):
+        frame = held_up_view(item, [], rng, params)  # a wall: the room photos are not used
+        mask = np.abs(frame.astype(int) - np.median(frame, axis=(0, 1)).astype(int)).sum(axis=2) > 60
+        xs = np.nonzero(mask.any(axis=0))[0]
+        left, right = xs.min(), xs.max()
+        inside = max(0.0, min(right, crop_right) - max(left, crop_left))
+        # at most a third inside the crop, or as far out as the frame allows (an object too wide for both)
+        assert inside <= ASIDE_INSIDE * (right - left) + 8 or left <= 2 or right >= 640 - 3
+        side = "left" if (left + right) / 2 < 320 else "right"
+        sides.add(side)
+        across = frame[:, right + 24 :] if side == "left" else frame[:, : max(left - 24, 0)]
+        if across.shape[1] >= 64:
+            assert edge_fraction(across) < 0.05  # beyond the object: plain wall
+    assert sides == {"left", "right"}
+    assert params.object_frac == (0.35, 0.55)

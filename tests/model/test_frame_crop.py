@@ -1,0 +1,81 @@
+"""The device's crop of a frame: the model's centre crop, or the whole frame when that crop shows nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from model.prepare import Roi, prepare_frame
+from model.retrieval.frame_crop import FrameCrop, as_crop, edge_fraction
+from model.retrieval.query_regions import QueryRegions
+from model.retrieval.settings import DEFAULT_QUERY_REGIONS, device_roi, effective_crop
+from model.sidecar import read_sidecar
+from tests.model.test_retrieval import _with_regions
+
+CENTRE = device_roi(QueryRegions(kind="centre", scales=(0.6,), combine="first"))
+
+
+def _wall(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
+    """A plain wall as a camera sees it: one paint, sensor noise, JPEG."""
+    rng = np.random.default_rng(seed)
+    wall = np.clip(rng.normal(180.0, 2.5, (h, w, 3)), 0, 255).astype(np.uint8)
+    ok, data = cv2.imencode(".jpg", wall, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    assert ok
+    return np.asarray(cv2.imdecode(data, cv2.IMREAD_COLOR))
+
+
+def _texture(h: int, w: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _object_beside_the_middle() -> np.ndarray:
+    frame = _wall()
+    frame[150:330, 90:170] = _texture(180, 80)  # inside the centre square (x 80..560), left of the crop (x 176..464)
+    return frame
+
+
+def test_a_plain_wall_has_almost_no_edges_and_a_textured_object_has_many() -> None:
+    assert edge_fraction(_wall()) < 0.02
+    assert edge_fraction(_texture(200, 200)) > 0.3
+    # the measure is of the picture, not its size
+    assert edge_fraction(_texture(800, 800)) == pytest.approx(edge_fraction(_texture(200, 200)), abs=0.05)
+
+
+def test_a_blank_crop_gives_the_whole_frame_and_a_filled_one_the_crop() -> None:
+    crop = FrameCrop(roi=CENTRE, whole=None, blank_below=0.15)
+    beside = _object_beside_the_middle()
+    assert crop.is_blank(beside) and crop.roi_for(beside) is None
+    assert np.array_equal(crop.prepare(beside, 64), prepare_frame(beside, 64, None))
+    held = _wall()
+    held[140:340, 220:420] = _texture(200, 200)
+    assert not crop.is_blank(held) and crop.roi_for(held) == CENTRE
+    assert np.array_equal(crop.prepare(held, 64), prepare_frame(held, 64, CENTRE))
+
+
+def test_without_the_setting_or_with_a_fixed_roi_the_crop_never_falls_back() -> None:
+    beside = _object_beside_the_middle()
+    assert FrameCrop(roi=CENTRE, whole=None, blank_below=None).roi_for(beside) == CENTRE
+    fixed = as_crop(CENTRE)
+    assert fixed.roi_for(beside) == CENTRE and as_crop(None).roi_for(beside) is None
+    assert as_crop(fixed) is fixed
+
+
+def test_the_model_sets_the_rule_and_the_whole_frame_is_the_users_roi(tmp_path: Path) -> None:
+    assert DEFAULT_QUERY_REGIONS.blank_below == 0.15
+    regions = QueryRegions(kind="centre", scales=(0.6,), combine="first", blank_below=0.15)
+    sidecar = read_sidecar(_with_regions(tmp_path, regions, "fallback"))
+    crop = effective_crop(sidecar, None)
+    assert (crop.roi, crop.whole, crop.blank_below) == (CENTRE, None, 0.15)
+    user = Roi(0.5, 0.0, 0.5, 1.0)
+    inside = effective_crop(sidecar, user)
+    assert inside.whole == user and inside.roi is not None and inside.roi.x == pytest.approx(0.5 + 0.5 * 0.2)
+    older = read_sidecar(_with_regions(tmp_path, regions.model_copy(update={"blank_below": None}), "older"))
+    assert effective_crop(older, None).blank_below is None  # a model exported before the setting: as before
+    assert "whole frame when under 0.15 edges" in regions.describe()
+    # the rule is part of the model file: another rule is another model id
+    assert sidecar.model_id != older.model_id
+    assert effective_crop(None, user) == FrameCrop(roi=user, whole=user, blank_below=None)
