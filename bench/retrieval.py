@@ -136,6 +136,32 @@ def _auto_kinds(sizes: list[int]) -> str:
     return "; ".join(f"{n // 1000}k: {one(n, DIM)}, adapted {one(n, 256)}" for n in sizes)
 
 
+def blank_look(repeats: int) -> list[list[object]]:
+    """The device's look at whether its crop is blank (model.retrieval.frame_crop), against the frame preparation it
+    precedes, on 1280×720 frames: a textured one (the crop is kept) and a plain wall (the whole frame is taken)."""
+    from model.prepare import prepare_frame
+    from model.retrieval.frame_crop import FrameCrop
+    from model.retrieval.settings import DEFAULT_QUERY_REGIONS, device_roi
+
+    rng = np.random.default_rng(3)
+    textured = np.repeat(np.repeat(rng.integers(0, 256, (72, 128, 3), dtype=np.uint8), 10, axis=0), 10, axis=1)
+    wall = np.clip(rng.normal(180.0, 2.5, (720, 1280, 3)), 0, 255).astype(np.uint8)
+    crop = FrameCrop(roi=device_roi(DEFAULT_QUERY_REGIONS), whole=None, blank_below=DEFAULT_QUERY_REGIONS.blank_below)
+    rows: list[list[object]] = []
+    for name, frame in (("textured (crop kept)", textured), ("plain wall (whole frame)", wall)):
+        look, prepare = [], []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            roi = crop.roi_for(frame)
+            looked = time.perf_counter()
+            prepare_frame(frame, 224, roi)
+            prepare.append((time.perf_counter() - looked) * 1000)
+            look.append((looked - started) * 1000)
+        look_ms, prepare_ms = float(np.median(look)), float(np.median(prepare))
+        rows.append([name, "whole" if roi is None else "crop", f"{look_ms:.3f}", f"{prepare_ms:.3f}"])
+    return rows
+
+
 def run(quick: bool) -> None:
     """``BENCH_RETRIEVAL_SIZES=10000,100000`` (items), ``BENCH_RETRIEVAL_ONLY=head`` (options whose name holds
     it)."""
@@ -166,4 +192,12 @@ def run(quick: bool) -> None:
         " auto recall@5: the share of the exact fold's top 5 items that auto's search found. auto: the index"
         f" `--index auto` builds ({_auto_kinds(sizes)}). Load average {started_load:.1f} at the start,"
         f" {os.getloadavg()[0]:.1f} now, on {os.cpu_count()} cores (shared machine).",
+    )
+    print_table(
+        "The device's look at its crop before the inference (model.retrieval.frame_crop, default blank_below"
+        " 0.15), 1280×720 frames",
+        ["frame", "featurized", "look ms", "prepare ms"],
+        blank_look(50 if quick else 200),
+        "Median wall ms per frame; prepare: crop (or whole frame) + resize to 224. The inference that follows is"
+        " the same either way (model eval --heldup prints device ms per frame with the look included).",
     )

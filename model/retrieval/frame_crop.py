@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.prepare import Roi, crop_square, prepare_frame
+from model.prepare import Roi, crop_square, prepare_frame, resize_square
 
 THUMB = 64
 """Side of the gray thumbnail the crop is judged on: the measure means the same at any camera resolution."""
@@ -29,9 +29,10 @@ levels. Sensor noise and JPEG blocks on a plain wall stay well under it."""
 
 
 def edge_fraction(image: np.ndarray) -> float:
-    """Fraction of ``image``'s pixels (BGR uint8, any size) on an edge, judged on a ``THUMB``-px gray thumbnail."""
-    thumb = cv2.resize(image, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-    gray = cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    """Fraction of ``image``'s pixels (BGR uint8, square, any size) on an edge, judged on a ``THUMB``-px gray
+    thumbnail."""
+    # resize_square: anti-aliased like INTER_AREA (decisions agree on the tuning frames) at a fifth of its cost.
+    gray = cv2.cvtColor(resize_square(image, THUMB), cv2.COLOR_BGR2GRAY).astype(np.float32)
     magnitude = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
     # The outer ring sees the reflected border, not the image.
     return float((magnitude[1:-1, 1:-1] > EDGE).mean())
