@@ -148,6 +148,12 @@ def _add_eval(evaluate: argparse.ArgumentParser) -> None:
         default=None,
         help="--heldup --part tuning: camera views of this many seeds (default: the part's 2) to tell settings apart",
     )
+    evaluate.add_argument(
+        "--blank-sweep",
+        default=None,
+        help="--heldup: instead of the rows, score the chosen default with each of these comma-separated"
+        " blank_below thresholds (0 = off): when the device takes the whole frame instead of its crop",
+    )
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -238,7 +244,24 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_blank_sweep(args: argparse.Namespace) -> int:
+    from model.eval.heldup.blank_sweep import blank_sweep, parse_thresholds
+    from model.eval.heldup.sets import camera_seeds_of
+
+    try:
+        thresholds = parse_thresholds(args.blank_sweep)
+        camera_seeds_of(args.part, args.camera_seeds)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"# model eval --heldup --part {args.part} --blank-sweep {args.blank_sweep} — {args.models}")
+    blank_sweep(args.models, args.part, thresholds, args.backend, args.threads, args.cache, args.camera_seeds)
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
+    if args.heldup and args.blank_sweep is not None:
+        return run_blank_sweep(args)
     if args.heldup:
         from model.eval.heldup.run import print_results, run_heldup, select
         from model.eval.heldup.sets import camera_seeds_of

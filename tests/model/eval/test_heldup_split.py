@@ -149,3 +149,17 @@ def test_aside_holds_the_object_beside_the_device_crop_in_front_of_a_plain_wall(
             assert edge_fraction(across) < 0.05  # beyond the object: plain wall
     assert sides == {"left", "right"}
     assert params.object_frac == (0.35, 0.55)
+
+
+def test_a_blank_sweep_takes_fractions_and_a_bad_one_is_refused_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    from model.eval.heldup.blank_sweep import parse_thresholds
+    from model.hub import main
+
+    assert parse_thresholds("0, 0.1,0.15") == [0.0, 0.1, 0.15]
+    for bad, message in (("0.1,x", "'x' is not a number"), ("1.5", "1.5 is not in"), (",", "at least one")):
+        with pytest.raises(ValueError, match=message):
+            parse_thresholds(bad)
+    code = main(["model", "eval", "--heldup", "--blank-sweep", "0.1,lots", "--models", str(tmp_path)])
+    assert code == 2 and "--blank-sweep: 'lots' is not a number" in capsys.readouterr().err
