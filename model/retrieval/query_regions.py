@@ -12,11 +12,11 @@ normalized mean; ``first``: the first region only, i.e. a single inference on th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from model.prepare import Roi, prepare_frame
 
@@ -48,6 +48,15 @@ class QueryRegions(BaseModel):
             " on an edge (the object is beside the middle: model.retrieval.frame_crop); None: always the crop."
         ),
     )
+
+    @model_serializer(mode="wrap")
+    def _without_an_unset_rule(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A model exported before ``blank_below`` existed, and one exported now without it, stamp the same bytes
+        # into the ONNX file, so the same settings keep the same model id (and indexes keep serving).
+        data: dict[str, Any] = handler(self)
+        if self.blank_below is None:
+            data.pop("blank_below", None)
+        return data
 
     @field_validator("scales")
     @classmethod

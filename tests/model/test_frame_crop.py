@@ -79,3 +79,13 @@ def test_the_model_sets_the_rule_and_the_whole_frame_is_the_users_roi(tmp_path: 
     # the rule is part of the model file: another rule is another model id
     assert sidecar.model_id != older.model_id
     assert effective_crop(None, user) == FrameCrop(roi=user, whole=user, blank_below=None)
+
+
+def test_a_model_without_the_rule_records_what_it_recorded_before_the_rule_existed() -> None:
+    # the stamp in the ONNX file is this dump: the same settings keep the same bytes, so the same model id
+    plain = QueryRegions(kind="centre", scales=(0.6,), combine="first")
+    assert "blank_below" not in plain.model_dump(mode="json") and "blank_below" not in plain.model_dump_json()
+    ruled = plain.model_copy(update={"blank_below": 0.15})
+    assert ruled.model_dump(mode="json")["blank_below"] == 0.15
+    assert QueryRegions.model_validate(ruled.model_dump(mode="json")) == ruled
+    assert QueryRegions.model_validate(plain.model_dump(mode="json")) == plain
