@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from model.contracts.model_file import VARIANTS
@@ -42,6 +43,19 @@ def register(parser: argparse.ArgumentParser) -> None:
         register_finetune(sub.add_parser("finetune", help="fine-tune on your own labelled catalog, export, compare"))
 
 
+def _fraction(option: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option}: {text!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"{option}: {text} is not a fraction in [0, 1]")
+        return value
+
+    return parse
+
+
 def _add_export(export: argparse.ArgumentParser) -> None:
     from model.retrieval.settings import DEFAULT_POOLING, DEFAULT_QUERY_REGIONS, DEFAULT_REGIONS
 
@@ -64,6 +78,13 @@ def _add_export(export: argparse.ArgumentParser) -> None:
         default=crop,
         help="the device featurizes the centre FRACTION of each frame's centre square (default %(default)s;"
         " 1 = the whole square); stamped into the model file and its sidecar",
+    )
+    export.add_argument(
+        "--blank-below",
+        type=_fraction("--blank-below"),
+        default=DEFAULT_QUERY_REGIONS.blank_below or 0.0,
+        help="with a query crop: the device featurizes the whole frame instead when fewer than this FRACTION of"
+        " the crop's pixels lie on an edge (default %(default)s; 0 = always the crop; docs/match-quality.md)",
     )
     export.add_argument(
         "--regions",
@@ -169,7 +190,8 @@ def run_export(args: argparse.Namespace) -> int:
         if args.query_crop >= 1.0:
             regions = NO_REGIONS
         else:
-            regions = QueryRegions(kind="centre", scales=(args.query_crop,), combine="first")
+            blank = args.blank_below or None
+            regions = QueryRegions(kind="centre", scales=(args.query_crop,), combine="first", blank_below=blank)
         if args.force:
             paths = export_model(
                 args.backbone,

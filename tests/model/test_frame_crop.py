@@ -89,3 +89,33 @@ def test_a_model_without_the_rule_records_what_it_recorded_before_the_rule_exist
     assert ruled.model_dump(mode="json")["blank_below"] == 0.15
     assert QueryRegions.model_validate(ruled.model_dump(mode="json")) == ruled
     assert QueryRegions.model_validate(plain.model_dump(mode="json")) == plain
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [([], DEFAULT_QUERY_REGIONS.blank_below), (["--blank-below", "0"], None), (["--blank-below", "0.2"], 0.2)],
+)
+def test_model_export_records_the_rule_it_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], expected: float | None
+) -> None:
+    import model.export.api as api
+    from model.hub import main
+
+    asked: dict[str, QueryRegions] = {}
+
+    def ensure_exported(out: Path, variants: list[str], **kwargs: object) -> dict[str, Path]:
+        asked["query_regions"] = kwargs["query_regions"]  # type: ignore[assignment]
+        return {}
+
+    monkeypatch.setattr(api, "ensure_exported", ensure_exported)
+    assert main(["model", "export", "--out", str(tmp_path), *args]) == 0
+    assert asked["query_regions"].blank_below == expected
+    assert asked["query_regions"].scales == DEFAULT_QUERY_REGIONS.scales
+
+
+def test_model_export_refuses_a_rule_that_is_not_a_fraction(capsys: pytest.CaptureFixture[str]) -> None:
+    from model.hub import main
+
+    with pytest.raises(SystemExit):
+        main(["model", "export", "--blank-below", "2"])
+    assert "--blank-below: 2 is not a fraction in [0, 1]" in capsys.readouterr().err

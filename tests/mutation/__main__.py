@@ -290,6 +290,9 @@ MODULES = {
         ),
     ),
     "thing_name": Module("model/contracts/thing_name.py", ("tests/hardening/test_thing_names.py",)),
+    "frame_crop": Module(
+        "model/retrieval/frame_crop.py", ("tests/model/test_frame_crop.py", "tests/edge_component/test_blank_crop.py")
+    ),
 }
 
 
