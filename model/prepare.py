@@ -33,7 +33,8 @@ class Roi:
             raise ValueError("ROI must lie inside the frame (x + w <= 1 and y + h <= 1)")
 
 
-def _check_frame(frame: np.ndarray) -> np.ndarray:
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """A camera frame as BGR uint8 ``H×W×3`` (gray and BGRA converted); anything else is refused naming why."""
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"frame must be a numpy array, got {type(frame).__name__}")
     if frame.dtype != np.uint8:
@@ -91,7 +92,7 @@ def resize_square(square: np.ndarray, size: int) -> np.ndarray:
 
 def prepare_frame(frame: np.ndarray, size: int, roi: Roi | None = None) -> np.ndarray:
     """Frame (any size, BGR uint8) → ``[size, size, 3]`` BGR uint8, ready for the model's ``image`` input."""
-    frame = _check_frame(frame)
+    frame = check_frame(frame)
     return resize_square(crop_square(frame, roi), size)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.prepare import Roi, crop_square, prepare_frame, resize_square
+from model.prepare import Roi, check_frame, crop_square, prepare_frame, resize_square
 
 THUMB = 64
 """Side of the gray thumbnail the crop is judged on: the measure means the same at any camera resolution."""
@@ -53,7 +53,8 @@ class FrameCrop:
         """True when the crop of ``frame`` shows nothing, so :meth:`roi_for` gives the whole frame."""
         if self.blank_below is None or self.roi == self.whole:
             return False
-        return edge_fraction(crop_square(frame, self.roi)) < self.blank_below
+        # Gray and BGRA frames are converted, anything else refused, as prepare_frame does: same errors either way.
+        return edge_fraction(crop_square(check_frame(frame), self.roi)) < self.blank_below
 
     def roi_for(self, frame: np.ndarray) -> Roi | None:
         return self.whole if self.is_blank(frame) else self.roi

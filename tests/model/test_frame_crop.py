@@ -119,3 +119,14 @@ def test_model_export_refuses_a_rule_that_is_not_a_fraction(capsys: pytest.Captu
     with pytest.raises(SystemExit):
         main(["model", "export", "--blank-below", "2"])
     assert "--blank-below: 2 is not a fraction in [0, 1]" in capsys.readouterr().err
+
+
+def test_gray_and_bgra_frames_are_judged_and_a_bad_frame_is_refused_as_prepare_frame_refuses_it() -> None:
+    crop = FrameCrop(roi=CENTRE, whole=None, blank_below=0.15)
+    beside = _object_beside_the_middle()
+    gray = cv2.cvtColor(beside, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(beside, cv2.COLOR_BGR2BGRA)
+    assert crop.is_blank(gray) and crop.is_blank(bgra)
+    assert crop.prepare(gray, 64).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        crop.prepare(beside.astype(np.float32), 64)
