@@ -130,3 +130,39 @@ def test_gray_and_bgra_frames_are_judged_and_a_bad_frame_is_refused_as_prepare_f
     assert crop.prepare(gray, 64).shape == (64, 64, 3)
     with pytest.raises(ValueError, match="uint8"):
         crop.prepare(beside.astype(np.float32), 64)
+
+
+def _ramp(slope: int, axis: int) -> np.ndarray:
+    """A 64-px square (the thumbnail's own size, so it is judged as it is): flat, then a ramp of ``slope`` gray
+    levels per pixel over columns (axis 1) or rows (axis 0) 20..44, then flat again."""
+    profile = np.clip((np.arange(64) - 20) * slope, 0, 24 * slope).astype(np.uint8)
+    gray = np.tile(profile, (64, 1)) if axis == 1 else np.tile(profile[:, None], (1, 64))
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_an_edge_is_a_first_derivative_over_ten_gray_levels_and_the_border_ring_is_not_counted(axis: int) -> None:
+    # Sobel of a ramp of slope s is 8 s: slope 6 gives 48 on the 23 inner ramp lines (the kinks give 24), in
+    # either direction; the 62 lines inside the border ring are what the fraction is of.
+    assert edge_fraction(_ramp(6, axis)) == pytest.approx(23 / 62)
+    assert edge_fraction(_ramp(4, axis)) == 0.0  # 32: under the edge
+    step = np.zeros((64, 64, 3), np.uint8)
+    (step[:, 32:] if axis == 1 else step[32:])[...] = 10
+    assert edge_fraction(step) == 0.0  # a step of exactly 10 levels is 40: not above it
+    (step[:, 32:] if axis == 1 else step[32:])[...] = 11
+    assert edge_fraction(step) == pytest.approx(2 / 62)  # the two lines beside the step
+
+
+def test_the_crop_is_judged_against_the_threshold_itself_not_the_whole_frame() -> None:
+    crop = FrameCrop(roi=Roi(0.25, 0.25, 0.5, 0.5), whole=None, blank_below=23 / 62)
+    frame = np.zeros((128, 128, 3), np.uint8)
+    frame[32:96, 32:96] = _ramp(6, 1)  # the crop is exactly the 64-px ramp: 23/62 of it on an edge
+    assert not crop.is_blank(frame)  # not under the threshold
+    assert FrameCrop(roi=crop.roi, whole=None, blank_below=0.38).is_blank(frame)
+    busy = cv2.resize(_texture(128, 128), (128, 128))
+    busy[32:96, 32:96] = 128  # a plain crop inside a busy frame: blank, whatever the rest of the frame shows
+    assert crop.is_blank(busy)
+
+
+def test_a_fixed_roi_is_its_own_whole_frame() -> None:
+    assert as_crop(CENTRE) == FrameCrop(roi=CENTRE, whole=CENTRE, blank_below=None)

@@ -66,6 +66,8 @@ MQTT_TOPIC_TEXT = "paho hands topics as valid UTF-8 text (MQTT requires it): enc
 ONE_SEARCH = "scores and positions are the two rows of one search result: always the same length"
 SAME_LENGTH = "the four sequences zipped are built from one list of ids: always the same length"
 
+OPENCV_NONE_INT = "OpenCV's Python bindings read None for an int argument as 0: Sobel's order 0 either way"
+
 MODULES = {
     "wire": Module(
         "model/contracts/wire.py",
@@ -291,7 +293,12 @@ MODULES = {
     ),
     "thing_name": Module("model/contracts/thing_name.py", ("tests/hardening/test_thing_names.py",)),
     "frame_crop": Module(
-        "model/retrieval/frame_crop.py", ("tests/model/test_frame_crop.py", "tests/edge_component/test_blank_crop.py")
+        "model/retrieval/frame_crop.py",
+        ("tests/model/test_frame_crop.py", "tests/edge_component/test_blank_crop.py"),
+        equivalent=(
+            Equivalent("x_edge_fraction__mutmut_19", "cv2.CV_32F, 1, None)", OPENCV_NONE_INT),
+            Equivalent("x_edge_fraction__mutmut_28", "cv2.CV_32F, None, 1)", OPENCV_NONE_INT),
+        ),
     ),
 }
 
