@@ -206,6 +206,14 @@ cat .interrupted.log
 """`make demo` loops until Ctrl-C: run it until its first match, then press Ctrl-C (make reports 2 or 130)."""
 
 
+def _default_interrupt() -> None:
+    """The script's Ctrl-C must reach `make demo`. A runner started in the background (`nohup make test &`, a
+    shell without job control) passes SIGINT on as ignored, and bash cannot undo an ignore it inherited
+    (bash(1), SIGNALS), so the demo would never see Ctrl-C. Restore the default before bash starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def script(plan: list[Command]) -> str:
     lines = [
         "set -u",
@@ -304,6 +312,7 @@ def test_every_command_runs_as_written(fresh_copy: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_interrupt,
     )
     try:
         stdout, _ = process.communicate(timeout=540)
