@@ -61,6 +61,7 @@ class FrameCrop:
 
     def prepare(self, frame: np.ndarray, size: int) -> np.ndarray:
         """``frame`` → the model's ``[size, size, 3]`` input, as the device prepares it."""
+        frame = check_frame(frame)  # a gray or BGRA camera frame is converted once, not for the look and again
         return prepare_frame(frame, size, self.roi_for(frame))
 
 
